@@ -1,0 +1,42 @@
+# ss3d — the two commands of the README, and a few helpers.
+#   make smoke   set up (if needed) and run the whole pipeline on the embedded default
+#   make test    set up (if needed), lint, and run every test (CI runs exactly this)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= experiments/smoke.yaml
+
+.PHONY: setup smoke test test-fast lint bench ui clean-data
+
+# The stamp is rebuilt when the pins change, so `make test` after a pin bump reinstalls.
+$(VENV)/.setup-stamp: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet "pip>=24"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name ss3d --display-name "ss3d (.venv)"
+	touch $@
+
+setup: $(VENV)/.setup-stamp
+
+smoke: setup
+	$(BIN)/ss3d config --config $(CONFIG)
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+test-fast: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+clean-data:
+	rm -rf data outputs mlflow.db mlartifacts

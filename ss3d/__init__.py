@@ -1,0 +1,14 @@
+"""ss3d: Pre-train, Self-train, Distill — single-view 3D reconstruction (Alwala et al., 2022).
+
+Layers, data flowing one way: ``ss3d.data`` → ``ss3d.cameras`` → model → volume rendering →
+training stages → evaluation → ``ss3d.tracking`` / reports. ``ss3d.config`` and ``ss3d.engine``
+are shared by all of them.
+"""
+
+import os
+
+# pyrender must pick its OpenGL platform before OpenGL is first imported; EGL renders headless
+# on the CPU (Mesa) and on NVIDIA nodes alike. Users can still override it.
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+__version__ = "0.1.0"

@@ -1,0 +1,108 @@
+"""The ``ss3d`` command line: ``ss3d <stage> --config experiments/X.yaml [--set key=value ...]``.
+
+The notebooks call the same library functions as these subcommands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ss3d.config import ConfigError, ExperimentConfig, dump_yaml, load_config, parse_set_args
+
+log = logging.getLogger("ss3d")
+
+
+def _load(args: argparse.Namespace) -> ExperimentConfig:
+    return load_config(args.config, parse_set_args(args.set))
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    """Print the fully resolved config (defaults + YAML + --set)."""
+    print(dump_yaml(_load(args)), end="")
+    return 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from ss3d.data.pipeline import render_stage
+
+    cfg = _load(args)
+    if args.shard:
+        cfg.render.shard = args.shard
+    render_stage(cfg, merge_only=args.merge, with_collections=not args.no_collections)
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from ss3d.data.pipeline import ingest_stage
+
+    cfg = _load(args)
+    ingest_stage(cfg, cub_root=args.cub, csv_path=args.csv, name=args.name)
+    return 0
+
+
+def _cmd_pipeline(args: argparse.Namespace) -> int:
+    from ss3d.pipeline import run_pipeline
+
+    run_pipeline(Path(args.config), overrides=parse_set_args(args.set),
+                 output_dir=Path(args.output) if args.output else None)
+    return 0
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", default="experiments/smoke.yaml",
+                   help="experiment YAML (default: %(default)s)")
+    p.add_argument("--set", "-s", action="append", metavar="KEY=VALUE",
+                   help="dotted override, e.g. --set model.hidden=128 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ss3d", description="Pre-train, Self-train, Distill: single-view 3D reconstruction.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
+    commands: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+        "config": (_cmd_config, "print the resolved config of an experiment"),
+    }
+    for name, (func, help_text) in commands.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _add_common(p)
+        p.set_defaults(func=func)
+        if name == "render":
+            p.add_argument("--shard", help="'i/N': render only shard i of N (cluster arrays)")
+            p.add_argument("--merge", action="store_true",
+                           help="only merge finished shards into the final files")
+            p.add_argument("--no-collections", action="store_true",
+                           help="skip the rendered 'photo' collections")
+        if name == "ingest":
+            p.add_argument("--cub", help="CUB-200-2011 root (images/, segmentations/, ...)")
+            p.add_argument("--csv", help="CSV with columns category,rgb,mask[,x0,y0,x1,y1]")
+            p.add_argument("--name", help="collection name (default: from the source)")
+        if name == "pipeline":
+            p.add_argument("--output", "-o", help="folder for executed notebooks "
+                           "(default: outputs/<experiment>/notebooks)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"ss3d: config error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as err:
+        print(f"ss3d: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ss3d: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

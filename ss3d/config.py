@@ -1,0 +1,463 @@
+"""Typed experiment configuration.
+
+One config system for the CLI, the notebooks and MLflow:
+
+* every section is a dataclass whose defaults are the embedded CPU run (``experiments/smoke.yaml``);
+* an experiment is a YAML file that overrides some fields (``load_config("experiments/x.yaml")``);
+* single values are overridden with dotted keys (``--set model.hidden=128`` on the CLI,
+  ``overrides={"model.hidden": 128}`` in Python, ``-p`` parameters in notebooks);
+* the same YAML is valid input for ``papermill -f``: its top-level keys are the section names,
+  which the notebooks' parameters cells declare as (empty) dicts;
+* :func:`flatten` gives the ``{"model.hidden": 128, ...}`` dict logged as MLflow params.
+
+Validation happens once, up front: an unknown key, a value of the wrong type or a value out of
+range raises :class:`ConfigError` naming the key, the value and the file it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "DistillConfig",
+    "EvalConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "PretrainConfig",
+    "RenderConfig",
+    "SelftrainConfig",
+    "apply_overrides",
+    "config_from_namespace",
+    "flatten",
+    "load_config",
+    "parse_set_args",
+    "to_dict",
+]
+
+
+class ConfigError(ValueError):
+    """A config value or key is invalid. The message names the key, the value and the source."""
+
+
+def _f(default: Any, *, ge: float | None = None, gt: float | None = None,
+       le: float | None = None, lt: float | None = None,
+       choices: tuple[Any, ...] | None = None, help: str = "") -> Any:
+    """A dataclass field with range / choice metadata checked by :func:`validate`."""
+    meta = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "help": help}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# Category names and their ShapeNet synset ids. The procedural generator writes the same ids,
+# so a real ShapeNetCore root and the embedded data are read by the same loader.
+SYNSETS: dict[str, str] = {
+    "airplane": "02691156",
+    "trash_bin": "02747177",
+    "car": "02958343",
+    "chair": "03001627",
+    "laptop": "03642806",
+    # ShapeNet has no birds; the procedural bird uses an id outside ShapeNet's range.
+    "bird": "99000001",
+}
+
+
+@dataclass
+class DataConfig:
+    """Where data comes from and goes to, and how much of it."""
+
+    root: str = _f("data/smoke", help="Output folder of every generated or ingested file.")
+    shapenet_root: str = _f(
+        "", help="A real ShapeNetCore (v1 or v2) folder. Empty: generate procedural models.")
+    categories: list[str] = _f(["airplane", "car", "laptop", "trash_bin"],
+                               help="Categories used for synthetic pre-training.")
+    heldout_categories: list[str] = _f(
+        ["chair"], help="Categories never trained on (zero-shot evaluation).")
+    models_per_category: int = _f(24, ge=1)
+    val_fraction: float = _f(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = _f(0.15, ge=0.0, lt=1.0)
+    collections: list[str] = _f(["bird", "airplane"],
+                                help="Rendered 'photo' collections for self-training.")
+    images_per_collection: int = _f(48, ge=1)
+    collection_image_size: int = _f(128, ge=16, help="Size of the rendered 'photos' (pixels).")
+    cub_root: str = _f("", help="A real CUB-200-2011 folder to ingest (optional).")
+    csv: str = _f("", help="A generic CSV (category, rgb, mask[, box]) to ingest (optional).")
+    crop_size: int = _f(64, ge=16, help="Side of the square crops stored for collections.")
+    crop_margin: float = _f(0.1, ge=0.0, le=1.0, help="Margin around the box, per side.")
+    min_mask_fraction: float = _f(0.005, ge=0.0, lt=1.0,
+                                  help="Masks covering less of the image are skipped as tiny.")
+    num_workers: int = _f(0, ge=0)
+
+
+@dataclass
+class RenderConfig:
+    """Synthetic renders (pyrender) and the shared pinhole camera."""
+
+    image_size: int = _f(64, ge=8)
+    views_per_model: int = _f(6, ge=1)
+    fov_degrees: float = _f(40.0, gt=1.0, lt=170.0)
+    elevation_range: list[float] = _f([-75.0, 75.0])
+    distance_range: list[float] = _f([2.0, 2.4])
+    light_intensity: float = _f(3.0, ge=0.0)
+    ambient: float = _f(0.35, ge=0.0, le=1.0)
+    background: list[float] = _f([0.0, 0.0, 0.0])
+    surface_samples: int = _f(4096, ge=16, help="GT surface points per model (evaluation).")
+    volume_samples: int = _f(4096, ge=16, help="GT inside/outside samples per model.")
+    shard: str = _f("0/1", help="'i/N': render only the i-th of N shards.")
+
+
+@dataclass
+class ModelConfig:
+    """Encoder + FiLM-SIREN decoder (DESIGN.md §1.1)."""
+
+    encoder: str = _f("resnet18", choices=("resnet18", "resnet34"))
+    encoder_size: int = _f(64, ge=32)
+    pretrained_weights: str = _f("", help="Local torchvision weights file; never downloaded.")
+    latent_dim: int = _f(256, ge=8)
+    hidden: int = _f(64, ge=8)
+    layers: int = _f(3, ge=1)
+    omega_0: float = _f(30.0, gt=0.0)
+    density_scale: float = _f(10.0, gt=0.0)
+    object_radius: float = _f(0.9, gt=0.0, help="Rays are sampled in dist ± r.")
+    n_samples: int = _f(32, ge=2, help="Samples per ray.")
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and numerics shared by every stage."""
+
+    lr: float = _f(3e-4, gt=0.0)
+    weight_decay: float = _f(0.0, ge=0.0)
+    grad_clip: float = _f(1.0, ge=0.0, help="0 disables clipping.")
+    batch_size: int = _f(8, ge=1)
+    device: str = _f("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    amp: bool = _f(True, help="Mixed precision (bf16/fp16) on CUDA; ignored on CPU.")
+
+
+@dataclass
+class PretrainConfig:
+    steps: int = _f(300, ge=1)
+    views_per_object: int = _f(3, ge=1, help="Supervision views per object and step.")
+    rays_per_view: int = _f(256, ge=1)
+    val_every: int = _f(100, ge=1)
+    checkpoint_every: int = _f(100, ge=1)
+
+
+@dataclass
+class SelftrainConfig:
+    category: str = _f("bird")
+    hypotheses: int = _f(8, ge=1)
+    n_cam_iters: int = _f(15, ge=0)
+    epochs: int = _f(4, ge=1)
+    stage_one_epochs: int = _f(2, ge=0)
+    camera_lr: float = _f(0.05, gt=0.0)
+    rays_per_image: int = _f(256, ge=1)
+    mask_weight: float = _f(0.2, ge=0.0)
+    rgb_weight: float = _f(0.8, ge=0.0)
+
+
+@dataclass
+class DistillConfig:
+    mode: str = _f("point", choices=("point", "ray"))
+    steps: int = _f(200, ge=1)
+    p_synthetic: float = _f(0.3, ge=0.0, le=1.0)
+    points_per_image: int = _f(4096, ge=1)
+    point_cube: float = _f(0.6, gt=0.0, help="Points are drawn in [-c, c]^3.")
+    teachers_on_device: bool = _f(True)
+    augment: bool = _f(False)
+
+
+@dataclass
+class EvalConfig:
+    grid_resolution: int = _f(48, ge=8)
+    density_threshold: float = _f(5.0, ge=0.0)
+    surface_points: int = _f(4096, ge=16)
+    fscore_thresholds: list[float] = _f([0.05, 0.1])
+
+
+@dataclass
+class ExperimentConfig:
+    """The root config: experiment identity plus one section per concern and per stage."""
+
+    name: str = _f("smoke", help="Experiment name; also the MLflow experiment.")
+    seed: int = _f(0, ge=0)
+    data: DataConfig = field(default_factory=DataConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    selftrain: SelftrainConfig = field(default_factory=SelftrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+SECTIONS: tuple[str, ...] = (
+    "data", "render", "model", "optim", "pretrain", "selftrain", "distill", "eval")
+
+
+# ----------------------------------------------------------------------------------------------
+# Type checking and coercion
+# ----------------------------------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Return ``value`` as type ``tp`` or raise a ConfigError naming key, value and source."""
+    origin = typing.get_origin(tp)
+
+    def bad() -> ConfigError:
+        return ConfigError(
+            f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r} ({source})")
+
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise bad()
+        return [_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        raise bad()  # no unions in our configs
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad()
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    raise bad()
+
+
+def _check_range(value: Any, meta: Mapping[str, Any], key: str, source: str) -> None:
+    def fail(rule: str) -> None:
+        raise ConfigError(f"{key}: value {value!r} out of range, must be {rule} ({source})")
+
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise ConfigError(
+            f"{key}: value {value!r} is not one of {list(meta['choices'])} ({source})")
+    if meta.get("ge") is not None and not value >= meta["ge"]:
+        fail(f">= {meta['ge']}")
+    if meta.get("gt") is not None and not value > meta["gt"]:
+        fail(f"> {meta['gt']}")
+    if meta.get("le") is not None and not value <= meta["le"]:
+        fail(f"<= {meta['le']}")
+    if meta.get("lt") is not None and not value < meta["lt"]:
+        fail(f"< {meta['lt']}")
+
+
+def _resolved_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _set_field(obj: Any, key_parts: list[str], value: Any, full_key: str, source: str) -> None:
+    hints = _resolved_hints(type(obj))
+    name = key_parts[0]
+    known = [f.name for f in dataclasses.fields(obj)]
+    if name not in known:
+        prefix = full_key[: len(full_key) - len(".".join(key_parts))]
+        raise ConfigError(
+            f"unknown key '{full_key}' ({source}); known keys under "
+            f"'{prefix.rstrip('.') or '<root>'}': {', '.join(known)}")
+    current = getattr(obj, name)
+    if dataclasses.is_dataclass(current):
+        if len(key_parts) == 1:
+            if not isinstance(value, Mapping):
+                raise ConfigError(
+                    f"{full_key}: expected a mapping of keys, got {type(value).__name__} "
+                    f"{value!r} ({source})")
+            for sub_key, sub_value in value.items():
+                _set_field(current, [str(sub_key)], sub_value, f"{full_key}.{sub_key}", source)
+            return
+        _set_field(current, key_parts[1:], value, full_key, source)
+        return
+    if len(key_parts) > 1:
+        raise ConfigError(f"unknown key '{full_key}' ({source}): '{name}' has no sub-keys")
+    meta = next(f.metadata for f in dataclasses.fields(obj) if f.name == name)
+    coerced = _coerce(value, hints[name], full_key, source)
+    _check_range(coerced, meta, full_key, source)
+    setattr(obj, name, coerced)
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: Mapping[str, Any],
+                    source: str = "overrides") -> ExperimentConfig:
+    """Apply ``{"section.key": value}`` or nested ``{"section": {...}}`` overrides in place."""
+    for key, value in overrides.items():
+        _set_field(cfg, str(key).split("."), value, str(key), source)
+    validate(cfg, source)
+    return cfg
+
+
+def validate(cfg: ExperimentConfig, source: str = "config") -> None:
+    """Cross-field checks that a single field's metadata cannot express."""
+    r = cfg.render
+    for key, pair in (("render.elevation_range", r.elevation_range),
+                      ("render.distance_range", r.distance_range)):
+        if len(pair) != 2 or pair[0] > pair[1]:
+            raise ConfigError(f"{key}: value {pair!r} must be [low, high] with low <= high "
+                              f"({source})")
+    if not (-90.0 < r.elevation_range[0] and r.elevation_range[1] < 90.0):
+        raise ConfigError(f"render.elevation_range: value {r.elevation_range!r} must lie "
+                          f"strictly inside (-90, 90) ({source})")
+    if r.distance_range[0] <= cfg.model.object_radius:
+        raise ConfigError(
+            f"render.distance_range: value {r.distance_range!r} must stay beyond "
+            f"model.object_radius={cfg.model.object_radius} (the camera would sit inside the "
+            f"sampled volume) ({source})")
+    if len(r.background) != 3 or not all(0.0 <= c <= 1.0 for c in r.background):
+        raise ConfigError(f"render.background: value {r.background!r} must be 3 values in "
+                          f"[0, 1] ({source})")
+    if cfg.data.val_fraction + cfg.data.test_fraction >= 1.0:
+        raise ConfigError(
+            f"data.val_fraction + data.test_fraction: values {cfg.data.val_fraction} + "
+            f"{cfg.data.test_fraction} leave no training models ({source})")
+    for key in ("categories", "heldout_categories", "collections"):
+        for cat in getattr(cfg.data, key):
+            if cat not in SYNSETS:
+                raise ConfigError(f"data.{key}: unknown category {cat!r}; known: "
+                                  f"{', '.join(SYNSETS)} ({source})")
+    if cfg.selftrain.category not in SYNSETS:
+        raise ConfigError(f"selftrain.category: unknown category {cfg.selftrain.category!r}; "
+                          f"known: {', '.join(SYNSETS)} ({source})")
+    try:
+        parse_shard(r.shard)
+    except ValueError as err:
+        raise ConfigError(f"render.shard: {err} ({source})") from None
+    if cfg.selftrain.stage_one_epochs > cfg.selftrain.epochs:
+        raise ConfigError(
+            f"selftrain.stage_one_epochs: value {cfg.selftrain.stage_one_epochs} exceeds "
+            f"selftrain.epochs={cfg.selftrain.epochs} ({source})")
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """Parse ``'i/N'`` into ``(i, N)`` with ``0 <= i < N``."""
+    try:
+        index_text, count_text = spec.split("/")
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        raise ValueError(f"value {spec!r} is not of the form 'i/N'") from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"value {spec!r} needs 0 <= i < N")
+    return index, count
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got "
+                          f"{type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None = None,
+                overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """Defaults, then the YAML file (if any), then dotted overrides; validated throughout."""
+    cfg = ExperimentConfig()
+    if path is not None and str(path) != "":
+        path = Path(path)
+        apply_overrides(cfg, _read_yaml(path), source=str(path))
+    if overrides:
+        apply_overrides(cfg, overrides, source="overrides")
+    validate(cfg)
+    return cfg
+
+
+def parse_set_args(items: list[str] | None) -> dict[str, Any]:
+    """``["model.hidden=128", "data.categories=[car, chair]"]`` → dict; values parsed as YAML."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text) if text != "" else ""
+        except yaml.YAMLError:
+            value = text
+        out[key.strip()] = value
+    return out
+
+
+def config_from_namespace(namespace: Mapping[str, Any], experiment_file: str = "",
+                          overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """Build the config inside a notebook from its (papermill-injected) parameters.
+
+    ``papermill -f experiments/x.yaml`` injects the YAML's top-level keys as variables: the
+    section dicts (``data = {...}``) and root scalars (``name``, ``seed``). They are applied on
+    top of the defaults and ``experiment_file`` (if given), then ``overrides`` (dotted keys,
+    ``None`` values ignored so that notebook parameters can default to "not set").
+    """
+    cfg = load_config(experiment_file or None)
+    injected: dict[str, Any] = {}
+    for f in dataclasses.fields(ExperimentConfig):
+        if f.name in namespace and namespace[f.name] not in (None, {}):
+            injected[f.name] = namespace[f.name]
+    if injected:
+        apply_overrides(cfg, injected, source="notebook parameters")
+    if overrides:
+        apply_overrides(cfg, {k: v for k, v in overrides.items() if v is not None},
+                        source="notebook parameters")
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------------
+# Export
+# ----------------------------------------------------------------------------------------------
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Nested plain-dict form (YAML-serialisable; what checkpoints store)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: Mapping[str, Any], source: str = "checkpoint") -> ExperimentConfig:
+    """Rebuild a config from :func:`to_dict` output (validated)."""
+    cfg = ExperimentConfig()
+    apply_overrides(cfg, data, source=source)
+    return cfg
+
+
+def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"model.hidden": 64, "data.categories": "airplane,car", ...}`` for MLflow params."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out.update(flatten(value, prefix=f"{key}."))
+        elif isinstance(value, list):
+            out[key] = ",".join(str(v) for v in value)
+        else:
+            out[key] = value
+    return out
+
+
+def dump_yaml(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

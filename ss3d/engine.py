@@ -1,0 +1,220 @@
+"""The training-loop skeleton every stage shares.
+
+Device selection, seeding, mixed precision, rank-aware logging and the one checkpoint format.
+Stages are written against this module so that multi-GPU DDP is a launcher change
+(``torchrun --nproc-per-node N -m ss3d.cli pretrain ...``): :func:`init_distributed` reads the
+torchrun environment, :class:`Runtime` knows the rank, and only rank 0 logs or writes files.
+
+Checkpoint format (``torch.save`` of a dict, written atomically):
+
+    {"format": "ss3d-checkpoint", "version": 1, "stage": str, "step": int,
+     "config": nested config dict, "model": state_dict, "optimizer": state_dict | None,
+     "extra": dict (stage-specific state, e.g. the camera hypothesis bank),
+     "rng": {"python", "numpy", "torch", "cuda"}, "mlflow_run_id": str | None}
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CheckpointError",
+    "Runtime",
+    "autocast",
+    "init_distributed",
+    "load_checkpoint",
+    "save_checkpoint",
+    "seed_everything",
+    "select_device",
+]
+
+CHECKPOINT_FORMAT = "ss3d-checkpoint"
+CHECKPOINT_VERSION = 1
+log = logging.getLogger("ss3d")
+
+
+class CheckpointError(ValueError):
+    """A file is missing, unreadable or not an ss3d checkpoint."""
+
+
+def select_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
+    """``auto`` → this rank's CUDA device when available, else CPU. Explicit names are checked."""
+    if preference == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        return torch.device("cpu")
+    device = torch.device(preference)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"optim.device={preference!r} but CUDA is not available here; "
+                           "use 'auto' or 'cpu'")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))  # noqa: NPY002 (global state used by libraries)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def autocast(device: torch.device, enabled: bool = True) -> Any:
+    """Mixed precision on CUDA (bf16 where supported, else fp16); a no-op on CPU.
+
+    We keep CPU in fp32 on purpose: CPU autocast to bf16 is slower than fp32 on most CPUs and
+    SIREN's sine activations lose too much precision in bf16 for the small CPU models.
+    """
+    if device.type != "cuda" or not enabled:
+        return nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def grad_scaler(device: torch.device, enabled: bool = True) -> torch.amp.GradScaler:
+    """A GradScaler that is active only for fp16 autocast (bf16 needs none)."""
+    active = (enabled and device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    return torch.amp.GradScaler("cuda", enabled=active)
+
+
+@dataclass
+class Runtime:
+    """Where this process runs: device, rank and world size."""
+
+    device: torch.device
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def info(self, message: str, *args: Any) -> None:
+        """Log on rank 0 only."""
+        if self.is_main:
+            log.info(message, *args)
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """DDP-wrap ``model`` when running under torchrun; identity otherwise."""
+        model = model.to(self.device)
+        if not self.distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+
+def init_distributed(device_preference: str = "auto") -> Runtime:
+    """Read torchrun's environment (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``) and set up."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = select_device(device_preference, local_rank)
+    if world_size > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group(backend=backend)
+    return Runtime(device=device, rank=rank, local_rank=local_rank, world_size=world_size)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),  # noqa: NPY002
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path in the target's folder; rename onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def save_checkpoint(path: str | Path, *, stage: str, step: int, config: dict[str, Any],
+                    model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    extra: dict[str, Any] | None = None,
+                    mlflow_run_id: str | None = None) -> Path:
+    """Write the one ss3d checkpoint format atomically (a crash never leaves half a file)."""
+    payload = {
+        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "stage": stage,
+        "step": int(step), "config": config, "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "extra": extra or {}, "rng": _rng_state(), "mlflow_run_id": mlflow_run_id,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path, *, model: torch.nn.Module | None = None,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    map_location: str | torch.device = "cpu",
+                    restore_rng: bool = False) -> dict[str, Any]:
+    """Read a checkpoint, optionally loading it into ``model`` / ``optimizer``.
+
+    Raises:
+        CheckpointError: naming the file, when it is missing, unreadable or not ours.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        # weights_only=False: our checkpoints hold RNG states and config dicts. Only load
+        # checkpoints you (or your team) wrote.
+        payload = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # torch raises many types for foreign / truncated files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: "
+                              f"{err})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an ss3d checkpoint (no '{CHECKPOINT_FORMAT}' "
+                              "format marker)")
+    if payload.get("version", 0) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload['version']} is newer than "
+                              f"this ss3d supports ({CHECKPOINT_VERSION})")
+    if model is not None:
+        unwrap(model).load_state_dict(payload["model"])
+    if optimizer is not None and payload.get("optimizer") is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+    if restore_rng:
+        _set_rng_state(payload["rng"])
+    return payload

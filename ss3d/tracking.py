@@ -1,0 +1,199 @@
+"""MLflow helpers: every ss3d run is an MLflow run (DESIGN.md §2).
+
+* Store: ``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<repo root>/mlflow.db`` so that
+  ``mlflow ui`` started in the repo root shows everything. Artifacts of a SQLite store go next to
+  the database, in ``mlartifacts/``.
+* One MLflow experiment per experiment YAML (``cfg.name``), one run per stage invocation.
+* Params = the flattened config; tags = stage, experiment, category, git commit, dirty flag and
+  the run ids a run consumed (lineage).
+* :func:`latest_run` is how a later stage finds its inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from ss3d.config import ExperimentConfig, flatten
+
+__all__ = [
+    "TAG_CATEGORY",
+    "TAG_CONSUMED",
+    "TAG_EXPERIMENT",
+    "TAG_STAGE",
+    "artifact_path",
+    "configure",
+    "latest_run",
+    "log_artifact",
+    "log_checkpoint",
+    "log_figure",
+    "repo_root",
+    "start_run",
+    "tracking_uri",
+]
+
+TAG_STAGE = "ss3d.stage"
+TAG_EXPERIMENT = "ss3d.experiment"
+TAG_CATEGORY = "ss3d.category"
+TAG_CONSUMED = "ss3d.consumed_runs"
+TAG_DIRTY = "ss3d.git_dirty"
+TAG_COMMIT = "mlflow.source.git.commit"
+# MLflow params are capped in length; long lists are truncated rather than failing the run.
+_MAX_PARAM_CHARS = 6000
+
+
+def repo_root() -> Path:
+    """The repository root when ss3d runs from a checkout, else the working directory."""
+    candidate = Path(__file__).resolve().parent.parent
+    if (candidate / "pyproject.toml").is_file() and (candidate / "ss3d").is_dir():
+        return candidate
+    return Path.cwd()
+
+
+def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI`` or the repo's default SQLite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Artifact folder for a local SQLite store (next to the .db); None lets the server decide."""
+    if uri.startswith("sqlite:///"):
+        db_path = Path(uri[len("sqlite:///"):])
+        return (db_path.parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def configure(experiment: str) -> str:
+    """Point MLflow at our store and select (creating if needed) ``experiment``; return its id."""
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        experiment_id = found.experiment_id
+    else:
+        root = _artifact_root(uri)
+        experiment_id = client.create_experiment(
+            experiment, artifact_location=f"{root}/{experiment}" if root else None)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def git_state() -> tuple[str, bool]:
+    """(commit hash or 'unknown', dirty flag) of the repo this code runs from."""
+    try:
+        root = repo_root()
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, check=True,
+                               timeout=10).stdout.strip() != ""
+        return commit, dirty
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+
+
+@contextlib.contextmanager
+def start_run(cfg: ExperimentConfig, stage: str, *, category: str | None = None,
+              consumed: Sequence[str] = (), run_id: str | None = None,
+              extra_tags: Mapping[str, str] | None = None) -> Iterator[Run]:
+    """Start (or resume, with ``run_id``) the MLflow run of one stage.
+
+    On a fresh run, logs the flattened config as params and the lineage tags. The run ends
+    FINISHED on normal exit and FAILED (or KILLED on Ctrl-C) when the block raises, so
+    :func:`latest_run` never picks a broken run.
+    """
+    configure(cfg.name)
+    if mlflow.active_run() is not None:
+        mlflow.end_run()
+    run_name = stage if category is None else f"{stage}-{category}"
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name) as run:
+        if run_id is None:
+            commit, dirty = git_state()
+            tags = {TAG_STAGE: stage, TAG_EXPERIMENT: cfg.name, TAG_COMMIT: commit,
+                    TAG_DIRTY: str(dirty).lower(), TAG_CONSUMED: ",".join(consumed)}
+            if category is not None:
+                tags[TAG_CATEGORY] = category
+            tags.update(extra_tags or {})
+            mlflow.set_tags(tags)
+            params = {k: (str(v)[:_MAX_PARAM_CHARS]) for k, v in flatten(cfg).items()}
+            mlflow.log_params(params)
+        else:
+            mlflow.set_tag("ss3d.resumed", "true")
+        try:
+            yield run
+        except KeyboardInterrupt:
+            mlflow.end_run(status="KILLED")
+            raise
+        except BaseException:
+            mlflow.end_run(status="FAILED")
+            raise
+
+
+def log_figure(fig: Any, name: str, close: bool = True) -> None:
+    """Log a matplotlib figure under ``figures/<name>`` (``.png`` added if missing)."""
+    if not name.endswith((".png", ".jpg", ".svg", ".pdf")):
+        name = f"{name}.png"
+    mlflow.log_figure(fig, f"figures/{name}")
+    if close:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+def log_artifact(path: str | Path, artifact_dir: str | None = None) -> None:
+    """Log a file or a folder as an artifact of the active run."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"cannot log artifact: {path} does not exist")
+    if path.is_dir():
+        mlflow.log_artifacts(str(path), artifact_dir)
+    else:
+        mlflow.log_artifact(str(path), artifact_dir)
+
+
+def log_checkpoint(path: str | Path) -> None:
+    """Log a checkpoint file under ``checkpoints/`` of the active run."""
+    log_artifact(path, "checkpoints")
+
+
+def log_text(text: str, name: str) -> None:
+    mlflow.log_text(text, name)
+
+
+def artifact_path(run: Run | str, relative: str) -> Path:
+    """Local path of a run's artifact (downloaded into a temp dir for remote stores)."""
+    run_id = run if isinstance(run, str) else run.info.run_id
+    client = MlflowClient(tracking_uri())
+    uri = client.get_run(run_id).info.artifact_uri
+    if uri.startswith("file://"):
+        local = Path(uri[len("file://"):]) / relative
+        if local.exists():
+            return local
+    target = tempfile.mkdtemp(prefix="ss3d-artifact-")
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=relative,
+                                                    dst_path=target))
+
+
+def latest_run(experiment: str, stage: str, *, category: str | None = None,
+               status: str = "FINISHED") -> Run | None:
+    """The most recent run of ``stage`` (and ``category``) in ``experiment`` with ``status``."""
+    client = MlflowClient(tracking_uri())
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    filters = [f"tags.`{TAG_STAGE}` = '{stage}'", f"attributes.status = '{status}'"]
+    if category is not None:
+        filters.append(f"tags.`{TAG_CATEGORY}` = '{category}'")
+    runs = client.search_runs([found.experiment_id], filter_string=" and ".join(filters),
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None

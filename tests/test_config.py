@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import pytest
+
+from ss3d.config import (
+    ConfigError,
+    ExperimentConfig,
+    config_from_namespace,
+    flatten,
+    from_dict,
+    load_config,
+    parse_set_args,
+    to_dict,
+)
+
+from .conftest import REPO
+
+
+def test_smoke_yaml_equals_defaults():
+    assert to_dict(load_config(REPO / "experiments/smoke.yaml")) == to_dict(ExperimentConfig())
+
+
+def test_every_experiment_yaml_validates():
+    files = sorted((REPO / "experiments").glob("*.yaml"))
+    assert files
+    for path in files:
+        load_config(path)
+
+
+def test_dotted_and_nested_overrides():
+    cfg = load_config(None, {"model.hidden": 128, "data": {"models_per_category": 3}})
+    assert cfg.model.hidden == 128 and cfg.data.models_per_category == 3
+    # ints are accepted for float fields, YAML parsing of --set values
+    cfg = load_config(None, parse_set_args(["optim.lr=1", "data.categories=[car, chair]"]))
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    assert cfg.data.categories == ["car", "chair"]
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  hiddden: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "model.hiddden" in str(err.value) and str(path) in str(err.value)
+    path.write_text("modell:\n  hidden: 3\n")
+    with pytest.raises(ConfigError, match="unknown key 'modell'"):
+        load_config(path)
+
+
+def test_wrong_type_and_range_name_key_and_value(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("render:\n  image_size: big\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "render.image_size" in str(err.value) and "'big'" in str(err.value)
+    assert str(path) in str(err.value)
+    with pytest.raises(ConfigError, match=r"optim.lr: value -1.0 out of range"):
+        load_config(None, {"optim.lr": -1})
+    with pytest.raises(ConfigError, match="model.encoder"):
+        load_config(None, {"model.encoder": "vgg"})
+    with pytest.raises(ConfigError, match="expected bool"):
+        load_config(None, {"optim.amp": "yes"})
+    with pytest.raises(ConfigError, match="unknown category 'dragon'"):
+        load_config(None, {"data.categories": ["dragon"]})
+    with pytest.raises(ConfigError, match="render.shard"):
+        load_config(None, {"render.shard": "3/2"})
+    with pytest.raises(ConfigError, match="distance_range"):
+        load_config(None, {"render.distance_range": [0.5, 1.0]})
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    path = tmp_path / "list.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(path)
+
+
+def test_flatten_and_round_trip():
+    cfg = load_config(None, {"model.hidden": 32})
+    flat = flatten(cfg)
+    assert flat["model.hidden"] == 32 and flat["name"] == "smoke"
+    assert flat["data.categories"] == "airplane,car,laptop,trash_bin"
+    assert all(not isinstance(v, dict | list) for v in flat.values())
+    assert to_dict(from_dict(to_dict(cfg))) == to_dict(cfg)
+
+
+def test_papermill_style_namespace(tmp_path):
+    # what `papermill -f x.yaml -p ...` leaves in the notebook's globals
+    namespace = {"name": "exp", "data": {"models_per_category": 2}, "render": {},
+                 "unrelated": 5}
+    cfg = config_from_namespace(namespace, overrides={"render.image_size": 32,
+                                                      "model.hidden": None})
+    assert cfg.name == "exp" and cfg.data.models_per_category == 2
+    assert cfg.render.image_size == 32 and cfg.model.hidden == ExperimentConfig().model.hidden

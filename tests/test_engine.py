@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ss3d.engine import (
+    CheckpointError,
+    autocast,
+    init_distributed,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+    select_device,
+)
+
+
+def test_device_selection_on_cpu():
+    assert select_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert select_device("auto").type == "cpu"
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            select_device("cuda")
+    runtime = init_distributed("cpu")
+    assert runtime.is_main and not runtime.distributed
+
+
+def test_autocast_is_noop_on_cpu():
+    with autocast(torch.device("cpu")):
+        x = torch.ones(2, 2) @ torch.ones(2, 2)
+    assert x.dtype == torch.float32
+
+
+def test_checkpoint_round_trip_restores_everything(tmp_path):
+    seed_everything(3)
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model(torch.randn(3, 4)).sum().backward()
+    opt.step()
+    path = save_checkpoint(tmp_path / "ck.pt", stage="pretrain", step=7, config={"a": 1},
+                           model=model, optimizer=opt, extra={"bank": torch.arange(3)},
+                           mlflow_run_id="abc")
+    expected_next = torch.rand(2)
+    assert not list(tmp_path.glob(".*tmp"))  # atomic write leaves no temp file
+
+    model2 = torch.nn.Linear(4, 2)
+    opt2 = torch.optim.Adam(model2.parameters(), lr=1e-2)
+    payload = load_checkpoint(path, model=model2, optimizer=opt2, restore_rng=True)
+    assert payload["step"] == 7 and payload["mlflow_run_id"] == "abc"
+    assert torch.equal(payload["extra"]["bank"], torch.arange(3))
+    assert torch.equal(model2.weight, model.weight)
+    assert opt2.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
+    assert torch.equal(torch.rand(2), expected_next)  # RNG continues where it was saved
+
+
+def test_bad_checkpoints_name_the_file(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "none.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        load_checkpoint(junk)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not an ss3d checkpoint"):
+        load_checkpoint(foreign)

@@ -1,0 +1,74 @@
+"""Tracking helpers against a real SQLite MLflow store in a temp dir."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import pytest  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from ss3d import tracking  # noqa: E402
+from ss3d.config import load_config  # noqa: E402
+
+
+def test_default_uri_is_repo_sqlite(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = tracking.tracking_uri()
+    assert uri.startswith("sqlite:///") and uri.endswith("/mlflow.db")
+    assert str(tracking.repo_root()) in uri
+
+
+def test_runs_params_tags_artifacts_and_lineage(mlflow_store, tmp_path):
+    cfg = load_config(None, {"name": "unit", "model.hidden": 16})
+    with tracking.start_run(cfg, "pretrain") as run:
+        mlflow.log_metric("loss", 1.0, step=0)
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        tracking.log_figure(fig, "curve")
+        ckpt = tmp_path / "last.pt"
+        ckpt.write_bytes(b"x" * 10)
+        tracking.log_checkpoint(ckpt)
+        with pytest.raises(FileNotFoundError, match="missing.txt"):
+            tracking.log_artifact(tmp_path / "missing.txt")
+    pre_id = run.info.run_id
+    with tracking.start_run(cfg, "selftrain", category="bird", consumed=[pre_id]) as run2:
+        pass
+
+    client = MlflowClient(mlflow_store)
+    stored = client.get_run(pre_id)
+    assert stored.info.status == "FINISHED"
+    assert stored.data.params["model.hidden"] == "16"
+    assert stored.data.tags[tracking.TAG_STAGE] == "pretrain"
+    assert stored.data.tags[tracking.TAG_EXPERIMENT] == "unit"
+    assert "mlflow.source.git.commit" in stored.data.tags
+    assert stored.data.tags["ss3d.git_dirty"] in ("true", "false")
+    artifacts = {a.path for a in client.list_artifacts(pre_id, "figures")}
+    assert artifacts == {"figures/curve.png"}
+    assert tracking.artifact_path(pre_id, "checkpoints/last.pt").read_bytes() == b"x" * 10
+    assert client.get_run(run2.info.run_id).data.tags[tracking.TAG_CONSUMED] == pre_id
+
+    found = tracking.latest_run("unit", "pretrain")
+    assert found is not None and found.info.run_id == pre_id
+    assert tracking.latest_run("unit", "selftrain", category="bird").info.run_id == \
+        run2.info.run_id
+    assert tracking.latest_run("unit", "selftrain", category="car") is None
+    assert tracking.latest_run("no-such-experiment", "pretrain") is None
+
+
+def test_failed_run_is_not_latest_and_resume_continues(mlflow_store):
+    cfg = load_config(None, {"name": "unit2"})
+    with tracking.start_run(cfg, "pretrain") as run:
+        mlflow.log_metric("loss", 3.0, step=0)
+    good = run.info.run_id
+    with pytest.raises(RuntimeError):
+        with tracking.start_run(cfg, "pretrain"):
+            raise RuntimeError("boom")
+    assert tracking.latest_run("unit2", "pretrain").info.run_id == good
+    # resume continues the same run: metrics accumulate, params are not re-logged
+    with tracking.start_run(cfg, "pretrain", run_id=good):
+        mlflow.log_metric("loss", 2.0, step=1)
+    history = MlflowClient(mlflow_store).get_metric_history(good, "loss")
+    assert [m.step for m in history] == [0, 1]
