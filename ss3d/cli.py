@@ -27,7 +27,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from ss3d.data.pipeline import render_stage
+    from ss3d.stages.data import render_stage
 
     cfg = _load(args)
     if args.shard:
@@ -37,10 +37,11 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from ss3d.data.pipeline import ingest_stage
+    from ss3d.stages.data import ingest_stage
 
     cfg = _load(args)
-    ingest_stage(cfg, cub_root=args.cub, csv_path=args.csv, name=args.name)
+    ingest_stage(cfg, cub_root=args.cub, csv_path=args.csv, name=args.name,
+                 category=args.category)
     return 0
 
 
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
     commands: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
         "config": (_cmd_config, "print the resolved config of an experiment"),
+        "render": (_cmd_render, "generate/render the experiment's synthetic data to HDF5"),
+        "ingest": (_cmd_ingest, "ingest a CUB-200-2011 folder or a generic CSV into HDF5"),
+        "pipeline": (_cmd_pipeline, "run the notebooks 00 → 04 through papermill"),
     }
     for name, (func, help_text) in commands.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -81,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--cub", help="CUB-200-2011 root (images/, segmentations/, ...)")
             p.add_argument("--csv", help="CSV with columns category,rgb,mask[,x0,y0,x1,y1]")
             p.add_argument("--name", help="collection name (default: from the source)")
+            p.add_argument("--category", default="bird",
+                           help="category of a CUB-layout folder (default: %(default)s)")
         if name == "pipeline":
             p.add_argument("--output", "-o", help="folder for executed notebooks "
                            "(default: outputs/<experiment>/notebooks)")

@@ -108,8 +108,8 @@ class RenderConfig:
     views_per_model: int = _f(6, ge=1)
     fov_degrees: float = _f(40.0, gt=1.0, lt=170.0)
     elevation_range: list[float] = _f([-75.0, 75.0])
-    distance_range: list[float] = _f([2.0, 2.4])
-    light_intensity: float = _f(3.0, ge=0.0)
+    distance_range: list[float] = _f([1.7, 2.1])
+    light_intensity: float = _f(4.0, ge=0.0)
     ambient: float = _f(0.35, ge=0.0, le=1.0)
     background: list[float] = _f([0.0, 0.0, 0.0])
     surface_samples: int = _f(4096, ge=16, help="GT surface points per model (evaluation).")
@@ -225,6 +225,13 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, tuple):
             value = list(value)
+        if isinstance(value, str):  # "car,chair" from --set or papermill -p
+            value = [v.strip() for v in value.split(",") if v.strip()]
+            if item_tp in (int, float):
+                try:
+                    value = [item_tp(v) for v in value]
+                except ValueError:
+                    raise bad() from None
         if not isinstance(value, list):
             raise bad()
         return [_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]

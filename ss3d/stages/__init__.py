@@ -1,0 +1,1 @@
+"""Training stages and their orchestration: data (render/ingest), and the stages built on it."""

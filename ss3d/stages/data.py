@@ -1,0 +1,242 @@
+"""Stage 0: the experiment's data (``ss3d render``, ``ss3d ingest``, notebooks/00_render).
+
+Where files go (``cfg.data.root``):
+
+    shapenet/                 procedural models in the ShapeNetCore v2 layout (if no real root)
+    renders.h5                synthetic renders of data.categories + data.heldout_categories
+    photos/<name>/            rendered "photo" collections in the CUB layout
+    collection_models/        the procedural instances those photos show
+    collections/<name>.h5     ingested collections (masked crops)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import mlflow
+
+from ss3d import tracking, viz
+from ss3d.config import ExperimentConfig, parse_shard
+from ss3d.data.h5 import H5FormatError
+from ss3d.data.ingest import (
+    ingest_items,
+    load_hidden_cameras_file,
+    read_csv,
+    read_cub,
+)
+from ss3d.data.photos import PhotoSettings, render_photo_collection
+from ss3d.data.procedural import generate_category
+from ss3d.data.render import RENDER_FORMAT, RenderSettings, merge_shards, render_models
+from ss3d.data.shapenet import ModelRecord, index_shapenet
+
+__all__ = ["DataPaths", "DataResult", "data_paths", "ingest_stage", "render_stage"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataPaths:
+    root: Path
+    shapenet: Path
+    renders: Path
+    photos: Path
+    collections: Path
+
+    def collection(self, name: str) -> Path:
+        return self.collections / f"{name}.h5"
+
+
+def data_paths(cfg: ExperimentConfig) -> DataPaths:
+    root = Path(cfg.data.root)
+    if not root.is_absolute():
+        root = tracking.repo_root() / root
+    return DataPaths(root=root,
+                     shapenet=Path(cfg.data.shapenet_root) if cfg.data.shapenet_root
+                     else root / "shapenet",
+                     renders=root / "renders.h5", photos=root / "photos",
+                     collections=root / "collections")
+
+
+@dataclass
+class DataResult:
+    paths: DataPaths
+    summary: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+
+
+def _select_models(cfg: ExperimentConfig, paths: DataPaths) -> list[ModelRecord]:
+    categories = list(dict.fromkeys(cfg.data.categories + cfg.data.heldout_categories))
+    if not cfg.data.shapenet_root:
+        for cat in categories:
+            generate_category(paths.shapenet, cat, cfg.data.models_per_category, seed=cfg.seed)
+    records = index_shapenet(paths.shapenet, categories)
+    chosen: list[ModelRecord] = []
+    for cat in categories:  # the first N by model id: stable as models are added
+        chosen.extend([r for r in records if r.category == cat]
+                      [: cfg.data.models_per_category])
+    return chosen
+
+
+def _renders_complete(path: Path, cfg: ExperimentConfig, expected: int) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            return (f.attrs.get("format") == RENDER_FORMAT
+                    and int(f.attrs["image_size"]) == cfg.render.image_size
+                    and int(f.attrs["views_per_model"]) == cfg.render.views_per_model
+                    and int(f.attrs["complete_models"]) + len(
+                        json.loads(f.attrs.get("skipped_json", "{}")))
+                    >= expected)
+    except OSError as err:
+        raise H5FormatError(f"{path}: unreadable renders file ({err}); delete it to "
+                            "re-render") from None
+
+
+def _render(cfg: ExperimentConfig, paths: DataPaths, merge_only: bool,
+            progress: bool) -> dict[str, Any]:
+    index, count = parse_shard(cfg.render.shard)
+    if merge_only:
+        merge_shards(paths.renders, count)
+        return {"merged_shards": count}
+    records = _select_models(cfg, paths)
+    if _renders_complete(paths.renders, cfg, len(records)):
+        log.info("%s is complete, not re-rendering", paths.renders)
+        return {"renders_reused": True, "models": len(records)}
+    summary = render_models(
+        records, paths.renders, RenderSettings.from_config(cfg), shard=(index, count),
+        val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction,
+        source="procedural" if not cfg.data.shapenet_root else str(paths.shapenet),
+        progress=progress)
+    if count == 1:
+        merge_shards(paths.renders, 1)
+    else:
+        log.info("shard %d/%d done; run `ss3d render --merge` once all shards finished",
+                 index, count)
+    return summary
+
+
+def render_stage(cfg: ExperimentConfig, *, merge_only: bool = False,
+                 with_collections: bool = True, progress: bool = True,
+                 track: bool = True) -> DataResult:
+    """Generate (procedural) or index (ShapeNet) models, render them, build collections.
+
+    Every step is resumable: finished renders, photo folders and collections are reused.
+    With ``track``, everything is logged as an MLflow run of stage ``render``.
+    """
+    paths = data_paths(cfg)
+    result = DataResult(paths=paths)
+    _, shard_count = parse_shard(cfg.render.shard)
+
+    def work() -> None:
+        result.summary["render"] = _render(cfg, paths, merge_only, progress)
+        if shard_count > 1 and not merge_only:
+            return  # collections and figures once, after the merge
+        with h5py.File(paths.renders, "r") as f:
+            n = int(f.attrs["complete_models"])
+            cats = f["category"].asstr()[:n]
+            splits = f["split"].asstr()[:n]
+            result.summary["models"] = {c: int((cats == c).sum()) for c in sorted(set(cats))}
+            result.summary["splits"] = {s: int((splits == s).sum()) for s in sorted(set(splits))}
+        result.figures["render_grid"] = viz.render_grid(paths.renders)
+        if with_collections:
+            result.summary["collections"] = {}
+            for name in cfg.data.collections:
+                result.summary["collections"][name] = build_rendered_collection(
+                    cfg, name, paths, progress=progress)
+                result.figures[f"collection_{name}"] = viz.collection_grid(
+                    paths.collection(name))
+
+    if not track:
+        work()
+        return result
+    with tracking.start_run(cfg, "render") as run:
+        result.run_id = run.info.run_id
+        work()
+        _log_summary(result)
+    return result
+
+
+def build_rendered_collection(cfg: ExperimentConfig, name: str, paths: DataPaths | None = None,
+                              progress: bool = True) -> dict[str, Any]:
+    """Render the CUB-layout photos of procedural ``name`` and ingest them."""
+    paths = paths or data_paths(cfg)
+    out = paths.collection(name)
+    if out.is_file():
+        with h5py.File(out, "r") as f:
+            return {"path": str(out), "images": int(f.attrs["n_images"]),
+                    "skipped": int(f.attrs["n_skipped"]), "reused": True}
+    photos = render_photo_collection(
+        paths.photos / name, name, cfg.data.images_per_collection, seed=cfg.seed,
+        settings=PhotoSettings(image_size=cfg.data.collection_image_size,
+                               fov_degrees=cfg.render.fov_degrees),
+        models_dir=paths.root / "collection_models", progress=progress)
+    return ingest_items(read_cub(photos, category=name), out, crop_size=cfg.data.crop_size,
+                        margin=cfg.data.crop_margin,
+                        min_mask_fraction=cfg.data.min_mask_fraction,
+                        source=f"rendered procedural {name} photos ({photos})",
+                        hidden_cameras=load_hidden_cameras_file(photos), progress=progress)
+
+
+def ingest_stage(cfg: ExperimentConfig, *, cub_root: str | None = None,
+                 csv_path: str | None = None, name: str | None = None,
+                 category: str = "bird", track: bool = True) -> DataResult:
+    """Ingest a real CUB-200-2011 folder or a generic CSV into ``collections/<name>.h5``."""
+    cub_root = cub_root or cfg.data.cub_root or None
+    csv_path = csv_path or cfg.data.csv or None
+    if bool(cub_root) == bool(csv_path):
+        raise ValueError("give exactly one source: --cub ROOT or --csv FILE "
+                         "(or data.cub_root / data.csv)")
+    paths = data_paths(cfg)
+    if cub_root:
+        items, source = read_cub(cub_root, category=category), str(cub_root)
+        name = name or "cub"
+    else:
+        items, source = read_csv(csv_path), str(csv_path)
+        name = name or Path(csv_path).stem
+    result = DataResult(paths=paths)
+
+    def work() -> None:
+        result.summary[name] = ingest_items(
+            items, paths.collection(name), crop_size=cfg.data.crop_size,
+            margin=cfg.data.crop_margin, min_mask_fraction=cfg.data.min_mask_fraction,
+            source=source, hidden_cameras=load_hidden_cameras_file(cub_root)
+            if cub_root else None)
+        result.figures[f"collection_{name}"] = viz.collection_grid(paths.collection(name))
+
+    if not track:
+        work()
+        return result
+    with tracking.start_run(cfg, "ingest", category=name) as run:
+        result.run_id = run.info.run_id
+        work()
+        _log_summary(result)
+    return result
+
+
+def _flat_metrics(prefix: str, value: Any, out: dict[str, float]) -> None:
+    if isinstance(value, bool):
+        out[prefix] = float(value)
+    elif isinstance(value, int | float):
+        out[prefix] = float(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _flat_metrics(f"{prefix}.{k}" if prefix else str(k), v, out)
+
+
+def _log_summary(result: DataResult) -> None:
+    metrics: dict[str, float] = {}
+    _flat_metrics("", result.summary, metrics)
+    clean = {k.replace(" ", "_"): v for k, v in metrics.items()}
+    if clean:
+        mlflow.log_metrics(clean)
+    mlflow.log_dict(result.summary, "data_summary.json")
+    mlflow.set_tag("ss3d.data_root", str(result.paths.root))
+    for name, fig in result.figures.items():
+        tracking.log_figure(fig, name, close=False)
