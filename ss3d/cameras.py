@@ -23,7 +23,7 @@ centre is ``(j + 0.5, i + 0.5)``. Intrinsics are a focal length in pixels and a 
 in pixels (``(W/2, H/2)`` for a centred camera). No other module may add angle offsets.
 
 All functions are batched over a leading dimension and differentiable in the spherical
-parameters.
+parameters. They work in float32 (PyTorch3D's ``look_at_rotation`` supports no other dtype).
 """
 
 from __future__ import annotations
