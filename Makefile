@@ -20,7 +20,7 @@ $(VENV)/.setup-stamp: pyproject.toml
 setup: $(VENV)/.setup-stamp
 
 smoke: setup
-	$(BIN)/ss3d config --config $(CONFIG)
+	$(BIN)/ss3d pipeline --config $(CONFIG)
 
 test: setup
 	$(BIN)/ruff check .

@@ -32,7 +32,17 @@ def _cmd_render(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if args.shard:
         cfg.render.shard = args.shard
-    render_stage(cfg, merge_only=args.merge, with_collections=not args.no_collections)
+    result = render_stage(cfg, merge_only=args.merge, with_collections=not args.no_collections)
+    render = result.summary.get("render", {})
+    if render.get("views"):
+        print(f"rendered {render['views']} views of {render['models_rendered']} models at "
+              f"{cfg.render.image_size}x{cfg.render.image_size}: "
+              f"{render['views_per_second']:.1f} views/s")
+    for cat, count in result.summary.get("models", {}).items():
+        print(f"  {cat}: {count} models")
+    for name, info in result.summary.get("collections", {}).items():
+        print(f"  collection {name}: {info['images']} images, {info['skipped']} skipped")
+    print(f"data in {result.paths.root}; MLflow run {result.run_id}")
     return 0
 
 
@@ -40,8 +50,11 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from ss3d.stages.data import ingest_stage
 
     cfg = _load(args)
-    ingest_stage(cfg, cub_root=args.cub, csv_path=args.csv, name=args.name,
-                 category=args.category)
+    result = ingest_stage(cfg, cub_root=args.cub, csv_path=args.csv, name=args.name,
+                          category=args.category)
+    for name, info in result.summary.items():
+        print(f"{name}: {info['images']} images -> {info['path']}; skipped {info['skipped']} "
+              f"{info['skipped_reasons'] or ''}")
     return 0
 
 

@@ -109,6 +109,8 @@ class RenderConfig:
     fov_degrees: float = _f(40.0, gt=1.0, lt=170.0)
     elevation_range: list[float] = _f([-75.0, 75.0])
     distance_range: list[float] = _f([1.7, 2.1])
+    supersample: int = _f(2, ge=1, le=8, help="Render at k× size and average (anti-aliasing, "
+                          "exact silhouettes).")
     light_intensity: float = _f(4.0, ge=0.0)
     ambient: float = _f(0.35, ge=0.0, le=1.0)
     background: list[float] = _f([0.0, 0.0, 0.0])
@@ -199,11 +201,11 @@ class ExperimentConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     selftrain: SelftrainConfig = field(default_factory=SelftrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
 
 
 SECTIONS: tuple[str, ...] = (
-    "data", "render", "model", "optim", "pretrain", "selftrain", "distill", "eval")
+    "data", "render", "model", "optim", "pretrain", "selftrain", "distill", "evaluate")
 
 
 # ----------------------------------------------------------------------------------------------

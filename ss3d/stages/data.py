@@ -103,6 +103,14 @@ def _render(cfg: ExperimentConfig, paths: DataPaths, merge_only: bool,
             progress: bool) -> dict[str, Any]:
     index, count = parse_shard(cfg.render.shard)
     if merge_only:
+        if count == 1:  # no --shard given: find out N from the shard files on disk
+            counts = {int(p.stem.rsplit("-of-", 1)[1]) for p in
+                      paths.renders.parent.glob(f"{paths.renders.stem}.shard-*-of-*.h5")}
+            if len(counts) != 1:
+                raise FileNotFoundError(
+                    f"cannot merge into {paths.renders}: expected shard files of one "
+                    f"N in {paths.renders.parent}, found N in {sorted(counts) or 'none'}")
+            count = counts.pop()
         merge_shards(paths.renders, count)
         return {"merged_shards": count}
     records = _select_models(cfg, paths)

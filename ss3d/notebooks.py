@@ -1,0 +1,59 @@
+"""Running the parameterised notebooks through papermill (the pipeline and the tests)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["NOTEBOOKS", "execute", "kernel_name", "notebook_path"]
+
+log = logging.getLogger(__name__)
+
+# The pipeline, in order: (notebook, MLflow stage it records).
+NOTEBOOKS: list[tuple[str, str]] = [
+    ("00_render", "render"),
+    ("01_pretrain", "pretrain"),
+    ("02_selftrain", "selftrain"),
+    ("03_distill", "distill"),
+    ("04_evaluate", "evaluate"),
+]
+
+
+def notebook_path(name: str) -> Path:
+    from ss3d.tracking import repo_root
+
+    return repo_root() / "notebooks" / f"{name}.ipynb"
+
+
+def kernel_name() -> str:
+    """The ``ss3d`` kernel that ``make setup`` registers, else this interpreter's ``python3``."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return "ss3d" if "ss3d" in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+def execute(name: str, output: str | Path, parameters: Mapping[str, Any] | None = None,
+            cwd: str | Path | None = None) -> Path:
+    """Execute ``notebooks/<name>.ipynb`` with papermill into ``output``; returns the path.
+
+    Raises papermill's ``PapermillExecutionError`` (with the failing cell) on error; the
+    partially executed notebook is still written to ``output`` for inspection.
+    """
+    import papermill
+
+    from ss3d.tracking import repo_root
+
+    source = notebook_path(name)
+    if not source.is_file():
+        raise FileNotFoundError(f"notebook not found: {source}")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    papermill.execute_notebook(str(source), str(output), parameters=dict(parameters or {}),
+                               kernel_name=kernel_name(), cwd=str(cwd or repo_root()),
+                               progress_bar=False, log_output=False)
+    log.info("executed %s in %.1fs -> %s", source.name, time.perf_counter() - start, output)
+    return output

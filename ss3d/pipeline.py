@@ -1,0 +1,50 @@
+"""The main job: run the notebooks 00 → 04 through papermill on one experiment.
+
+Each notebook logs its own MLflow run; afterwards the executed notebook is attached to that
+run (``notebooks/<name>.ipynb``) so that ``mlflow ui`` shows code, outputs and figures together.
+Notebooks of stages that do not exist yet are skipped with a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+
+from ss3d import tracking
+from ss3d.config import load_config
+from ss3d.notebooks import NOTEBOOKS, execute, notebook_path
+
+__all__ = ["run_pipeline"]
+
+log = logging.getLogger(__name__)
+
+
+def run_pipeline(config: str | Path, overrides: Mapping[str, Any] | None = None,
+                 output_dir: str | Path | None = None) -> dict[str, float]:
+    """Execute every available notebook in order; returns wall time per notebook (s)."""
+    config = Path(config).resolve()
+    cfg = load_config(config, overrides)  # validate everything before the first notebook
+    out = Path(output_dir) if output_dir else tracking.repo_root() / "outputs" / cfg.name / \
+        "notebooks"
+    timings: dict[str, float] = {}
+    for name, stage in NOTEBOOKS:
+        if not notebook_path(name).is_file():
+            log.info("skipping %s: notebook not in this version of ss3d", name)
+            continue
+        start = time.perf_counter()
+        executed = execute(name, out / f"{name}.ipynb",
+                           {"experiment_file": str(config), "overrides": dict(overrides or {})})
+        timings[name] = time.perf_counter() - start
+        run = tracking.latest_run(cfg.name, stage)
+        if run is not None:
+            MlflowClient(tracking.tracking_uri()).log_artifact(run.info.run_id, str(executed),
+                                                               "notebooks")
+        print(f"{name}: {timings[name]:.1f}s  ({executed})", flush=True)
+    total = sum(timings.values())
+    print(f"pipeline {cfg.name}: {total:.1f}s for {len(timings)} notebooks", flush=True)
+    return timings

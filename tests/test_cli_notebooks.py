@@ -1,0 +1,96 @@
+"""The CLI and the notebooks, run for real (papermill, pyrender, SQLite MLflow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import h5py
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ss3d import tracking
+from ss3d.cli import main
+
+from .conftest import REPO
+
+TINY = ["--set", "data.models_per_category=2", "--set", "render.image_size=24",
+        "--set", "render.views_per_model=2", "--set", "data.images_per_collection=4",
+        "--set", "data.categories=car", "--set", "data.heldout_categories=chair",
+        "--set", "render.surface_samples=64", "--set", "render.volume_samples=64"]
+
+
+def test_help_and_config(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "render" in capsys.readouterr().out
+    assert main(["config", "--config", str(REPO / "experiments/smoke.yaml"),
+                 "--set", "model.hidden=16"]) == 0
+    assert "hidden: 16" in capsys.readouterr().out
+
+
+def test_cli_reports_config_errors(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("render:\n  image_sise: 3\n")
+    assert main(["config", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "render.image_sise" in err and "bad.yaml" in err
+    assert main(["ingest", "--config", str(REPO / "experiments/smoke.yaml")]) == 2
+    assert "exactly one source" in capsys.readouterr().err
+
+
+def test_cli_render_prints_throughput_and_logs_run(tmp_path, mlflow_store, capsys):
+    args = ["render", "--config", str(REPO / "experiments/smoke.yaml"),
+            "--set", f"data.root={tmp_path / 'data'}", *TINY]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "views/s" in out and "collection bird: 4 images" in out
+    run = tracking.latest_run("smoke", "render")
+    assert run is not None
+    client = MlflowClient(mlflow_store)
+    figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert {"figures/render_grid.png", "figures/collection_bird.png"} <= figures
+    assert run.data.metrics["models.car"] == 2
+    # a rerun reuses everything: no new views rendered
+    assert main(args) == 0
+    assert "views/s" not in capsys.readouterr().out
+
+
+def test_cli_sharded_render_then_merge(tmp_path, mlflow_store, capsys):
+    base = ["render", "--config", str(REPO / "experiments/smoke.yaml"),
+            "--set", f"data.root={tmp_path / 'data'}", *TINY, "--no-collections"]
+    assert main([*base, "--shard", "0/2"]) == 0
+    assert main([*base, "--shard", "1/2"]) == 0
+    assert not (tmp_path / "data" / "renders.h5").exists()
+    assert main([*base, "--merge"]) == 0
+    with h5py.File(tmp_path / "data" / "renders.h5", "r") as f:
+        assert f.attrs["complete_models"] == 4 and f.attrs["shards"] == 2
+
+
+@pytest.mark.slow
+def test_render_notebook_through_papermill_cli(tmp_path):
+    """`papermill notebooks/00_render.ipynb out.ipynb -f experiments/smoke.yaml` (tiny -p)."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    out = tmp_path / "out.ipynb"
+    cmd = [sys.executable, "-m", "papermill", str(REPO / "notebooks/00_render.ipynb"), str(out),
+           "-f", str(REPO / "experiments/smoke.yaml"), "-p", "models_per_category", "2",
+           "-p", "image_size", "24", "-p", "views", "2", "-p", "categories", "car,laptop",
+           "-p", "output", str(tmp_path / "data"), "-p", "progress", "False",
+           "-y", "data: {images_per_collection: 4, heldout_categories: [chair]}",
+           "--cwd", str(REPO)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    nb = json.loads(out.read_text())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # figures shown inline
+    with h5py.File(tmp_path / "data" / "renders.h5", "r") as f:
+        assert sorted(set(f["category"].asstr()[:])) == ["car", "chair", "laptop"]
+        assert f["rgb"].shape[1:] == (2, 24, 24, 3)
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("smoke")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].data.params["render.image_size"] == "24"
