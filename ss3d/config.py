@@ -131,7 +131,11 @@ class ModelConfig:
     layers: int = _f(3, ge=1)
     omega_0: float = _f(30.0, gt=0.0)
     density_scale: float = _f(10.0, gt=0.0)
-    object_radius: float = _f(0.9, gt=0.0, help="Rays are sampled in dist ± r.")
+    ray_bounds: str = _f("cube", choices=("cube", "sphere"),
+                         help="Where samples go: 'cube' = the ray's segment inside the object "
+                         "cube (denser samples, same integral); 'sphere' = dist ± object_radius "
+                         "(the paper).")
+    object_radius: float = _f(0.9, gt=0.0, help="r of the 'sphere' ray bounds.")
     n_samples: int = _f(32, ge=2, help="Samples per ray.")
 
 
@@ -145,6 +149,8 @@ class OptimConfig:
     batch_size: int = _f(8, ge=1)
     device: str = _f("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     amp: bool = _f(True, help="Mixed precision (bf16/fp16) on CUDA; ignored on CPU.")
+    schedule: str = _f("cosine", choices=("constant", "cosine"),
+                       help="Learning-rate schedule over the stage's steps.")
 
 
 @dataclass
@@ -152,7 +158,11 @@ class PretrainConfig:
     steps: int = _f(300, ge=1)
     views_per_object: int = _f(3, ge=1, help="Supervision views per object and step.")
     rays_per_view: int = _f(256, ge=1)
+    foreground_fraction: float = _f(0.5, ge=0.0, le=1.0,
+                                    help="Share of sampled rays drawn from the object mask.")
     val_every: int = _f(100, ge=1)
+    val_models: int = _f(16, ge=1, help="Held-out models used for validation.")
+    val_views: int = _f(2, ge=1, help="Novel views per held-out model.")
     checkpoint_every: int = _f(100, ge=1)
 
 
@@ -194,6 +204,8 @@ class ExperimentConfig:
 
     name: str = _f("smoke", help="Experiment name; also the MLflow experiment.")
     seed: int = _f(0, ge=0)
+    output_dir: str = _f("outputs", help="Checkpoints and executed notebooks go to "
+                         "<output_dir>/<name>/ (relative paths: from the repo root).")
     data: DataConfig = field(default_factory=DataConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

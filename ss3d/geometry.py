@@ -50,10 +50,15 @@ def winding_number(points: torch.Tensor, vertices: torch.Tensor, faces: torch.Te
 
 def occupancy(points: np.ndarray, mesh: trimesh.Trimesh) -> np.ndarray:
     """Boolean inside/outside of ``points (P, 3)`` for ``mesh`` (winding number > 0.5)."""
-    w = winding_number(torch.as_tensor(points, dtype=torch.float64),
+    points = np.asarray(points, dtype=np.float64)
+    lo, hi = mesh.bounds
+    in_box = ((points >= lo) & (points <= hi)).all(axis=1)  # outside the bbox is outside
+    inside = np.zeros(len(points), dtype=bool)
+    w = winding_number(torch.as_tensor(points[in_box]),
                        torch.as_tensor(mesh.vertices, dtype=torch.float64),
                        torch.as_tensor(mesh.faces, dtype=torch.long))
-    return (w.abs() > 0.5).numpy()
+    inside[in_box] = (w.abs() > 0.5).numpy()
+    return inside
 
 
 def sample_surface(mesh: trimesh.Trimesh, count: int, seed: int) -> np.ndarray:

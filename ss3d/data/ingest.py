@@ -1,0 +1,269 @@
+"""Image collections (masks, no cameras) → HDF5: CUB-200-2011 layout and a generic CSV.
+
+Every image becomes a square, masked crop: the box (given, or from the mask's largest
+connected component via OpenCV) is squared around its centre, grown by a margin on each side,
+padded with zeros where it leaves the image, resized, and the background set to 0.
+
+Bad images never stop an ingest: unreadable files, masks of the wrong size, empty or tiny
+masks are skipped, counted by reason in the log and in the file's attributes.
+
+Collection HDF5 (``format = "ss3d-collection"``):
+
+    images (N, S, S, 3) uint8 (masked)   masks (N, S, S) uint8 {0, 1}
+    boxes (N, 4) float32 (x0, y0, x1, y1 of the object in source pixels)
+    crop_boxes (N, 4) float32 (the square crop in source pixels)
+    image_ids, source_paths, categories (N,) str, is_train (N,) uint8
+    attrs: crop_size, margin, source, ss3d_version, n_images, n_skipped, skipped_reasons (JSON)
+    _hidden_cameras/  (rendered collections only; never read by training code)
+        image_ids, azimuth, elevation, distance, model_id
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+import ss3d
+from ss3d.data.h5 import atomic_h5
+
+__all__ = [
+    "COLLECTION_FORMAT",
+    "HIDDEN_GROUP",
+    "IngestItem",
+    "SkipImage",
+    "box_from_mask",
+    "ingest_items",
+    "read_cub",
+    "read_csv",
+    "square_crop",
+]
+
+log = logging.getLogger(__name__)
+COLLECTION_FORMAT = "ss3d-collection"
+HIDDEN_GROUP = "_hidden_cameras"
+HIDDEN_CAMERAS_FILE = "ss3d_hidden_cameras.json"
+
+
+class SkipImage(Exception):
+    """This image is unusable; the message is the reason counted in the summary."""
+
+
+@dataclass(frozen=True)
+class IngestItem:
+    image_id: str
+    category: str
+    rgb_path: Path
+    mask_path: Path
+    box: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 (pixels)
+    is_train: bool = True
+
+
+def box_from_mask(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)`` (end-exclusive) of the largest connected component of ``mask``."""
+    binary = (mask > 0).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if count <= 1:
+        raise SkipImage("empty mask")
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h = (int(stats[largest, k]) for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP,
+                                                     cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
+    return x, y, x + w, y + h
+
+
+def square_crop(image: np.ndarray, mask: np.ndarray, box: Sequence[float], size: int,
+                margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Square, padded, resized crop around ``box``.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB. mask: ``(H, W)`` {0, 1}.
+        box: ``(x0, y0, x1, y1)`` in pixels. margin: fraction of the box side added per side.
+
+    Returns:
+        ``rgb (size, size, 3)`` uint8 with background 0, ``mask (size, size)`` uint8 {0, 1},
+        ``crop_box (4,)`` the square in source pixel coordinates.
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    side = max(x1 - x0, y1 - y0) * (1.0 + 2.0 * margin)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    crop_box = np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2],
+                        np.float32)
+    # An affine warp crops, pads (with 0) and resizes in one interpolation step.
+    scale = size / side
+    m = np.array([[scale, 0, -crop_box[0] * scale], [0, scale, -crop_box[1] * scale]])
+    rgb = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_AREA
+                         if scale < 1 else cv2.INTER_LINEAR, borderValue=0)
+    soft = cv2.warpAffine(mask.astype(np.float32), m, (size, size), flags=cv2.INTER_LINEAR,
+                          borderValue=0)
+    crop_mask = (soft >= 0.5).astype(np.uint8)
+    return rgb * crop_mask[..., None], crop_mask, crop_box
+
+
+def _load_pair(item: IngestItem, min_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    bgr = cv2.imread(str(item.rgb_path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise SkipImage("unreadable image")
+    raw = cv2.imread(str(item.mask_path), cv2.IMREAD_GRAYSCALE)
+    if raw is None:
+        raise SkipImage("unreadable mask")
+    if raw.shape != bgr.shape[:2]:
+        raise SkipImage("mask size differs from image")
+    mask = (raw >= 128).astype(np.uint8)  # CUB segmentations are soft (0..255)
+    if mask.sum() == 0:
+        raise SkipImage("empty mask")
+    if mask.mean() < min_fraction:
+        raise SkipImage("tiny mask")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), mask
+
+
+def read_cub(root: str | Path, category: str = "bird") -> list[IngestItem]:
+    """Items of a CUB-200-2011 folder (images/, segmentations/, images.txt, ...)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"CUB root not found: {root}")
+    needed = ["images.txt", "bounding_boxes.txt", "train_test_split.txt"]
+    missing = [n for n in needed if not (root / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{root}: not a CUB-200-2011 folder, missing {missing}")
+
+    def table(name: str) -> dict[str, list[str]]:
+        rows = {}
+        for line_no, line in enumerate((root / name).read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) < 2:
+                raise ValueError(f"{root / name}:{line_no}: malformed line {line!r}")
+            rows[parts[0]] = parts[1:]
+        return rows
+
+    images, boxes, split = table("images.txt"), table("bounding_boxes.txt"), table(
+        "train_test_split.txt")
+    items = []
+    for image_id, (rel,) in images.items():
+        box = None
+        if image_id in boxes:
+            x, y, w, h = (float(v) for v in boxes[image_id][:4])
+            box = (x, y, x + w, y + h)
+        items.append(IngestItem(
+            image_id=image_id, category=category, rgb_path=root / "images" / rel,
+            mask_path=(root / "segmentations" / rel).with_suffix(".png"), box=box,
+            is_train=split.get(image_id, ["1"])[0] == "1"))
+    return items
+
+
+def read_csv(path: str | Path) -> list[IngestItem]:
+    """Items of a CSV with columns ``category,rgb,mask`` and optional ``x0,y0,x1,y1``.
+
+    Relative paths are relative to the CSV's folder. The image id is the rgb path as written.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CSV not found: {path}")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = set(reader.fieldnames or [])
+        missing = {"category", "rgb", "mask"} - columns
+        if missing:
+            raise ValueError(f"{path}: missing columns {sorted(missing)} (have "
+                             f"{sorted(columns)})")
+        items = []
+        for row in reader:
+            box = None
+            if all(row.get(k) not in (None, "") for k in ("x0", "y0", "x1", "y1")):
+                box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
+            split = (row.get("split") or "train").strip().lower()
+            items.append(IngestItem(
+                image_id=row["rgb"], category=row["category"],
+                rgb_path=path.parent / row["rgb"], mask_path=path.parent / row["mask"],
+                box=box, is_train=split != "test"))
+    return items
+
+
+def ingest_items(items: Iterable[IngestItem], out_path: str | Path, *, crop_size: int = 64,
+                 margin: float = 0.1, min_mask_fraction: float = 0.005, source: str = "",
+                 hidden_cameras: dict[str, dict] | None = None,
+                 progress: bool = True) -> dict:
+    """Crop every usable item into the collection file ``out_path`` (written atomically).
+
+    Returns a summary with counts and skip reasons. Raises ``ValueError`` if nothing is usable.
+    """
+    items = list(items)
+    out_path = Path(out_path)
+    kept: dict[str, list] = {k: [] for k in ("images", "masks", "boxes", "crop_boxes",
+                                             "image_ids", "source_paths", "categories",
+                                             "is_train")}
+    reasons: Counter[str] = Counter()
+    skipped: list[tuple[str, str]] = []
+    for item in tqdm(items, desc=f"ingest {out_path.stem}", unit="img", disable=not progress):
+        try:
+            rgb, mask = _load_pair(item, min_mask_fraction)
+            box = item.box if item.box is not None else box_from_mask(mask)
+            crop, crop_mask, crop_box = square_crop(rgb, mask, box, crop_size, margin)
+            if crop_mask.sum() == 0:
+                raise SkipImage("empty mask inside box")
+        except SkipImage as why:
+            reasons[str(why)] += 1
+            skipped.append((item.image_id, str(why)))
+            log.warning("skipping %s (%s): %s", item.image_id, item.rgb_path, why)
+            continue
+        kept["images"].append(crop)
+        kept["masks"].append(crop_mask)
+        kept["boxes"].append(np.asarray(box, np.float32))
+        kept["crop_boxes"].append(crop_box)
+        kept["image_ids"].append(item.image_id)
+        kept["source_paths"].append(str(item.rgb_path))
+        kept["categories"].append(item.category)
+        kept["is_train"].append(int(item.is_train))
+    n = len(kept["image_ids"])
+    if n == 0:
+        raise ValueError(f"no usable images for {out_path} (skipped: {dict(reasons)})")
+    strings = h5py.string_dtype()
+    with atomic_h5(out_path) as f:
+        f.create_dataset("images", data=np.stack(kept["images"]),
+                         chunks=(1, crop_size, crop_size, 3), compression="gzip",
+                         compression_opts=4)
+        f.create_dataset("masks", data=np.stack(kept["masks"]), chunks=(1, crop_size, crop_size),
+                         compression="gzip", compression_opts=4)
+        f.create_dataset("boxes", data=np.stack(kept["boxes"]))
+        f.create_dataset("crop_boxes", data=np.stack(kept["crop_boxes"]))
+        for name in ("image_ids", "source_paths", "categories"):
+            f.create_dataset(name, data=np.array(kept[name], dtype=object), dtype=strings)
+        f.create_dataset("is_train", data=np.array(kept["is_train"], np.uint8))
+        f.attrs.update({
+            "format": COLLECTION_FORMAT, "version": 1, "ss3d_version": ss3d.__version__,
+            "crop_size": crop_size, "margin": margin, "min_mask_fraction": min_mask_fraction,
+            "source": source, "n_images": n, "n_skipped": len(skipped),
+            "skipped_reasons": json.dumps(dict(reasons)), "skipped_items": json.dumps(skipped),
+        })
+        if hidden_cameras:
+            ids = [i for i in kept["image_ids"] if i in hidden_cameras]
+            g = f.create_group(HIDDEN_GROUP)
+            g.attrs["note"] = ("ground-truth cameras of a rendered collection: for evaluation "
+                               "only, never read by training code")
+            g.create_dataset("image_ids", data=np.array(ids, dtype=object), dtype=strings)
+            for key in ("azimuth", "elevation", "distance"):
+                g.create_dataset(key, data=np.array([hidden_cameras[i][key] for i in ids],
+                                                    np.float32))
+            g.create_dataset("model_id", data=np.array(
+                [hidden_cameras[i]["model_id"] for i in ids], dtype=object), dtype=strings)
+    summary = {"path": str(out_path), "images": n, "skipped": len(skipped),
+               "skipped_reasons": dict(reasons)}
+    log.info("ingested %d images into %s, skipped %d %s", n, out_path, len(skipped),
+             dict(reasons) if reasons else "")
+    return summary
+
+
+def load_hidden_cameras_file(root: str | Path) -> dict[str, dict] | None:
+    """The ground-truth cameras a rendered collection keeps beside its CUB layout, if any."""
+    path = Path(root) / HIDDEN_CAMERAS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -1,0 +1,452 @@
+"""Stage 1: synthetic pre-training with known cameras (DESIGN.md §1.3).
+
+``ss3d pretrain --config experiments/smoke.yaml [--resume]`` and notebooks/01_pretrain call
+:func:`pretrain_stage`. Per step and object: one rendered view is the encoder input, ``K`` other
+views supervise mask and colour on ``R`` sampled rays each. Validation renders novel views of
+held-out models (mask IoU, PSNR) next to two baselines computed once: the untrained network
+(step 0) and a sphere of the mean object size.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from ss3d import tracking
+from ss3d.cameras import Intrinsics, pixel_rays
+from ss3d.config import ExperimentConfig, to_dict
+from ss3d.data.datasets import RenderedViews
+from ss3d.engine import (
+    Runtime,
+    autocast,
+    grad_scaler,
+    init_distributed,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+)
+from ss3d.model import ReconstructionNet
+from ss3d.stages.data import data_paths
+from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
+
+__all__ = ["PretrainResult", "ValidationSet", "pretrain_stage", "stage_dir"]
+
+log = logging.getLogger(__name__)
+STAGE = "pretrain"
+
+
+def stage_dir(cfg: ExperimentConfig, stage: str = STAGE) -> Path:
+    root = Path(cfg.output_dir)
+    if not root.is_absolute():
+        root = tracking.repo_root() / root
+    return root / cfg.name / stage
+
+
+@dataclass
+class PretrainResult:
+    run_id: str | None
+    checkpoint: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+    validation: list[dict[str, float]] = field(default_factory=list)
+    baselines: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation data and metrics
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class ValidationSet:
+    """Held-out models: input view 0, novel views ``1..n``.
+
+    images (N, 3, H, W); azimuth/elevation/distance (N, n); masks (N, n, H, W);
+    rgb (N, n, H, W, 3) with a black background.
+    """
+
+    images: torch.Tensor
+    azimuth: torch.Tensor
+    elevation: torch.Tensor
+    distance: torch.Tensor
+    masks: torch.Tensor
+    rgb: torch.Tensor
+    categories: list[str]
+    intrinsics: Intrinsics
+
+    @classmethod
+    def from_renders(cls, path: Path, categories: list[str], splits: tuple[str, ...],
+                     max_models: int, novel_views: int) -> ValidationSet:
+        index = RenderedViews(path, categories=categories, splits=splits)
+        rows = _spread_rows(index.rows, index.row_categories, max_models)
+        with h5py.File(path, "r") as f:
+            n = min(novel_views, int(f.attrs["views_per_model"]) - 1)
+            if n < 1:
+                raise ValueError(f"{path}: validation needs at least 2 views per model")
+            rgb = torch.from_numpy(np.stack([f["rgb"][r] for r in rows])).float() / 255.0
+            mask = torch.from_numpy(np.stack([f["mask"][r] for r in rows])).float()
+            cams = {k: torch.from_numpy(np.stack([f[k][r] for r in rows]))
+                    for k in ("azimuth", "elevation", "distance")}
+            cats = [str(c) for c in f["category"].asstr()[:][rows]]
+        masked = rgb * mask[..., None]
+        return cls(images=masked[:, 0].permute(0, 3, 1, 2).contiguous(),
+                   azimuth=cams["azimuth"][:, 1:n + 1], elevation=cams["elevation"][:, 1:n + 1],
+                   distance=cams["distance"][:, 1:n + 1], masks=mask[:, 1:n + 1],
+                   rgb=masked[:, 1:n + 1], categories=cats, intrinsics=index.intrinsics)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def _spread_rows(rows: np.ndarray, cats: np.ndarray, limit: int) -> list[int]:
+    """Up to ``limit`` rows, round-robin over categories (every category is validated)."""
+    by_cat = {c: list(rows[cats == c]) for c in sorted(set(cats))}
+    out: list[int] = []
+    while len(out) < limit and any(by_cat.values()):
+        for c in by_cat:
+            if by_cat[c] and len(out) < limit:
+                out.append(int(by_cat[c].pop(0)))
+    return sorted(out)
+
+
+def mask_iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image IoU of ``pred > 0.5`` and ``target > 0.5``; ``(..., H, W) -> (...)``."""
+    p, t = pred > 0.5, target > 0.5
+    inter = (p & t).flatten(-2).sum(-1).float()
+    union = (p | t).flatten(-2).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (dB) of images in [0, 1]; ``(..., H, W, 3) -> (...)``."""
+    mse = (pred - target).pow(2).flatten(-3).mean(-1)
+    return -10.0 * torch.log10(mse.clamp(min=1e-10))
+
+
+@torch.no_grad()
+def render_validation(field_fn, val: ValidationSet, cfg: ExperimentConfig,
+                      device: torch.device) -> dict[str, torch.Tensor]:
+    """Render every novel view of ``val``: masks (N, n, H, W), rgb (N, n, H, W, 3).
+
+    ``field_fn(model_index (b,), points (b, P, 3))`` evaluates the field of those models.
+    """
+    n_models, n_views = val.azimuth.shape
+    masks, rgbs = [], []
+    for v in range(n_views):
+        idx = torch.arange(n_models, device=device)
+        out = render_images(lambda p, idx=idx: field_fn(idx, p), val.azimuth[:, v].to(device),
+                            val.elevation[:, v].to(device), val.distance[:, v].to(device),
+                            val.intrinsics, n_samples=cfg.model.n_samples,
+                            bounds=cfg.model.ray_bounds, radius=cfg.model.object_radius)
+        masks.append(out["mask"].cpu())
+        rgbs.append(out["rgb"].cpu())
+    return {"mask": torch.stack(masks, 1), "rgb": torch.stack(rgbs, 1)}
+
+
+def validation_metrics(rendered: dict[str, torch.Tensor], val: ValidationSet) -> dict[str, float]:
+    ious = mask_iou(rendered["mask"], val.masks)
+    psnrs = psnr(rendered["rgb"].clamp(0, 1), val.rgb)
+    metrics = {"mask_iou": float(ious.mean()), "psnr": float(psnrs.mean())}
+    for cat in sorted(set(val.categories)):
+        sel = torch.tensor([c == cat for c in val.categories])
+        metrics[f"mask_iou.{cat}"] = float(ious[sel].mean())
+    return metrics
+
+
+def mean_object_radius(path: Path, rows: np.ndarray) -> float:
+    """Radius of the sphere with the mean volume of the given models (from GT samples)."""
+    with h5py.File(path, "r") as f:
+        q = f["volume_occupancy"].shape[1] // 2  # the first half are uniform in [-.55, .55]^3
+        occ = np.stack([f["volume_occupancy"][r, :q] for r in rows]).mean()
+    volume = float(occ) * 1.1**3
+    return (3.0 * volume / (4.0 * math.pi)) ** (1.0 / 3.0)
+
+
+def sphere_field(radius: float, colour: torch.Tensor):
+    """A constant-colour solid sphere, as a field over ``(b, P, 3)`` points."""
+    logit = torch.logit(colour.clamp(1e-3, 1 - 1e-3))
+
+    def field_fn(idx: torch.Tensor, points: torch.Tensor):
+        inside = (points.norm(dim=-1, keepdim=True) <= radius).float()
+        return logit.to(points).expand(*points.shape[:-1], 3), inside * 500.0
+
+    return field_fn
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+def _infinite(loader: DataLoader, sampler: DistributedSampler | None) -> Iterator[dict]:
+    epoch = 0
+    while True:
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def _lr_factor(cfg: ExperimentConfig, step: int) -> float:
+    if cfg.optim.schedule == "constant":
+        return 1.0
+    total = max(cfg.pretrain.steps, 1)
+    warmup = min(20, total // 10)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def supervision_rays(batch: dict[str, torch.Tensor], intrinsics: Intrinsics,
+                     cfg: ExperimentConfig) -> tuple[torch.Tensor, ...]:
+    """Rays of the ``K`` supervision views of each object: origins, directions ``(B, K*R, 3)``
+    and near, far ``(B, K*R)``."""
+    b, k, r, _ = batch["pixels"].shape
+    origins, dirs = pixel_rays(batch["azimuth"].reshape(-1), batch["elevation"].reshape(-1),
+                               batch["distance"].reshape(-1), intrinsics,
+                               pixels=batch["pixels"].reshape(b * k, r, 2))
+    origins, dirs = origins.reshape(b, k * r, 3), dirs.reshape(b, k * r, 3)
+    dist = batch["distance"][..., None].expand(b, k, r).reshape(b, k * r)
+    near, far = ray_bounds(origins, dirs, dist, cfg.model.ray_bounds, cfg.model.object_radius)
+    return origins, dirs, near, far
+
+
+def render_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], intrinsics: Intrinsics,
+                cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
+    """Mean of mask MSE and colour MSE on the sampled rays (DESIGN.md §1.2)."""
+    origins, dirs, near, far = supervision_rays(batch, intrinsics, cfg)
+    depths, points = sample_along_rays(origins, dirs, near, far, cfg.model.n_samples,
+                                       stratified=True)
+    b, rays, samples = depths.shape
+    # model(...) rather than net.encode/query, so that DDP sees a forward call
+    rgb_logits, density = model(batch["image"], points.reshape(b, rays * samples, 3))
+    out = emission_absorption(density.reshape(b, rays, samples),
+                              torch.sigmoid(rgb_logits.reshape(b, rays, samples, 3)), depths)
+    b = batch["mask"].shape[0]
+    gt_mask = batch["mask"].reshape(b, -1)
+    gt_rgb = batch["rgb"].reshape(b, -1, 3) * gt_mask[..., None]
+    loss_mask = F.mse_loss(out["mask"], gt_mask)
+    loss_rgb = F.mse_loss(out["rgb"], gt_rgb)
+    return {"loss": 0.5 * (loss_mask + loss_rgb), "loss_mask": loss_mask, "loss_rgb": loss_rgb}
+
+
+def _validation_figure(val: ValidationSet, rendered: dict[str, torch.Tensor], step: int,
+                       count: int = 4) -> plt.Figure:
+    count = min(count, len(val))
+    n_views = val.masks.shape[1]
+    cols = 1 + 4 * n_views
+    fig, axes = plt.subplots(count, cols, figsize=(cols * 1.05, count * 1.15), squeeze=False)
+    for i in range(count):
+        axes[i, 0].imshow(val.images[i].permute(1, 2, 0).numpy())
+        axes[i, 0].set_ylabel(val.categories[i], fontsize=7)
+        for v in range(n_views):
+            base = 1 + 4 * v
+            panels = [(val.rgb[i, v].numpy(), "GT rgb"), (val.masks[i, v].numpy(), "GT mask"),
+                      (rendered["mask"][i, v].numpy(), "mask"),
+                      (rendered["rgb"][i, v].clamp(0, 1).numpy(), "colour")]
+            for j, (img, title) in enumerate(panels):
+                axes[i, base + j].imshow(img, cmap="gray" if img.ndim == 2 else None,
+                                         vmin=0, vmax=1)
+                if i == 0:
+                    axes[i, base + j].set_title(f"v{v + 1} {title}", fontsize=6)
+    axes[0, 0].set_title("input", fontsize=6)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"Held-out models, novel views (step {step})", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curve_figure(history: list[dict[str, float]],
+                      validation: list[dict[str, float]],
+                      baselines: dict[str, float]) -> plt.Figure:
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    steps = [h["step"] for h in history]
+    for key in ("loss", "loss_mask", "loss_rgb"):
+        ax1.plot(steps, [h[key] for h in history], label=key, lw=1)
+    ax1.set_yscale("log")
+    ax1.set_xlabel("step")
+    ax1.legend(fontsize=7)
+    ax1.set_title("training loss", fontsize=9)
+    vs = [v["step"] for v in validation]
+    ax2.plot(vs, [v["mask_iou"] for v in validation], "o-", label="network")
+    if "sphere_mask_iou" in baselines:
+        ax2.axhline(baselines["sphere_mask_iou"], color="gray", ls="--", label="mean sphere")
+    ax2.set_ylim(0, 1)
+    ax2.set_xlabel("step")
+    ax2.set_title("held-out novel-view mask IoU", fontsize=9)
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
+                   resume: bool | str | Path = False, progress: bool = True,
+                   track: bool = True) -> PretrainResult:
+    """Pre-train on the experiment's synthetic renders; returns the final checkpoint and logs.
+
+    Args:
+        renders: rendered-set HDF5 (default: ``<data.root>/renders.h5``).
+        resume: ``True`` to continue from ``<output_dir>/<name>/pretrain/last.pt``, or a
+            checkpoint path; the step count, optimiser, RNG and MLflow run continue.
+    """
+    start_wall = time.perf_counter()
+    runtime: Runtime = init_distributed(cfg.optim.device)
+    renders = Path(renders) if renders else data_paths(cfg).renders
+    if not renders.is_file():
+        raise FileNotFoundError(
+            f"no rendered data at {renders}: run notebooks/00_render.ipynb or "
+            f"`ss3d render --config <experiment>.yaml` first")
+    out_dir = stage_dir(cfg)
+    last = out_dir / "last.pt"
+    seed_everything(cfg.seed + runtime.rank)
+    device = runtime.device
+
+    train_set = RenderedViews(renders, categories=cfg.data.categories, splits=("train",),
+                              views_per_object=cfg.pretrain.views_per_object,
+                              rays_per_view=cfg.pretrain.rays_per_view,
+                              foreground_fraction=cfg.pretrain.foreground_fraction)
+    val = ValidationSet.from_renders(renders, cfg.data.categories, ("val", "test"),
+                                     cfg.pretrain.val_models, cfg.pretrain.val_views)
+    sampler = DistributedSampler(train_set) if runtime.distributed else None
+    loader = DataLoader(train_set, batch_size=min(cfg.optim.batch_size, len(train_set)),
+                        shuffle=sampler is None, sampler=sampler, drop_last=True,
+                        num_workers=cfg.data.num_workers,
+                        persistent_workers=cfg.data.num_workers > 0)
+    intrinsics = train_set.intrinsics
+
+    net = ReconstructionNet(cfg.model)
+    model = runtime.wrap(net)
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.optim.lr,
+                                 weight_decay=cfg.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(cfg, s))
+    scaler = grad_scaler(device, cfg.optim.amp)
+    start_step, run_id = 0, None
+    history: list[dict[str, float]] = []
+    validation: list[dict[str, float]] = []
+    baselines: dict[str, float] = {}
+    if resume:
+        ckpt_path = last if resume is True else Path(resume)
+        payload = load_checkpoint(ckpt_path, model=net, optimizer=optimizer,
+                                  map_location=device, restore_rng=True)
+        start_step, run_id = payload["step"], payload.get("mlflow_run_id")
+        extra = payload.get("extra", {})
+        history, validation = extra.get("history", []), extra.get("validation", [])
+        baselines = extra.get("baselines", {})
+        scheduler.last_epoch = start_step
+        runtime.info("resuming pre-training from %s at step %d", ckpt_path, start_step)
+    result = PretrainResult(run_id=run_id, checkpoint=last)
+
+    def field_fn_for(latent: torch.Tensor):
+        return lambda idx, p: net.query(p, latent[idx])
+
+    def validate(step: int) -> dict[str, float]:
+        net.eval()
+        with torch.no_grad(), autocast(device, cfg.optim.amp):
+            latent = net.encode(val.images.to(device))
+            rendered = render_validation(field_fn_for(latent), val, cfg, device)
+        net.train()
+        metrics = validation_metrics(rendered, val)
+        metrics["step"] = step
+        validation.append(metrics)
+        if track and runtime.is_main:
+            mlflow.log_metrics({f"val/{k}": v for k, v in metrics.items() if k != "step"},
+                               step=step)
+            fig = _validation_figure(val, rendered, step)
+            tracking.log_figure(fig, f"validation/step_{step:06d}", close=False)
+            result.figures["validation"] = fig
+        else:
+            result.figures["validation"] = _validation_figure(val, rendered, step)
+        return metrics
+
+    def checkpoint(step: int) -> None:
+        if runtime.is_main:
+            save_checkpoint(last, stage=STAGE, step=step, config=to_dict(cfg), model=net,
+                            optimizer=optimizer, mlflow_run_id=result.run_id,
+                            extra={"history": history, "validation": validation,
+                                   "baselines": baselines, "renders": str(renders)})
+
+    def train() -> None:
+        if not baselines:
+            # Baselines first: the untrained network and a sphere of the mean object size.
+            untrained = validate(0)
+            baselines.update({"untrained_mask_iou": untrained["mask_iou"],
+                              "untrained_psnr": untrained["psnr"]})
+            radius = mean_object_radius(renders, train_set.rows)
+            fg = val.rgb[val.masks > 0.5]
+            colour = fg.mean(0) if len(fg) else torch.full((3,), 0.5)
+            sphere = validation_metrics(render_validation(sphere_field(radius, colour), val,
+                                                          cfg, device), val)
+            baselines.update({"sphere_mask_iou": sphere["mask_iou"],
+                              "sphere_psnr": sphere["psnr"], "sphere_radius": radius})
+            if track and runtime.is_main:
+                mlflow.log_metrics({f"baseline/{k}": v for k, v in baselines.items()})
+        batches = _infinite(loader, sampler)
+        bar = tqdm(range(start_step, cfg.pretrain.steps), desc="pretrain", unit="step",
+                   initial=start_step, total=cfg.pretrain.steps,
+                   disable=not (progress and runtime.is_main))
+        for step in bar:
+            tic = time.perf_counter()
+            batch = next(batches)
+            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                     for k, v in batch.items()}
+            with autocast(device, cfg.optim.amp):
+                losses = render_loss(model, batch, intrinsics, cfg)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(losses["loss"]).backward()
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                net.parameters(), cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else 1e9)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            record = {k: float(v.detach()) for k, v in losses.items()}
+            record.update(step=step + 1, lr=optimizer.param_groups[0]["lr"],
+                          grad_norm=float(grad_norm), step_seconds=time.perf_counter() - tic)
+            history.append(record)
+            if track and runtime.is_main:
+                mlflow.log_metrics({k: v for k, v in record.items() if k != "step"},
+                                   step=step + 1)
+            bar.set_postfix(loss=f"{record['loss']:.4f}")
+            done = step + 1
+            if done % cfg.pretrain.val_every == 0 or done == cfg.pretrain.steps:
+                metrics = validate(done)
+                bar.write(f"step {done}: held-out mask IoU {metrics['mask_iou']:.3f}, "
+                          f"PSNR {metrics['psnr']:.2f} dB")
+            if done % cfg.pretrain.checkpoint_every == 0 or done == cfg.pretrain.steps:
+                checkpoint(done)
+        if start_step >= cfg.pretrain.steps and not last.exists():
+            checkpoint(start_step)
+
+    consumed = []
+    render_run = tracking.latest_run(cfg.name, "render") if track else None
+    if render_run is not None:
+        consumed.append(render_run.info.run_id)
+    if track and runtime.is_main:
+        with tracking.start_run(cfg, STAGE, consumed=consumed, run_id=run_id) as run:
+            result.run_id = run.info.run_id
+            mlflow.set_tag("ss3d.renders", str(renders))
+            train()
+            result.figures["curves"] = loss_curve_figure(history, validation, baselines)
+            tracking.log_figure(result.figures["curves"], "curves", close=False)
+            mlflow.log_metric("wall_seconds", time.perf_counter() - start_wall)
+            tracking.log_checkpoint(last)
+    else:
+        train()
+        result.figures["curves"] = loss_curve_figure(history, validation, baselines)
+    result.history, result.validation, result.baselines = history, validation, baselines
+    result.wall_seconds = time.perf_counter() - start_wall
+    return result
