@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ss3d.config import ConfigError, ExperimentConfig, dump_yaml, load_config, parse_set_args
+from ss3d.engine import CheckpointError
 
 log = logging.getLogger("ss3d")
 
@@ -58,6 +59,22 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from ss3d.stages.pretrain import pretrain_stage
+
+    cfg = _load(args)
+    result = pretrain_stage(cfg, renders=args.renders, resume=args.resume or False)
+    final = result.validation[-1] if result.validation else {}
+    b = result.baselines
+    print(f"pre-training done in {result.wall_seconds:.0f}s; checkpoint {result.checkpoint}")
+    if final:
+        print(f"held-out novel views: mask IoU {final['mask_iou']:.3f}, PSNR "
+              f"{final['psnr']:.2f} dB (untrained {b.get('untrained_mask_iou', 0):.3f}, "
+              f"mean sphere {b.get('sphere_mask_iou', 0):.3f})")
+    print(f"MLflow run {result.run_id}")
+    return 0
+
+
 def _cmd_pipeline(args: argparse.Namespace) -> int:
     from ss3d.pipeline import run_pipeline
 
@@ -82,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         "config": (_cmd_config, "print the resolved config of an experiment"),
         "render": (_cmd_render, "generate/render the experiment's synthetic data to HDF5"),
         "ingest": (_cmd_ingest, "ingest a CUB-200-2011 folder or a generic CSV into HDF5"),
+        "pretrain": (_cmd_pretrain, "pre-train on the synthetic renders (known cameras)"),
         "pipeline": (_cmd_pipeline, "run the notebooks 00 → 04 through papermill"),
     }
     for name, (func, help_text) in commands.items():
@@ -100,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--name", help="collection name (default: from the source)")
             p.add_argument("--category", default="bird",
                            help="category of a CUB-layout folder (default: %(default)s)")
+        if name == "pretrain":
+            p.add_argument("--renders", help="rendered-set HDF5 (default: the experiment's, "
+                           "found through its latest render run)")
+            p.add_argument("--resume", nargs="?", const=True, metavar="CHECKPOINT",
+                           help="continue from <output_dir>/<name>/pretrain/last.pt (or the "
+                           "given checkpoint), in the same MLflow run")
         if name == "pipeline":
             p.add_argument("--output", "-o", help="folder for executed notebooks "
                            "(default: outputs/<experiment>/notebooks)")
@@ -115,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"ss3d: config error: {err}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, CheckpointError) as err:
         print(f"ss3d: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -34,7 +34,9 @@ from ss3d.data.procedural import generate_category
 from ss3d.data.render import RENDER_FORMAT, RenderSettings, merge_shards, render_models
 from ss3d.data.shapenet import ModelRecord, index_shapenet
 
-__all__ = ["DataPaths", "DataResult", "data_paths", "ingest_stage", "render_stage"]
+__all__ = [
+    "DataPaths", "DataResult", "data_paths", "find_renders", "ingest_stage", "render_stage",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,20 @@ def data_paths(cfg: ExperimentConfig) -> DataPaths:
                      else root / "shapenet",
                      renders=root / "renders.h5", photos=root / "photos",
                      collections=root / "collections")
+
+
+def find_renders(cfg: ExperimentConfig) -> tuple[Path, str | None]:
+    """The experiment's rendered set and the MLflow run that made it (if any).
+
+    Prefers the data root recorded by the latest finished ``render`` run of the experiment,
+    then ``<data.root>/renders.h5``.
+    """
+    run = tracking.latest_run(cfg.name, "render")
+    if run is not None and run.data.tags.get("ss3d.data_root"):
+        path = Path(run.data.tags["ss3d.data_root"]) / "renders.h5"
+        if path.is_file():
+            return path, run.info.run_id
+    return data_paths(cfg).renders, None
 
 
 @dataclass

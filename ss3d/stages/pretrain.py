@@ -40,7 +40,7 @@ from ss3d.engine import (
     seed_everything,
 )
 from ss3d.model import ReconstructionNet
-from ss3d.stages.data import data_paths
+from ss3d.stages.data import data_paths, find_renders
 from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
 
 __all__ = ["PretrainResult", "ValidationSet", "pretrain_stage", "stage_dir"]
@@ -305,7 +305,11 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
     """
     start_wall = time.perf_counter()
     runtime: Runtime = init_distributed(cfg.optim.device)
-    renders = Path(renders) if renders else data_paths(cfg).renders
+    render_run_id = None
+    if renders:
+        renders = Path(renders)
+    else:
+        renders, render_run_id = find_renders(cfg) if track else (data_paths(cfg).renders, None)
     if not renders.is_file():
         raise FileNotFoundError(
             f"no rendered data at {renders}: run notebooks/00_render.ipynb or "
@@ -431,10 +435,7 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
         if start_step >= cfg.pretrain.steps and not last.exists():
             checkpoint(start_step)
 
-    consumed = []
-    render_run = tracking.latest_run(cfg.name, "render") if track else None
-    if render_run is not None:
-        consumed.append(render_run.info.run_id)
+    consumed = [render_run_id] if render_run_id else []
     if track and runtime.is_main:
         with tracking.start_run(cfg, STAGE, consumed=consumed, run_id=run_id) as run:
             result.run_id = run.info.run_id
