@@ -75,6 +75,24 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_selftrain(args: argparse.Namespace) -> int:
+    from ss3d.stages.selftrain import selftrain_stage
+
+    cfg = _load(args)
+    result = selftrain_stage(cfg, pretrained=args.pretrained, resume=args.resume or False)
+    final = result.epochs[-1] if result.epochs else {}
+    print(f"self-training {cfg.selftrain.category} done in {result.wall_seconds:.0f}s; "
+          f"checkpoint {result.checkpoint}")
+    if final:
+        line = f"mask IoU (chosen cameras) {final['mask_iou']:.3f}"
+        if "pose_acc30" in final:
+            line += (f"; pose acc@30 {final['pose_acc30']:.2f}, best-of-H "
+                     f"{final['pose_best_of_h_acc30']:.2f}")
+        print(line)
+    print(f"MLflow run {result.run_id}")
+    return 0
+
+
 def _cmd_pipeline(args: argparse.Namespace) -> int:
     from ss3d.pipeline import run_pipeline
 
@@ -100,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "render": (_cmd_render, "generate/render the experiment's synthetic data to HDF5"),
         "ingest": (_cmd_ingest, "ingest a CUB-200-2011 folder or a generic CSV into HDF5"),
         "pretrain": (_cmd_pretrain, "pre-train on the synthetic renders (known cameras)"),
+        "selftrain": (_cmd_selftrain, "self-train one category with multi-hypothesis cameras"),
         "pipeline": (_cmd_pipeline, "run the notebooks 00 → 04 through papermill"),
     }
     for name, (func, help_text) in commands.items():
@@ -124,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--resume", nargs="?", const=True, metavar="CHECKPOINT",
                            help="continue from <output_dir>/<name>/pretrain/last.pt (or the "
                            "given checkpoint), in the same MLflow run")
+        if name == "selftrain":
+            p.add_argument("--pretrained", help="pre-trained checkpoint (default: the "
+                           "experiment's latest pre-training run)")
+            p.add_argument("--resume", nargs="?", const=True, metavar="CHECKPOINT",
+                           help="continue from the last self-training checkpoint")
         if name == "pipeline":
             p.add_argument("--output", "-o", help="folder for executed notebooks "
                            "(default: outputs/<experiment>/notebooks)")

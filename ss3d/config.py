@@ -173,8 +173,19 @@ class SelftrainConfig:
     n_cam_iters: int = _f(15, ge=0)
     epochs: int = _f(4, ge=1)
     stage_one_epochs: int = _f(2, ge=0)
-    camera_lr: float = _f(0.05, gt=0.0)
+    camera_lr: float = _f(0.05, gt=0.0, help="Adam lr of the raw camera parameters "
+                          "(azimuth: 60× this, in degrees).")
+    camera_rays: int = _f(64, ge=1, help="Rays per image and hypothesis in the camera search.")
+    camera_samples: int = _f(16, ge=2, help="Samples per ray in the camera search.")
+    selection_rays: int = _f(512, ge=1, help="Rays of the low-noise loss used to choose.")
+    select: str = _f("loss", choices=("loss", "weights"),
+                     help="Chosen pose: lowest low-noise loss, or highest weight (paper).")
+    logit_lr: float = _f(500.0, gt=0.0, help="SGD step of the hypothesis logits.")
+    elevation_init: list[float] = _f([-30.0, 60.0], help="Initial elevations (uniform).")
+    distance_range: list[float] = _f([1.6, 2.8], help="Allowed camera distances.")
     rays_per_image: int = _f(256, ge=1)
+    ablation: bool = _f(True, help="Notebook 02 also runs H = 1 with the same budget on the "
+                        "first collection (the pipeline's multi-hypothesis check).")
     mask_weight: float = _f(0.2, ge=0.0)
     rgb_weight: float = _f(0.8, ge=0.0)
 

@@ -32,19 +32,29 @@ def run_pipeline(config: str | Path, overrides: Mapping[str, Any] | None = None,
     out = Path(output_dir) if output_dir else tracking.repo_root() / "outputs" / cfg.name / \
         "notebooks"
     timings: dict[str, float] = {}
+    jobs: list[tuple[str, str, str, dict[str, Any]]] = []
     for name, stage in NOTEBOOKS:
+        if name == "02_selftrain":  # one self-training per collection; ablation on the first
+            for k, category in enumerate(cfg.data.collections):
+                jobs.append((name, f"{name}_{category}", stage,
+                             {"category": category,
+                              "ablation": bool(cfg.selftrain.ablation and k == 0)}))
+        else:
+            jobs.append((name, name, stage, {}))
+    for name, label, stage, params in jobs:
         if not notebook_path(name).is_file():
             log.info("skipping %s: notebook not in this version of ss3d", name)
             continue
         start = time.perf_counter()
-        executed = execute(name, out / f"{name}.ipynb",
-                           {"experiment_file": str(config), "overrides": dict(overrides or {})})
-        timings[name] = time.perf_counter() - start
-        run = tracking.latest_run(cfg.name, stage)
+        executed = execute(name, out / f"{label}.ipynb",
+                           {"experiment_file": str(config), "overrides": dict(overrides or {}),
+                            **params})
+        timings[label] = time.perf_counter() - start
+        run = tracking.latest_run(cfg.name, stage, category=params.get("category"))
         if run is not None:
             MlflowClient(tracking.tracking_uri()).log_artifact(run.info.run_id, str(executed),
                                                                "notebooks")
-        print(f"{name}: {timings[name]:.1f}s  ({executed})", flush=True)
+        print(f"{label}: {timings[label]:.1f}s  ({executed})", flush=True)
     total = sum(timings.values())
     print(f"pipeline {cfg.name}: {total:.1f}s for {len(timings)} notebooks", flush=True)
     return timings

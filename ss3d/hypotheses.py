@@ -1,0 +1,166 @@
+"""Multi-hypothesis camera bank for self-training (DESIGN.md §1.4).
+
+Every image of a collection owns ``H`` camera hypotheses and ``H`` logits of a categorical
+distribution over them, stored as ``(N, H)`` tensors keyed by the collection's stable image ids
+(never one file per image), saved in every checkpoint and restored on resume.
+
+Parameterisation keeps the optimiser in range without clamping:
+
+    azimuth   = raw_azimuth (degrees, periodic)
+    elevation = max_elevation · tanh(raw_elevation)
+    distance  = d_min + (d_max - d_min) · sigmoid(raw_distance)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = [
+    "CameraBank", "aligned_rotation_errors", "geodesic_degrees", "pose_metrics",
+    "rotation_matrices",
+]
+
+
+class CameraBank:
+    """``(N, H)`` hypotheses and logits for the images ``image_ids`` (in dataset order)."""
+
+    def __init__(self, image_ids: Sequence[str], hypotheses: int,
+                 elevation_range: tuple[float, float] = (-30.0, 60.0),
+                 distance_range: tuple[float, float] = (1.6, 2.8), seed: int = 0):
+        self.image_ids = list(image_ids)
+        if len(set(self.image_ids)) != len(self.image_ids):
+            raise ValueError("camera bank image ids must be unique")
+        self.hypotheses = int(hypotheses)
+        self.max_elevation = 85.0
+        self.distance_range = (float(distance_range[0]), float(distance_range[1]))
+        n, h = len(self.image_ids), self.hypotheses
+        g = torch.Generator().manual_seed(seed)
+        # spread over azimuth: hypothesis k starts in the k-th of H equal sectors
+        sector = 360.0 / h
+        azimuth = (torch.arange(h).float() * sector)[None] + torch.rand(n, h, generator=g) * \
+            sector
+        lo, hi = elevation_range
+        elevation = lo + (hi - lo) * torch.rand(n, h, generator=g)
+        d0, d1 = self.distance_range
+        distance = d0 + (d1 - d0) * (0.25 + 0.5 * torch.rand(n, h, generator=g))
+        self.raw_azimuth = azimuth
+        self.raw_elevation = torch.atanh((elevation / self.max_elevation).clamp(-0.999, 0.999))
+        fraction = ((distance - d0) / (d1 - d0)).clamp(1e-4, 1 - 1e-4)
+        self.raw_distance = torch.log(fraction / (1 - fraction))
+        self.logits = torch.zeros(n, h)
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def decode(self, raw_azimuth: torch.Tensor, raw_elevation: torch.Tensor,
+               raw_distance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        d0, d1 = self.distance_range
+        return (raw_azimuth, self.max_elevation * torch.tanh(raw_elevation),
+                d0 + (d1 - d0) * torch.sigmoid(raw_distance))
+
+    def raw(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw parameters of the images ``index (B,)``: three ``(B, H)`` tensors (copies)."""
+        index = index.cpu()
+        return (self.raw_azimuth[index].clone(), self.raw_elevation[index].clone(),
+                self.raw_distance[index].clone())
+
+    def set_raw(self, index: torch.Tensor, raw: Sequence[torch.Tensor]) -> None:
+        index = index.cpu()
+        self.raw_azimuth[index] = raw[0].detach().cpu()
+        self.raw_elevation[index] = raw[1].detach().cpu()
+        self.raw_distance[index] = raw[2].detach().cpu()
+
+    def cameras(self, index: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decoded ``azimuth, elevation, distance``, each ``(B, H)`` (or ``(N, H)``)."""
+        if index is None:
+            index = torch.arange(len(self))
+        return self.decode(*self.raw(index))
+
+    def weights(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.logits if index is None else self.logits[index.cpu()]
+        return torch.softmax(logits, dim=-1)
+
+    def state_dict(self) -> dict:
+        return {"image_ids": list(self.image_ids), "hypotheses": self.hypotheses,
+                "distance_range": self.distance_range, "max_elevation": self.max_elevation,
+                "raw_azimuth": self.raw_azimuth.clone(),
+                "raw_elevation": self.raw_elevation.clone(),
+                "raw_distance": self.raw_distance.clone(), "logits": self.logits.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore hypotheses by image id (the dataset order may differ)."""
+        position = {image_id: i for i, image_id in enumerate(state["image_ids"])}
+        missing = [i for i in self.image_ids if i not in position]
+        if missing:
+            raise ValueError(f"camera bank has no hypotheses for image ids {missing[:5]}")
+        if state["hypotheses"] != self.hypotheses:
+            raise ValueError(f"camera bank has {state['hypotheses']} hypotheses per image, "
+                             f"config asks for {self.hypotheses}")
+        rows = torch.tensor([position[i] for i in self.image_ids], dtype=torch.long)
+        self.distance_range = tuple(state["distance_range"])
+        self.max_elevation = state["max_elevation"]
+        for key in ("raw_azimuth", "raw_elevation", "raw_distance", "logits"):
+            setattr(self, key, state[key][rows].clone())
+
+
+def rotation_matrices(azimuth: torch.Tensor, elevation: torch.Tensor) -> torch.Tensor:
+    """World-to-view rotations ``(..., 3, 3)`` of look-at cameras (distance does not matter)."""
+    from ss3d.cameras import spherical_to_pytorch3d
+
+    shape = azimuth.shape
+    R, _ = spherical_to_pytorch3d(azimuth.reshape(-1).float(), elevation.reshape(-1).float(),
+                                  torch.ones(azimuth.numel()))
+    return R.transpose(1, 2).reshape(*shape, 3, 3)  # PyTorch3D's R is for row vectors
+
+
+def geodesic_degrees(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Angle of ``a^T b`` in degrees, batched ``(..., 3, 3)``."""
+    trace = (a.transpose(-1, -2) @ b).diagonal(dim1=-2, dim2=-1).sum(-1)
+    return torch.rad2deg(torch.acos(((trace - 1) / 2).clamp(-1.0, 1.0)))
+
+
+def aligned_rotation_errors(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Errors ``(N,)`` after the best single global rotation of the learned object frame.
+
+    The learned canonical frame may differ from the true one by a rotation ``G``
+    (``R_pred G ≈ R_true`` for world-to-view rotations): ``G`` is the Procrustes solution of
+    ``sum_i ||R_pred_i G - R_true_i||``, i.e. the SO(3) projection of ``mean(R_pred^T R_true)``.
+    """
+    m = (pred.transpose(-1, -2) @ truth).mean(0)
+    u, _, vt = torch.linalg.svd(m)
+    d = torch.sign(torch.linalg.det(u @ vt))
+    g = u @ torch.diag(torch.tensor([1.0, 1.0, float(d)])) @ vt
+    return geodesic_degrees(pred @ g, truth)
+
+
+def pose_metrics(bank: CameraBank, truth: dict[str, dict], choice: torch.Tensor,
+                 prefix: str = "") -> dict[str, float]:
+    """Pose accuracy of the chosen hypotheses (and best-of-H) against hidden true cameras."""
+    ids = [i for i in bank.image_ids if i in truth]
+    if not ids:
+        return {}
+    rows = torch.tensor([bank.image_ids.index(i) for i in ids])
+    az, el, _ = bank.cameras(rows)
+    pred_all = rotation_matrices(az, el)  # (n, H, 3, 3)
+    true = rotation_matrices(torch.tensor([truth[i]["azimuth"] for i in ids]),
+                             torch.tensor([truth[i]["elevation"] for i in ids]))
+    chosen = pred_all[torch.arange(len(ids)), choice[rows]]
+    errors = aligned_rotation_errors(chosen, true)
+    raw_errors = geodesic_degrees(chosen, true)
+    # best of H, in the frame aligned on the chosen hypotheses
+    m = (chosen.transpose(-1, -2) @ true).mean(0)
+    u, _, vt = torch.linalg.svd(m)
+    d = torch.sign(torch.linalg.det(u @ vt))
+    g = u @ torch.diag(torch.tensor([1.0, 1.0, float(d)])) @ vt
+    best = geodesic_degrees(pred_all @ g, true[:, None]).min(dim=1).values
+    out = {"pose_acc15": float((errors < 15).float().mean()),
+           "pose_acc30": float((errors < 30).float().mean()),
+           "pose_median_deg": float(errors.median()),
+           "pose_acc30_unaligned": float((raw_errors < 30).float().mean()),
+           "pose_best_of_h_acc30": float((best < 30).float().mean()),
+           "pose_best_of_h_median_deg": float(best.median())}
+    return {f"{prefix}{k}": v for k, v in out.items()}
+

@@ -1,0 +1,425 @@
+"""Stage 2: category-specific self-training with multi-hypothesis cameras (DESIGN.md §1.4).
+
+Each training step, for a batch of images (input and target at once):
+1. encode the images (latent detached for 2–3);
+2. optimise every hypothesis' camera for ``n_cam_iters`` Adam steps on its own render loss,
+   network frozen — all ``B × H`` cameras in one batched render;
+3. update the hypothesis logits on the softmax-weighted per-hypothesis loss;
+4. (phase B only) update the network on the softmax-weighted loss, weights detached.
+
+The chosen pose of an image is its highest-weight hypothesis (``selftrain.select=weights``, the
+paper) or its lowest-loss hypothesis on more rays (``select=loss``, the default here: DESIGN.md
+§1.7 measured it picks better). Both are logged, with best-of-H, against the hidden true cameras
+of rendered collections — for evaluation only, never for training.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import mlflow
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ss3d import tracking
+from ss3d.cameras import Intrinsics, pixel_rays
+from ss3d.config import ExperimentConfig, to_dict
+from ss3d.data.datasets import ImageCollection, read_hidden_cameras
+from ss3d.engine import (
+    autocast,
+    init_distributed,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+)
+from ss3d.hypotheses import CameraBank, pose_metrics
+from ss3d.model import ReconstructionNet
+from ss3d.stages.data import data_paths
+from ss3d.stages.pretrain import mask_iou, stage_dir
+from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
+
+__all__ = ["SelftrainResult", "find_pretrained", "hypothesis_losses", "selftrain_stage"]
+
+log = logging.getLogger(__name__)
+STAGE = "selftrain"
+
+
+class MissingPretrainedError(FileNotFoundError):
+    """No pre-trained checkpoint: says which notebook or command to run first."""
+
+
+@dataclass
+class SelftrainResult:
+    run_id: str | None
+    checkpoint: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    bank: CameraBank | None = None
+
+
+def find_pretrained(cfg: ExperimentConfig, pretrained: str | Path | None = None,
+                    track: bool = True) -> tuple[Path, str | None]:
+    """The pre-trained checkpoint: ``pretrained`` if given, else the experiment's latest finished
+    pre-training run in MLflow, else ``<output_dir>/<name>/pretrain/last.pt``."""
+    if pretrained:
+        path = Path(pretrained)
+        if not path.is_file():
+            raise MissingPretrainedError(f"pretrained checkpoint not found: {path}")
+        return path, None
+    if track:
+        run = tracking.latest_run(cfg.name, "pretrain")
+        if run is not None:
+            path = tracking.artifact_path(run, "checkpoints/last.pt")
+            if path.is_file():
+                return path, run.info.run_id
+    path = stage_dir(cfg, "pretrain") / "last.pt"
+    if path.is_file():
+        return path, None
+    raise MissingPretrainedError(
+        f"no pre-trained model for experiment '{cfg.name}': run notebooks/01_pretrain.ipynb "
+        f"(or `ss3d pretrain --config <experiment>.yaml`) first, or pass a checkpoint path "
+        f"(-p pretrained PATH / --pretrained PATH)")
+
+
+def _sample_pixels(masks: torch.Tensor, count: int, generator: torch.Generator | None = None
+                   ) -> torch.Tensor:
+    """``(B, count, 2)`` pixel centres, half on the mask (where it has pixels), half uniform."""
+    b, _, h, w = masks.shape
+    flat = masks.reshape(b, -1)
+    n_fg = count // 2
+    uniform = torch.randint(0, h * w, (b, count - n_fg), generator=generator)
+    probs = flat + 1e-6  # fall back to uniform for an empty mask
+    fg = torch.multinomial(probs, n_fg, replacement=True, generator=generator)
+    idx = torch.cat([fg, uniform], dim=1)
+    return torch.stack([(idx % w).float() + 0.5, (idx // w).float() + 0.5], dim=-1)
+
+
+def _gather(images: torch.Tensor, masks: torch.Tensor,
+            pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets at ``pixels (B, R, 2)``: rgb ``(B, R, 3)`` and mask ``(B, R)``."""
+    b, _, h, w = images.shape
+    idx = (pixels[..., 1].long() * w + pixels[..., 0].long())
+    rgb = images.reshape(b, 3, -1).gather(2, idx[:, None].expand(b, 3, -1)).transpose(1, 2)
+    mask = masks.reshape(b, -1).gather(1, idx)
+    return rgb, mask
+
+
+def hypothesis_losses(net: ReconstructionNet, latent: torch.Tensor, target_rgb: torch.Tensor,
+                      target_mask: torch.Tensor, pixels: torch.Tensor, azimuth: torch.Tensor,
+                      elevation: torch.Tensor, distance: torch.Tensor, intrinsics: Intrinsics,
+                      cfg: ExperimentConfig, n_samples: int) -> torch.Tensor:
+    """Render loss of every hypothesis of every image, in one batched render.
+
+    Args:
+        latent: ``(B, L)``. target_rgb ``(B, R, 3)``, target_mask ``(B, R)``, pixels ``(B, R, 2)``.
+        azimuth, elevation, distance: ``(B, H)`` cameras.
+
+    Returns:
+        ``(B, H)`` weighted mask + colour MSE of each hypothesis.
+    """
+    b, h = azimuth.shape
+    r = pixels.shape[1]
+    origins, dirs = pixel_rays(azimuth.reshape(-1), elevation.reshape(-1), distance.reshape(-1),
+                               intrinsics, pixels=pixels.repeat_interleave(h, 0))
+    near, far = ray_bounds(origins, dirs, distance.reshape(-1), cfg.model.ray_bounds,
+                           cfg.model.object_radius)
+    depths, points = sample_along_rays(origins, dirs, near, far, n_samples, stratified=True)
+    # one FiLM set per camera (B·H of them), broadcast over its R·S points
+    rgb_logits, density = net.query(points.reshape(b * h, r * n_samples, 3),
+                                    latent.repeat_interleave(h, 0))
+    out = emission_absorption(density.reshape(b * h, r, n_samples),
+                              torch.sigmoid(rgb_logits.reshape(b * h, r, n_samples, 3)), depths)
+    t_mask = target_mask.repeat_interleave(h, 0)
+    t_rgb = target_rgb.repeat_interleave(h, 0)
+    loss_mask = (out["mask"] - t_mask).pow(2).mean(-1)
+    loss_rgb = (out["rgb"] - t_rgb).pow(2).mean((-1, -2))
+    s = cfg.selftrain
+    return (s.mask_weight * loss_mask + s.rgb_weight * loss_rgb).reshape(b, h)
+
+
+def optimise_cameras(net: ReconstructionNet, latent: torch.Tensor, images: torch.Tensor,
+                     masks: torch.Tensor, raw: list[torch.Tensor], bank: CameraBank,
+                     intrinsics: Intrinsics, cfg: ExperimentConfig
+                     ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """``n_cam_iters`` Adam steps on all ``B × H`` cameras with the network frozen.
+
+    Returns the optimised raw parameters and the per-hypothesis losses before and after.
+    """
+    s = cfg.selftrain
+    raw = [p.clone().to(images.device).requires_grad_(True) for p in raw]
+    # Adam's step is about lr whatever the gradient scale: azimuth is in degrees, the other
+    # two in unbounded raw units, so azimuth gets its own (degree-sized) learning rate.
+    optimizer = torch.optim.Adam([{"params": [raw[0]], "lr": s.camera_lr * 60.0},
+                                  {"params": raw[1:], "lr": s.camera_lr}])
+    before = None
+    requires = [p.requires_grad for p in net.parameters()]
+    for p in net.parameters():
+        p.requires_grad_(False)
+    try:
+        for it in range(s.n_cam_iters + 1):
+            pixels = _sample_pixels(masks, s.camera_rays)
+            t_rgb, t_mask = _gather(images, masks, pixels)
+            az, el, dist = bank.decode(*raw)
+            losses = hypothesis_losses(net, latent, t_rgb, t_mask, pixels, az, el, dist,
+                                       intrinsics, cfg, s.camera_samples)
+            if before is None:
+                before = losses.detach()
+            if it == s.n_cam_iters:
+                break
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            optimizer.step()
+    finally:
+        for p, flag in zip(net.parameters(), requires):
+            p.requires_grad_(flag)
+    return [p.detach() for p in raw], before, losses.detach()
+
+
+def selection_losses(net: ReconstructionNet, latent: torch.Tensor, images: torch.Tensor,
+                     masks: torch.Tensor, bank: CameraBank, index: torch.Tensor,
+                     intrinsics: Intrinsics, cfg: ExperimentConfig) -> torch.Tensor:
+    """Low-noise per-hypothesis losses (more rays) for choosing among hypotheses: ``(B, H)``."""
+    g = torch.Generator().manual_seed(1234)  # the same rays for every hypothesis and epoch
+    pixels = _sample_pixels(masks.cpu(), cfg.selftrain.selection_rays, g).to(images.device)
+    t_rgb, t_mask = _gather(images, masks, pixels)
+    az, el, dist = (c.to(images.device) for c in bank.cameras(index))
+    with torch.no_grad():
+        return hypothesis_losses(net, latent, t_rgb, t_mask, pixels, az, el, dist, intrinsics,
+                                 cfg, cfg.selftrain.camera_samples)
+
+
+@torch.no_grad()
+def render_chosen(net: ReconstructionNet, images: torch.Tensor, bank: CameraBank,
+                  index: torch.Tensor, choice: torch.Tensor, intrinsics: Intrinsics,
+                  cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
+    latent = net.encode(images)
+    az, el, dist = bank.cameras(index)
+    pick = choice[index.cpu()]
+    rows = torch.arange(len(index))
+    cams = [c[rows, pick].to(images.device) for c in (az, el, dist)]
+    return render_images(lambda p: net.query(p, latent), *cams, intrinsics,
+                         n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds,
+                         radius=cfg.model.object_radius)
+
+
+def _figure(images, masks, rendered, weights, novel, step: int) -> plt.Figure:
+    n = images.shape[0]
+    h = weights.shape[1]
+    cols = 4 + novel["rgb"].shape[1]
+    fig, axes = plt.subplots(n, cols, figsize=(cols * 1.2, n * 1.2), squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(images[i].permute(1, 2, 0).cpu().numpy())
+        axes[i, 1].imshow(rendered["rgb"][i].clamp(0, 1).cpu().numpy())
+        axes[i, 2].imshow(rendered["mask"][i].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+        axes[i, 3].bar(range(h), weights[i].numpy(), color="tab:blue")
+        axes[i, 3].set_ylim(0, 1)
+        for j in range(novel["rgb"].shape[1]):
+            axes[i, 4 + j].imshow(novel["rgb"][i, j].clamp(0, 1).cpu().numpy())
+    titles = ["input", "render (chosen)", "mask (chosen)", "weights"] + [
+        f"novel {j + 1}" for j in range(novel["rgb"].shape[1])]
+    for j, title in enumerate(titles):
+        axes[0, j].set_title(title, fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"Self-training (step {step})", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
+                    pretrained: str | Path | None = None, collection: str | Path | None = None,
+                    resume: bool | str | Path = False, progress: bool = True,
+                    track: bool = True, run_tags: dict[str, str] | None = None
+                    ) -> SelftrainResult:
+    """Self-train the pre-trained model on one category's image collection."""
+    start_wall = time.perf_counter()
+    category = category or cfg.selftrain.category
+    cfg.selftrain.category = category
+    runtime = init_distributed(cfg.optim.device)
+    device = runtime.device
+    seed_everything(cfg.seed)
+    collection = Path(collection) if collection else data_paths(cfg).collection(category)
+    if not collection.is_file():
+        raise FileNotFoundError(f"no image collection for '{category}' at {collection}: run "
+                                "notebooks/00_render.ipynb (or `ss3d render`) or `ss3d ingest` "
+                                "first")
+    ckpt_in, pretrain_run = find_pretrained(cfg, pretrained, track)
+    suffix = "" if not run_tags else "-" + "-".join(f"{v}" for v in run_tags.values())
+    out_dir = stage_dir(cfg, f"{STAGE}-{category}{suffix}")
+    last = out_dir / "last.pt"
+
+    dataset = ImageCollection(collection, split="train")
+    truth = read_hidden_cameras(collection)  # evaluation only: never used in a loss
+    s = cfg.selftrain
+    bank = CameraBank(list(dataset.image_ids), s.hypotheses, tuple(s.elevation_init),
+                      tuple(s.distance_range), seed=cfg.seed)
+    intrinsics = Intrinsics.from_fov(cfg.render.fov_degrees, dataset.crop_size)
+    net = ReconstructionNet(cfg.model).to(device)
+    load_checkpoint(ckpt_in, model=net, map_location=device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.optim.lr)
+    start_step, start_epoch, run_id = 0, 0, None
+    history: list[dict[str, float]] = []
+    epochs: list[dict[str, float]] = []
+    if resume:
+        payload = load_checkpoint(last if resume is True else Path(resume), model=net,
+                                  optimizer=optimizer, map_location=device, restore_rng=True)
+        bank.load_state_dict(payload["extra"]["bank"])
+        start_step, run_id = payload["step"], payload.get("mlflow_run_id")
+        start_epoch = payload["extra"]["epoch"]
+        history, epochs = payload["extra"]["history"], payload["extra"]["epochs"]
+    loader = DataLoader(dataset, batch_size=min(cfg.optim.batch_size, len(dataset)),
+                        shuffle=True, drop_last=len(dataset) > cfg.optim.batch_size,
+                        num_workers=cfg.data.num_workers)  # BatchNorm needs batches > 1
+    logit_lr = s.logit_lr
+    result = SelftrainResult(run_id=run_id, checkpoint=last, bank=bank)
+    fixed = torch.arange(min(4, len(dataset)))
+    fixed_batch = [dataset[int(i)] for i in fixed]
+    fixed_images = torch.stack([b["image"] for b in fixed_batch]).to(device)
+    fixed_masks = torch.stack([b["mask"] for b in fixed_batch]).to(device)
+    last_choice = torch.zeros(len(bank), dtype=torch.long)
+
+    def choose() -> tuple[torch.Tensor, torch.Tensor]:
+        """(chosen by the configured rule, chosen by weights) for every image."""
+        by_weight = bank.weights().argmax(-1)
+        if s.select == "weights":
+            return by_weight, by_weight
+        losses = torch.zeros(len(bank), s.hypotheses)
+        net.eval()
+        for batch in DataLoader(dataset, batch_size=16):
+            idx = batch["index"]
+            imgs, msks = batch["image"].to(device), batch["mask"].to(device)
+            with torch.no_grad():
+                latent = net.encode(imgs)
+            losses[idx] = selection_losses(net, latent, imgs, msks, bank, idx, intrinsics,
+                                           cfg).cpu()
+        net.train()
+        return losses.argmin(-1), by_weight
+
+    def end_of_epoch(epoch: int, step: int) -> None:
+        nonlocal last_choice
+        chosen, by_weight = choose()
+        changed = float((chosen != last_choice).float().mean()) if epoch > 0 else 1.0
+        last_choice = chosen
+        metrics: dict[str, float] = {"epoch": epoch + 1, "best_changed": changed}
+        # mask IoU of full renders from the chosen cameras
+        ious = []
+        for batch in DataLoader(dataset, batch_size=16):
+            rendered = render_chosen(net, batch["image"].to(device), bank, batch["index"],
+                                     chosen, intrinsics, cfg)
+            ious.append(mask_iou(rendered["mask"].cpu(), batch["mask"][:, 0]))
+        metrics["mask_iou"] = float(torch.cat(ious).mean())
+        if truth:
+            metrics.update(pose_metrics(bank, truth, chosen))
+            metrics.update(pose_metrics(bank, truth, by_weight, prefix="weights_"))
+        epochs.append(metrics)
+        if track:
+            mlflow.log_metrics({f"epoch/{k}": v for k, v in metrics.items() if k != "epoch"},
+                               step=step)
+        rendered = render_chosen(net, fixed_images, bank, fixed, chosen, intrinsics, cfg)
+        with torch.no_grad():
+            latent = net.encode(fixed_images)
+            novel = {"rgb": torch.stack([render_images(
+                lambda p: net.query(p, latent), torch.full((len(fixed),), az, device=device),
+                torch.full((len(fixed),), 20.0, device=device),
+                torch.full((len(fixed),), 2.0, device=device), intrinsics,
+                n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds)["rgb"]
+                for az in (0.0, 90.0, 180.0)], dim=1).cpu()}
+        fig = _figure(fixed_images, fixed_masks, rendered, bank.weights(fixed), novel, step)
+        result.figures["hypotheses"] = fig
+        if track:
+            tracking.log_figure(fig, f"hypotheses/epoch_{epoch + 1:03d}", close=False)
+        if progress:
+            pose = (f", pose acc@30 {metrics['pose_acc30']:.2f} (best-of-H "
+                    f"{metrics['pose_best_of_h_acc30']:.2f})") if truth else ""
+            print(f"epoch {epoch + 1}: mask IoU {metrics['mask_iou']:.3f}{pose}", flush=True)
+
+    def train() -> None:
+        step = start_step
+        if start_epoch == 0 and not epochs:
+            end_of_epoch(-1, 0)  # the pre-trained starting point, before any search
+            epochs[-1]["epoch"] = 0
+        for epoch in range(start_epoch, s.epochs):
+            phase_b = epoch >= s.stage_one_epochs
+            bar = tqdm(loader, desc=f"selftrain {category} epoch {epoch + 1}/{s.epochs} "
+                       f"({'B' if phase_b else 'A'})", disable=not progress, unit="batch")
+            for batch in bar:
+                tic = time.perf_counter()
+                idx = batch["index"]
+                images, masks = batch["image"].to(device), batch["mask"].to(device)
+                with torch.no_grad():
+                    latent = net.encode(images)
+                raw, before, after = optimise_cameras(net, latent, images, masks,
+                                                      list(bank.raw(idx)), bank, intrinsics, cfg)
+                bank.set_raw(idx, raw)
+                # logits: gradient step on sum_h softmax(l)_h * loss_h (losses detached)
+                logits = bank.logits[idx].clone().requires_grad_(True)
+                (torch.softmax(logits, -1) * after.cpu()).sum(-1).mean().backward()
+                bank.logits[idx] = (logits - logit_lr * logits.grad).detach()
+                weights = bank.weights(idx).to(device)
+                record = {"loss_before_cameras": float(before.mean()),
+                          "loss_after_cameras": float(after.mean()),
+                          "weight_entropy": float(-(weights * weights.clamp(min=1e-9).log())
+                                                  .sum(-1).mean())}
+                if phase_b:
+                    with autocast(device, cfg.optim.amp):
+                        latent = net.encode(images)
+                        pixels = _sample_pixels(masks, s.rays_per_image)
+                        t_rgb, t_mask = _gather(images, masks, pixels)
+                        az, el, dist = bank.decode(*(r.to(device) for r in raw))
+                        losses = hypothesis_losses(net, latent, t_rgb, t_mask, pixels, az, el,
+                                                   dist, intrinsics, cfg, cfg.model.n_samples)
+                        loss = (weights.detach() * losses).sum(-1).mean()
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.optim.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
+                    optimizer.step()
+                    record["network_loss"] = float(loss.detach())
+                step += 1
+                record.update(step=step, epoch=epoch + 1,
+                              step_seconds=time.perf_counter() - tic)
+                history.append(record)
+                if track:
+                    mlflow.log_metrics({k: v for k, v in record.items()
+                                        if k not in ("step", "epoch")}, step=step)
+                bar.set_postfix(loss=f"{record['loss_after_cameras']:.4f}")
+            end_of_epoch(epoch, step)
+            save_checkpoint(last, stage=STAGE, step=step, config=to_dict(cfg), model=net,
+                            optimizer=optimizer, mlflow_run_id=result.run_id,
+                            extra={"bank": bank.state_dict(), "epoch": epoch + 1,
+                                   "history": history, "epochs": epochs,
+                                   "category": category, "pretrained": str(ckpt_in)})
+        if not last.exists():
+            save_checkpoint(last, stage=STAGE, step=step, config=to_dict(cfg), model=net,
+                            optimizer=optimizer, mlflow_run_id=result.run_id,
+                            extra={"bank": bank.state_dict(), "epoch": s.epochs,
+                                   "history": history, "epochs": epochs,
+                                   "category": category, "pretrained": str(ckpt_in)})
+
+    if track:
+        consumed = [pretrain_run] if pretrain_run else []
+        # ablation runs get their own stage tag, so later stages never take them as inputs
+        stage = STAGE if not run_tags else f"{STAGE}-ablation"
+        with tracking.start_run(cfg, stage, category=category, consumed=consumed,
+                                run_id=run_id, extra_tags=run_tags) as run:
+            result.run_id = run.info.run_id
+            train()
+            torch.save(bank.state_dict(), out_dir / "camera_bank.pt")
+            tracking.log_artifact(out_dir / "camera_bank.pt", "cameras")
+            tracking.log_checkpoint(last)
+            mlflow.log_metric("wall_seconds", time.perf_counter() - start_wall)
+    else:
+        train()
+    result.history, result.epochs = history, epochs
+    result.wall_seconds = time.perf_counter() - start_wall
+    return result
+

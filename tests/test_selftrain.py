@@ -1,0 +1,194 @@
+"""Self-training: camera bank, camera search, resume, the notebook."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from ss3d.cameras import Intrinsics
+from ss3d.config import load_config
+from ss3d.engine import load_checkpoint, save_checkpoint
+from ss3d.hypotheses import CameraBank, aligned_rotation_errors, geodesic_degrees
+from ss3d.hypotheses import rotation_matrices as rot
+from ss3d.stages.data import build_rendered_collection, data_paths
+from ss3d.stages.pretrain import pretrain_stage
+from ss3d.stages.selftrain import MissingPretrainedError, optimise_cameras, selftrain_stage
+from ss3d.volume import render_images
+
+from .conftest import REPO
+from .test_pretrain import TINY
+
+SELF = {**TINY, "data.collections": ["bird"], "data.images_per_collection": 6,
+        "data.collection_image_size": 48, "data.crop_size": 24, "selftrain.category": "bird",
+        "selftrain.hypotheses": 3, "selftrain.n_cam_iters": 2, "selftrain.epochs": 2,
+        "selftrain.stage_one_epochs": 1, "selftrain.camera_rays": 16,
+        "selftrain.camera_samples": 6, "selftrain.selection_rays": 32,
+        "selftrain.rays_per_image": 32, "optim.batch_size": 3}
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("selftrain")
+    cfg = load_config(None, {**SELF, "data.root": str(root / "data"),
+                             "output_dir": str(root / "out"), "pretrain.steps": 3,
+                             "pretrain.val_every": 3})
+    from ss3d.stages.data import render_stage
+
+    render_stage(cfg, with_collections=False, progress=False, track=False)
+    build_rendered_collection(cfg, "bird", data_paths(cfg), progress=False)
+    pre = pretrain_stage(cfg, progress=False, track=False)
+    return root, pre.checkpoint
+
+
+def _cfg(root, **extra):
+    return load_config(None, {**SELF, "name": "unit", "data.root": str(root / "data"),
+                              "output_dir": str(root / "out"), **extra})
+
+
+def test_bank_init_round_trip_by_image_id():
+    bank = CameraBank([f"img{i}" for i in range(5)], 4, seed=3)
+    az, el, dist = bank.cameras()
+    assert az.shape == (5, 4)
+    # spread over azimuth: hypothesis k in sector k
+    assert ((az >= torch.arange(4) * 90) & (az < (torch.arange(4) + 1) * 90)).all()
+    assert (el.abs() <= 85).all() and (dist >= 1.6).all() and (dist <= 2.8).all()
+    assert torch.equal(CameraBank([f"img{i}" for i in range(5)], 4, seed=3).cameras()[0], az)
+    bank.logits[2] = torch.tensor([0.0, 5.0, 0.0, 0.0])
+    state = bank.state_dict()
+    reordered = CameraBank([f"img{i}" for i in (4, 2, 0, 1, 3)], 4, seed=99)
+    reordered.load_state_dict(state)
+    assert torch.equal(reordered.cameras()[0][1], az[2])
+    assert reordered.weights()[1].argmax() == 1
+    with pytest.raises(ValueError, match="no hypotheses for image ids"):
+        CameraBank(["other"], 4).load_state_dict(state)
+
+
+def test_bank_survives_a_checkpoint(tmp_path):
+    bank = CameraBank(["a", "b"], 3, seed=1)
+    save_checkpoint(tmp_path / "c.pt", stage="selftrain", step=1, config={},
+                    model=nn.Linear(1, 1), extra={"bank": bank.state_dict()})
+    loaded = CameraBank(["a", "b"], 3, seed=7)
+    loaded.load_state_dict(load_checkpoint(tmp_path / "c.pt")["extra"]["bank"])
+    for a, b in zip(bank.cameras(), loaded.cameras()):
+        assert torch.equal(a, b)
+
+
+def test_global_alignment_removes_a_frame_rotation():
+    az, el = torch.rand(20) * 360, torch.rand(20) * 100 - 50
+    truth = rot(az, el)
+    frame = rot(torch.tensor(70.0), torch.tensor(0.0))
+    pred = truth @ frame.transpose(-1, -2)  # same cameras, learned frame rotated by 70°
+    assert geodesic_degrees(pred, truth).mean() > 60
+    assert aligned_rotation_errors(pred, truth).max() < 1e-2
+
+
+class AnalyticCar(nn.Module):
+    """A fixed, asymmetric field: box body, cabin towards the back, nose ball in front."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))  # a frozen "network"
+
+    def query(self, points, latent):
+        x, y, z = points[..., 0], points[..., 1], points[..., 2]
+        body = (x.abs() < 0.45) & (y.abs() < 0.12) & (z.abs() < 0.2)
+        cabin = (x > -0.35) & (x < 0.0) & (y > 0.0) & (y < 0.3) & (z.abs() < 0.17)
+        nose = ((points - torch.tensor([0.4, 0.1, 0.0])).norm(dim=-1) < 0.12)
+        density = (body | cabin | nose).float()[..., None] * 200.0
+        return points * 4.0, density  # colour varies with position
+
+
+def test_camera_search_recovers_pose_from_nearby_start():
+    cfg = load_config(None, {"selftrain.n_cam_iters": 60, "selftrain.camera_rays": 256,
+                             "selftrain.camera_samples": 48, "selftrain.camera_lr": 0.03,
+                             "model.n_samples": 48})
+    torch.manual_seed(0)
+    net = AnalyticCar()
+    intr = Intrinsics.from_fov(40.0, 32)
+    true = torch.tensor([[35.0, 25.0, 2.0], [200.0, -10.0, 2.2]])
+    with torch.no_grad():
+        target = render_images(lambda p: net.query(p, None), true[:, 0], true[:, 1], true[:, 2],
+                               intr, n_samples=64)
+    images = target["rgb"].permute(0, 3, 1, 2)
+    masks = (target["mask"] > 0.5).float()[:, None]
+    bank = CameraBank(["a", "b"], 1, distance_range=(1.6, 2.8))
+    start = (true[:, 0] + torch.tensor([18.0, -15.0]), true[:, 1] + torch.tensor([-10.0, 8.0]),
+             true[:, 2] + 0.2)
+    bank.raw_azimuth[:, 0] = start[0]
+    bank.raw_elevation[:, 0] = torch.atanh(start[1] / bank.max_elevation)
+    frac = (start[2] - 1.6) / 1.2
+    bank.raw_distance[:, 0] = torch.log(frac / (1 - frac))
+    before_err = geodesic_degrees(rot(*bank.cameras()[:2])[:, 0], rot(true[:, 0], true[:, 1]))
+    raw, before, after = optimise_cameras(net, torch.zeros(2, 1), images, masks,
+                                          list(bank.raw(torch.arange(2))), bank, intr, cfg)
+    bank.set_raw(torch.arange(2), raw)
+    err = geodesic_degrees(rot(*bank.cameras()[:2])[:, 0], rot(true[:, 0], true[:, 1]))
+    assert (before_err > 15).all()
+    assert (err < 10).all(), err
+    assert (after < before).all()
+
+
+def test_missing_pretrained_says_what_to_run(tmp_path, mlflow_store):
+    cfg = load_config(None, {"name": "nothing-here", "output_dir": str(tmp_path)})
+    from ss3d.stages.selftrain import find_pretrained
+
+    with pytest.raises(MissingPretrainedError, match="01_pretrain"):
+        find_pretrained(cfg)
+    with pytest.raises(MissingPretrainedError, match="nope.pt"):
+        find_pretrained(cfg, tmp_path / "nope.pt")
+
+
+def test_selftrain_runs_logs_and_resumes_with_identical_hypotheses(tiny_setup, mlflow_store):
+    root, pretrained = tiny_setup
+    cfg = _cfg(root)
+    first = selftrain_stage(cfg, pretrained=pretrained, progress=False)
+    assert [e["epoch"] for e in first.epochs] == [0, 1, 2]
+    assert "pose_acc30" in first.epochs[-1] and "pose_best_of_h_acc30" in first.epochs[-1]
+    phase_a = [h for h in first.history if h["epoch"] == 1]
+    phase_b = [h for h in first.history if h["epoch"] == 2]
+    assert all("network_loss" not in h for h in phase_a)
+    assert all("network_loss" in h for h in phase_b)
+    saved = load_checkpoint(first.checkpoint)["extra"]["bank"]
+    resumed = selftrain_stage(cfg, pretrained=pretrained, resume=True, progress=False)
+    assert resumed.run_id == first.run_id
+    for key in ("raw_azimuth", "raw_elevation", "raw_distance", "logits"):
+        assert torch.equal(resumed.bank.state_dict()[key], saved[key])
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_store)
+    arts = {a.path for a in client.list_artifacts(first.run_id, "cameras")}
+    assert arts == {"cameras/camera_bank.pt"}
+
+
+@pytest.mark.slow
+def test_selftrain_notebook_through_papermill(tiny_setup, tmp_path):
+    root, pretrained = tiny_setup
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    out = tmp_path / "out.ipynb"
+    overrides = {**SELF, "data.root": str(root / "data"), "output_dir": str(tmp_path)}
+    cmd = [sys.executable, "-m", "papermill", str(REPO / "notebooks/02_selftrain.ipynb"),
+           str(out), "-p", "pretrained", str(pretrained), "-p", "progress", "False",
+           "-p", "ablation", "True", "-y", json.dumps({"overrides": overrides}),
+           "--cwd", str(REPO)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    assert "image/png" in text and "H = 1" in text
+
+
+@pytest.mark.slow
+def test_selftrain_notebook_stops_without_pretrained(tmp_path):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    cmd = [sys.executable, "-m", "papermill", str(REPO / "notebooks/02_selftrain.ipynb"),
+           str(tmp_path / "out.ipynb"), "-y",
+           json.dumps({"overrides": {"name": "empty", "output_dir": str(tmp_path),
+                                     "data.root": str(tmp_path / "d")}}), "--cwd", str(REPO)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "01_pretrain" in proc.stderr + (tmp_path / "out.ipynb").read_text()
