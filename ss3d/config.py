@@ -143,7 +143,7 @@ class ModelConfig:
 class OptimConfig:
     """Optimiser and numerics shared by every stage."""
 
-    lr: float = _f(3e-4, gt=0.0)
+    lr: float = _f(1e-3, gt=0.0)
     weight_decay: float = _f(0.0, ge=0.0)
     grad_clip: float = _f(1.0, ge=0.0, help="0 disables clipping.")
     batch_size: int = _f(8, ge=1)
@@ -158,7 +158,7 @@ class PretrainConfig:
     steps: int = _f(300, ge=1)
     views_per_object: int = _f(3, ge=1, help="Supervision views per object and step.")
     rays_per_view: int = _f(256, ge=1)
-    foreground_fraction: float = _f(0.5, ge=0.0, le=1.0,
+    foreground_fraction: float = _f(0.1, ge=0.0, le=1.0,
                                     help="Share of sampled rays drawn from the object mask.")
     val_every: int = _f(100, ge=1)
     val_models: int = _f(16, ge=1, help="Held-out models used for validation.")
@@ -173,6 +173,7 @@ class SelftrainConfig:
     n_cam_iters: int = _f(15, ge=0)
     epochs: int = _f(4, ge=1)
     stage_one_epochs: int = _f(2, ge=0)
+    lr: float = _f(1e-4, gt=0.0, help="Network learning rate in phase B (fine-tuning).")
     camera_lr: float = _f(0.05, gt=0.0, help="Adam lr of the raw camera parameters "
                           "(azimuth: 60× this, in degrees).")
     camera_rays: int = _f(64, ge=1, help="Rays per image and hypothesis in the camera search.")

@@ -265,7 +265,7 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     intrinsics = Intrinsics.from_fov(cfg.render.fov_degrees, dataset.crop_size)
     net = ReconstructionNet(cfg.model).to(device)
     load_checkpoint(ckpt_in, model=net, map_location=device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.optim.lr)
+    optimizer = torch.optim.Adam(net.parameters(), lr=s.lr)
     start_step, start_epoch, run_id = 0, 0, None
     history: list[dict[str, float]] = []
     epochs: list[dict[str, float]] = []
