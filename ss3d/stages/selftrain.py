@@ -393,17 +393,17 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                                         if k not in ("step", "epoch")}, step=step)
                 bar.set_postfix(loss=f"{record['loss_after_cameras']:.4f}")
             end_of_epoch(epoch, step)
-            save_checkpoint(last, stage=STAGE, step=step, config=to_dict(cfg), model=net,
-                            optimizer=optimizer, mlflow_run_id=result.run_id,
-                            extra={"bank": bank.state_dict(), "epoch": epoch + 1,
-                                   "history": history, "epochs": epochs,
-                                   "category": category, "pretrained": str(ckpt_in)})
+            checkpoint(step, epoch + 1)
         if not last.exists():
-            save_checkpoint(last, stage=STAGE, step=step, config=to_dict(cfg), model=net,
-                            optimizer=optimizer, mlflow_run_id=result.run_id,
-                            extra={"bank": bank.state_dict(), "epoch": s.epochs,
-                                   "history": history, "epochs": epochs,
-                                   "category": category, "pretrained": str(ckpt_in)})
+            checkpoint(step, s.epochs)
+
+    def checkpoint(step: int, epoch: int) -> None:
+        """Model, optimiser, RNG and the camera bank: everything a resume needs."""
+        save_checkpoint(last, stage=STAGE, step=step, config=to_dict(cfg), model=net,
+                        optimizer=optimizer, mlflow_run_id=result.run_id,
+                        extra={"bank": bank.state_dict(), "epoch": epoch, "history": history,
+                               "epochs": epochs, "category": category,
+                               "pretrained": str(ckpt_in)})
 
     if track:
         consumed = [pretrain_run] if pretrain_run else []
