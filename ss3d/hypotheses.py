@@ -18,7 +18,8 @@ from collections.abc import Sequence
 import torch
 
 __all__ = [
-    "CameraBank", "aligned_rotation_errors", "geodesic_degrees", "pose_metrics",
+    "CameraBank", "aligned_rotation_errors", "best_alignment", "geodesic_degrees",
+    "pose_metrics",
     "rotation_matrices",
 ]
 
@@ -118,22 +119,45 @@ def rotation_matrices(azimuth: torch.Tensor, elevation: torch.Tensor) -> torch.T
 
 def geodesic_degrees(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Angle of ``a^T b`` in degrees, batched ``(..., 3, 3)``."""
-    trace = (a.transpose(-1, -2) @ b).diagonal(dim1=-2, dim2=-1).sum(-1)
-    return torch.rad2deg(torch.acos(((trace - 1) / 2).clamp(-1.0, 1.0)))
+    m = a.transpose(-1, -2) @ b
+    cos = (m.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
+    skew = torch.stack([m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
+                        m[..., 1, 0] - m[..., 0, 1]], dim=-1)
+    # atan2(sin, cos) stays precise near 0° and 180°, where acos(cos) loses float32 digits
+    return torch.rad2deg(torch.atan2(skew.norm(dim=-1) / 2, cos))
+
+
+def _project_so3(m: torch.Tensor) -> torch.Tensor:
+    u, _, vt = torch.linalg.svd(m)
+    d = torch.sign(torch.linalg.det(u @ vt))
+    return u @ torch.diag(torch.tensor([1.0, 1.0, float(d)], dtype=m.dtype)) @ vt
+
+
+def best_alignment(pred: torch.Tensor, truth: torch.Tensor,
+                   inlier_degrees: float = 30.0) -> torch.Tensor:
+    """The global rotation ``G`` of the learned object frame that best explains the poses.
+
+    With world-to-view rotations, a learned frame rotated by ``G`` gives ``R_pred G ≈ R_true``.
+    Least squares over all images is dragged away by wrong picks (front/back flips), so ``G`` is
+    chosen robustly: every image proposes ``G_i = R_pred_i^T R_true_i`` (and the identity is a
+    candidate); the proposal with most images within ``inlier_degrees`` wins (ties: lower median
+    error), then it is refined by Procrustes on its inliers.
+    """
+    candidates = torch.cat([torch.eye(3)[None], pred.transpose(-1, -2) @ truth])  # (N+1, 3, 3)
+    errors = geodesic_degrees(pred[None] @ candidates[:, None], truth[None])  # (N+1, N)
+    inliers = (errors < inlier_degrees).sum(-1).float()
+    score = inliers - 1e-3 * errors.median(-1).values / 180.0
+    best = int(score.argmax())
+    g = candidates[best]
+    mask = errors[best] < inlier_degrees
+    if mask.sum() >= 3:
+        g = _project_so3((pred[mask].transpose(-1, -2) @ truth[mask]).mean(0))
+    return g
 
 
 def aligned_rotation_errors(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """Errors ``(N,)`` after the best single global rotation of the learned object frame.
-
-    The learned canonical frame may differ from the true one by a rotation ``G``
-    (``R_pred G ≈ R_true`` for world-to-view rotations): ``G`` is the Procrustes solution of
-    ``sum_i ||R_pred_i G - R_true_i||``, i.e. the SO(3) projection of ``mean(R_pred^T R_true)``.
-    """
-    m = (pred.transpose(-1, -2) @ truth).mean(0)
-    u, _, vt = torch.linalg.svd(m)
-    d = torch.sign(torch.linalg.det(u @ vt))
-    g = u @ torch.diag(torch.tensor([1.0, 1.0, float(d)])) @ vt
-    return geodesic_degrees(pred @ g, truth)
+    """Errors ``(N,)`` in degrees after :func:`best_alignment` of the learned frame."""
+    return geodesic_degrees(pred @ best_alignment(pred, truth), truth)
 
 
 def pose_metrics(bank: CameraBank, truth: dict[str, dict], choice: torch.Tensor,
@@ -148,13 +172,10 @@ def pose_metrics(bank: CameraBank, truth: dict[str, dict], choice: torch.Tensor,
     true = rotation_matrices(torch.tensor([truth[i]["azimuth"] for i in ids]),
                              torch.tensor([truth[i]["elevation"] for i in ids]))
     chosen = pred_all[torch.arange(len(ids)), choice[rows]]
-    errors = aligned_rotation_errors(chosen, true)
+    g = best_alignment(chosen, true)
+    errors = geodesic_degrees(chosen @ g, true)
     raw_errors = geodesic_degrees(chosen, true)
     # best of H, in the frame aligned on the chosen hypotheses
-    m = (chosen.transpose(-1, -2) @ true).mean(0)
-    u, _, vt = torch.linalg.svd(m)
-    d = torch.sign(torch.linalg.det(u @ vt))
-    g = u @ torch.diag(torch.tensor([1.0, 1.0, float(d)])) @ vt
     best = geodesic_degrees(pred_all @ g, true[:, None]).min(dim=1).values
     out = {"pose_acc15": float((errors < 15).float().mean()),
            "pose_acc30": float((errors < 30).float().mean()),

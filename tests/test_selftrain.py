@@ -80,12 +80,13 @@ def test_bank_survives_a_checkpoint(tmp_path):
 
 
 def test_global_alignment_removes_a_frame_rotation():
+    torch.manual_seed(0)
     az, el = torch.rand(20) * 360, torch.rand(20) * 100 - 50
     truth = rot(az, el)
     frame = rot(torch.tensor(70.0), torch.tensor(0.0))
     pred = truth @ frame.transpose(-1, -2)  # same cameras, learned frame rotated by 70°
     assert geodesic_degrees(pred, truth).mean() > 60
-    assert aligned_rotation_errors(pred, truth).max() < 1e-2
+    assert aligned_rotation_errors(pred, truth).max() < 0.01
 
 
 class AnalyticCar(nn.Module):
@@ -192,3 +193,15 @@ def test_selftrain_notebook_stops_without_pretrained(tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "01_pretrain" in proc.stderr + (tmp_path / "out.ipynb").read_text()
+
+
+def test_alignment_is_robust_to_flipped_picks():
+    torch.manual_seed(1)
+    az, el = torch.rand(30) * 360, torch.rand(30) * 100 - 50
+    truth = rot(az, el)
+    frame = rot(torch.tensor(40.0), torch.tensor(10.0))
+    pred = truth @ frame.transpose(-1, -2)
+    flipped = rot(az[:12] + 180, el[:12])  # 12 of 30 picks are front/back flips
+    pred[:12] = flipped @ frame.transpose(-1, -2)
+    errors = aligned_rotation_errors(pred, truth)
+    assert (errors[12:] < 0.01).all() and (errors[:12] > 30).all()
