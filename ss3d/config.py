@@ -94,7 +94,8 @@ class DataConfig:
     cub_root: str = _f("", help="A real CUB-200-2011 folder to ingest (optional).")
     csv: str = _f("", help="A generic CSV (category, rgb, mask[, box]) to ingest (optional).")
     crop_size: int = _f(64, ge=16, help="Side of the square crops stored for collections.")
-    crop_margin: float = _f(0.1, ge=0.0, le=1.0, help="Margin around the box, per side.")
+    crop_margin: float = _f(0.25, ge=0.0, le=1.0, help="Margin around the box, per side "
+                              "(0.25: objects fill the crop about as much as in the renders).")
     min_mask_fraction: float = _f(0.005, ge=0.0, lt=1.0,
                                   help="Masks covering less of the image are skipped as tiny.")
     num_workers: int = _f(0, ge=0)
