@@ -136,3 +136,16 @@ def test_volume_render_of_occupancy_matches_pyrender(tmp_path, category):
             volume = (out["mask"][k] > 0.5).numpy()
             iou = (volume & mask).sum() / (volume | mask).sum()
             assert iou >= 0.95, (category, az, el, iou)
+
+
+def test_image_metrics_analytic():
+    from ss3d.metrics import mask_iou, psnr
+
+    a = torch.zeros(2, 4, 4)
+    a[:, :2] = 1
+    b = a.clone()
+    b[1] = 1 - a[1]
+    assert mask_iou(a, b).tolist() == [1.0, 0.0]
+    assert mask_iou(torch.zeros(1, 3, 3), torch.zeros(1, 3, 3)).item() == 1.0  # both empty
+    img = torch.full((1, 4, 4, 3), 0.5)
+    assert psnr(img + 0.1, img).item() == pytest.approx(20.0, abs=1e-3)

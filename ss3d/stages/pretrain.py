@@ -39,6 +39,7 @@ from ss3d.engine import (
     save_checkpoint,
     seed_everything,
 )
+from ss3d.metrics import mask_iou, psnr
 from ss3d.model import ReconstructionNet
 from ss3d.stages.data import data_paths, find_renders
 from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
@@ -120,20 +121,6 @@ def _spread_rows(rows: np.ndarray, cats: np.ndarray, limit: int) -> list[int]:
             if by_cat[c] and len(out) < limit:
                 out.append(int(by_cat[c].pop(0)))
     return out  # round-robin order: the first rows of a figure cover every category
-
-
-def mask_iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-image IoU of ``pred > 0.5`` and ``target > 0.5``; ``(..., H, W) -> (...)``."""
-    p, t = pred > 0.5, target > 0.5
-    inter = (p & t).flatten(-2).sum(-1).float()
-    union = (p | t).flatten(-2).sum(-1).float()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
-
-
-def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR (dB) of images in [0, 1]; ``(..., H, W, 3) -> (...)``."""
-    mse = (pred - target).pow(2).flatten(-3).mean(-1)
-    return -10.0 * torch.log10(mse.clamp(min=1e-10))
 
 
 @torch.no_grad()

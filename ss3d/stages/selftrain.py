@@ -39,9 +39,10 @@ from ss3d.engine import (
     seed_everything,
 )
 from ss3d.hypotheses import CameraBank, pose_metrics
+from ss3d.metrics import mask_iou
 from ss3d.model import ReconstructionNet
 from ss3d.stages.data import data_paths
-from ss3d.stages.pretrain import mask_iou, stage_dir
+from ss3d.stages.pretrain import stage_dir
 from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
 
 __all__ = ["SelftrainResult", "find_pretrained", "hypothesis_losses", "selftrain_stage"]
