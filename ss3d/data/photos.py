@@ -10,7 +10,6 @@ the ingest moves into the hidden HDF5 group that training never reads.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ss3d.cameras import Intrinsics
+from ss3d.data.hashing import stable_rng
 from ss3d.data.ingest import HIDDEN_CAMERAS_FILE, box_from_mask
 from ss3d.data.procedural import generate_category
 from ss3d.data.render import MeshRenderer
@@ -102,8 +102,7 @@ def render_photo_collection(out_dir: str | Path, category: str, count: int, *, s
     class_dir = f"001.Procedural_{category}"
     (tmp / "images" / class_dir).mkdir(parents=True)
     (tmp / "segmentations" / class_dir).mkdir(parents=True)
-    rng = np.random.default_rng(int.from_bytes(
-        hashlib.sha1(f"photos/{category}/{seed}".encode()).digest()[:8], "little"))
+    rng = stable_rng(f"photos/{category}/{seed}")
     intrinsics = Intrinsics.from_fov(s.fov_degrees, s.image_size)
     lines = {"images": [], "boxes": [], "split": [], "labels": []}
     hidden: dict[str, dict] = {}

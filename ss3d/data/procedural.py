@@ -28,6 +28,7 @@ import trimesh
 from PIL import Image
 
 from ss3d.config import SYNSETS
+from ss3d.data.hashing import stable_rng
 
 __all__ = ["PROCEDURAL_CATEGORIES", "generate_category", "make_model", "model_id_for"]
 
@@ -368,9 +369,7 @@ def make_model(category: str, index: int, seed: int = 0) -> tuple[trimesh.Trimes
     if category not in PROCEDURAL_CATEGORIES:
         raise ValueError(f"no procedural generator for category {category!r}; available: "
                          f"{', '.join(PROCEDURAL_CATEGORIES)}")
-    key = int.from_bytes(hashlib.sha1(f"{category}/{seed}/{index}".encode()).digest()[:8],
-                         "little")
-    rng = np.random.default_rng(key)
+    rng = stable_rng(f"{category}/{seed}/{index}")
     builder = _Builder(rng)
     PROCEDURAL_CATEGORIES[category](builder, rng)
     return builder.build()

@@ -50,6 +50,7 @@ from tqdm.auto import tqdm  # noqa: E402
 import ss3d  # noqa: E402
 from ss3d.cameras import Intrinsics, camera_to_world_opengl  # noqa: E402
 from ss3d.data.h5 import H5FormatError, atomic_h5, check_format  # noqa: E402
+from ss3d.data.hashing import stable_rng  # noqa: E402
 from ss3d.data.shapenet import ModelRecord, ShapeNetError, load_model, stable_split  # noqa: E402
 from ss3d.geometry import merge_meshes, occupancy, sample_surface  # noqa: E402
 
@@ -192,13 +193,6 @@ def _sample_views(rng: np.random.Generator, s: RenderSettings) -> np.ndarray:
                      rng.uniform(*s.distance_range, v)], axis=1).astype(np.float32)
 
 
-def _model_rng(seed: int, key: str) -> np.random.Generator:
-    import hashlib
-
-    return np.random.default_rng(int.from_bytes(
-        hashlib.sha1(f"{seed}/{key}".encode()).digest()[:8], "little"))
-
-
 _STR = h5py.string_dtype()
 
 
@@ -294,7 +288,7 @@ def render_models(records: Sequence[ModelRecord], out_path: str | Path, settings
                 skipped[record.key] = str(err)
                 log.warning("skipping %s: %s", record.key, err)
                 continue
-            rng = _model_rng(settings.seed, record.key)
+            rng = stable_rng(f"{settings.seed}/{record.key}")
             cams = _sample_views(rng, settings)
             scene = renderer.scene_for(meshes)
             rgbs, masks, depths = [], [], []

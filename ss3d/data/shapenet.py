@@ -10,7 +10,6 @@ side 1, so the object fits [-0.5, 0.5]^3 (DESIGN.md §2).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import warnings
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import numpy as np
 import trimesh
 
 from ss3d.config import SYNSETS
+from ss3d.data.hashing import stable_hash
 
 __all__ = ["ModelRecord", "ShapeNetError", "index_shapenet", "load_model", "stable_split"]
 
@@ -92,7 +92,7 @@ def stable_split(model_id: str, val_fraction: float, test_fraction: float) -> st
 
     Adding or removing other models never moves a model to another split.
     """
-    h = int.from_bytes(hashlib.sha1(model_id.encode()).digest()[:8], "little") / 2.0**64
+    h = stable_hash(model_id) / 2.0**64
     if h < test_fraction:
         return "test"
     if h < test_fraction + val_fraction:
