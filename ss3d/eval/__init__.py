@@ -1,0 +1,13 @@
+"""Evaluation (DESIGN.md §1.6): mesh extraction, 3D/2D metrics, baselines.
+
+* :mod:`ss3d.eval.mesh` — density grid → marching cubes (PyTorch3D) → vertex-coloured mesh,
+  dense or coarse-to-fine;
+* :mod:`ss3d.eval.metrics` — Chamfer-L1/L2 and F-score (PyTorch3D KNN), volumetric IoU;
+  image metrics live in :mod:`ss3d.metrics`.
+"""
+
+from ss3d.eval.mesh import ExtractedMesh, extract_mesh, write_obj
+from ss3d.eval.metrics import chamfer_fscore, sample_mesh_surface, volumetric_iou
+
+__all__ = ["ExtractedMesh", "chamfer_fscore", "extract_mesh", "sample_mesh_surface",
+           "volumetric_iou", "write_obj"]
