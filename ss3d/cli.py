@@ -93,6 +93,31 @@ def _cmd_selftrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_teachers(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--teacher {item!r}: expected NAME=CHECKPOINT")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from ss3d.stages.distill import distill_stage
+
+    cfg = _load(args)
+    result = distill_stage(cfg, teachers=_parse_teachers(args.teacher),
+                           resume=args.resume or False)
+    print(f"distillation ({cfg.distill.mode}) done in {result.wall_seconds:.0f}s; checkpoint "
+          f"{result.checkpoint}")
+    for cat, after in result.agreement.items():
+        print(f"  {cat}: student-teacher mask IoU {result.agreement_before.get(cat, 0):.3f} -> "
+              f"{after:.3f}")
+    print(f"MLflow run {result.run_id}; registered ss3d-unified version {result.model_version}")
+    return 0
+
+
 def _cmd_pipeline(args: argparse.Namespace) -> int:
     from ss3d.pipeline import run_pipeline
 
@@ -119,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ingest": (_cmd_ingest, "ingest a CUB-200-2011 folder or a generic CSV into HDF5"),
         "pretrain": (_cmd_pretrain, "pre-train on the synthetic renders (known cameras)"),
         "selftrain": (_cmd_selftrain, "self-train one category with multi-hypothesis cameras"),
+        "distill": (_cmd_distill, "distil all category models into one unified model"),
         "pipeline": (_cmd_pipeline, "run the notebooks 00 → 04 through papermill"),
     }
     for name, (func, help_text) in commands.items():
@@ -148,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "experiment's latest pre-training run)")
             p.add_argument("--resume", nargs="?", const=True, metavar="CHECKPOINT",
                            help="continue from the last self-training checkpoint")
+        if name == "distill":
+            p.add_argument("--teacher", action="append", metavar="NAME=CHECKPOINT",
+                           help="teacher override: 'synthetic' or a collection category "
+                           "(repeatable; default: the experiment's latest MLflow runs)")
+            p.add_argument("--resume", nargs="?", const=True, metavar="CHECKPOINT",
+                           help="continue from <output_dir>/<name>/distill/last.pt")
         if name == "pipeline":
             p.add_argument("--output", "-o", help="folder for executed notebooks "
                            "(default: outputs/<experiment>/notebooks)")

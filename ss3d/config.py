@@ -199,8 +199,17 @@ class DistillConfig:
     p_synthetic: float = _f(0.3, ge=0.0, le=1.0)
     points_per_image: int = _f(4096, ge=1)
     point_cube: float = _f(0.6, gt=0.0, help="Points are drawn in [-c, c]^3.")
-    teachers_on_device: bool = _f(True)
-    augment: bool = _f(False)
+    lr: float = _f(1e-4, gt=0.0, help="Student learning rate (it starts from the synthetic "
+                   "model, so this is fine-tuning).")
+    density_weight: float = _f(1.0, ge=0.0, help="Weight of the relu(density) MSE (point mode; "
+                               "density in units of model.density_scale).")
+    rays_per_image: int = _f(256, ge=1, help="Rays per image and step (ray mode).")
+    teachers_on_device: bool = _f(True, help="Keep every teacher on the device; False moves "
+                                  "each one there only for its forward (saves GPU memory).")
+    augment: bool = _f(False, help="Colour jitter and blur on the student's input only.")
+    checkpoint_every: int = _f(100, ge=1)
+    agreement_images: int = _f(4, ge=1, help="Images per category for the student-teacher "
+                               "agreement (mask IoU from random poses).")
 
 
 @dataclass

@@ -24,7 +24,7 @@ from torch import nn
 
 from ss3d.config import ModelConfig
 
-__all__ = ["FiLMSiren", "ImageEncoder", "ReconstructionNet", "build_model"]
+__all__ = ["FiLMSiren", "ImageEncoder", "ReconstructionNet", "build_model", "load_network"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -162,3 +162,25 @@ class ReconstructionNet(nn.Module):
 
 def build_model(cfg: ModelConfig) -> ReconstructionNet:
     return ReconstructionNet(cfg)
+
+
+def load_network(path: str | Path, map_location: str | torch.device = "cpu"
+                 ) -> tuple[ReconstructionNet, dict]:
+    """A network rebuilt from a checkpoint's own model config (teachers, evaluation, inference).
+
+    Returns the network (eval mode) and the checkpoint payload. Raises
+    :class:`ss3d.engine.CheckpointError` naming the file when it is not an ss3d checkpoint.
+    """
+    from ss3d.config import ConfigError, from_dict
+    from ss3d.engine import CheckpointError, load_checkpoint
+
+    payload = load_checkpoint(path, map_location=map_location)
+    try:
+        model_cfg = from_dict({"model": payload["config"].get("model", {})}, str(path)).model
+    except (ConfigError, AttributeError, KeyError) as err:
+        raise CheckpointError(f"{path}: checkpoint has no usable model config ({err})") from None
+    # a local encoder-weights path is only needed to initialise; the checkpoint has the weights
+    model_cfg.pretrained_weights = ""
+    net = ReconstructionNet(model_cfg)
+    net.load_state_dict(payload["model"])
+    return net.to(map_location).eval(), payload

@@ -1,0 +1,586 @@
+"""Stage 3: distil every category model into one unified student (DESIGN.md §1.5).
+
+Teachers: the pre-trained synthetic model (``"synthetic"``) and the self-trained model of each
+collection category, found in MLflow (latest finished run per category) or given as paths.
+Each training image is labelled with its teacher: collection images with their category's
+model, synthetic renders (drawn with probability ``p_synthetic``) with the synthetic model.
+The student has the same architecture and starts from the synthetic model.
+
+Per step the batch is grouped by teacher and every teacher runs once, without gradients, on
+its images (:class:`TeacherPool`). Losses:
+
+* ``point``: ``points_per_image`` random points in ``[-point_cube, point_cube]^3`` per image;
+  MSE of colour logits plus ``density_weight`` × MSE of ``relu(density) / density_scale``
+  (the paper's relu-density MSE, in units of the raw output so both terms are O(1));
+* ``ray``: ``rays_per_image`` random rays from random poses per image; MSE of mask and colour
+  of the two renders.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import mlflow
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ss3d import tracking
+from ss3d.cameras import Intrinsics, pixel_rays
+from ss3d.config import ExperimentConfig, to_dict
+from ss3d.data.datasets import ImageCollection, RenderedViews
+from ss3d.engine import (
+    autocast,
+    init_distributed,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+)
+from ss3d.metrics import mask_iou
+from ss3d.model import ReconstructionNet, load_network
+from ss3d.stages.data import data_paths, find_renders
+from ss3d.stages.pretrain import stage_dir
+from ss3d.stages.selftrain import find_pretrained
+from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
+
+__all__ = ["DistillResult", "MissingTeacherError", "TeacherPool", "distill_stage",
+           "find_teachers", "REGISTERED_MODEL"]
+
+log = logging.getLogger(__name__)
+STAGE = "distill"
+SYNTHETIC = "synthetic"
+REGISTERED_MODEL = "ss3d-unified"
+
+
+class MissingTeacherError(FileNotFoundError):
+    """A teacher checkpoint is missing: says which notebook or command to run first."""
+
+
+@dataclass
+class DistillResult:
+    run_id: str | None
+    checkpoint: Path
+    teachers: dict[str, str] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    agreement: dict[str, float] = field(default_factory=dict)
+    agreement_before: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    model_version: str | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# Teachers
+# ----------------------------------------------------------------------------------------------
+def find_teachers(cfg: ExperimentConfig, overrides: Mapping[str, str] | None = None,
+                  track: bool = True) -> dict[str, tuple[Path, str | None]]:
+    """``{teacher name: (checkpoint, MLflow run id or None)}`` for ``synthetic`` and every
+    category of ``data.collections``; ``overrides`` maps names to checkpoint paths."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - {SYNTHETIC, *cfg.data.collections})
+    if unknown:
+        raise ValueError(f"teacher override for {unknown}: not 'synthetic' or one of the "
+                         f"experiment's collections {cfg.data.collections}")
+    teachers: dict[str, tuple[Path, str | None]] = {}
+    try:
+        teachers[SYNTHETIC] = find_pretrained(cfg, overrides.get(SYNTHETIC), track)
+    except FileNotFoundError as err:
+        raise MissingTeacherError(f"synthetic teacher: {err}") from None
+    for category in cfg.data.collections:
+        if category in overrides:
+            path = Path(overrides[category])
+            if not path.is_file():
+                raise MissingTeacherError(f"teacher '{category}': checkpoint not found: {path}")
+            teachers[category] = (path, None)
+            continue
+        run = tracking.latest_run(cfg.name, "selftrain", category=category) if track else None
+        if run is not None:
+            path = tracking.artifact_path(run, "checkpoints/last.pt")
+            if path.is_file():
+                teachers[category] = (path, run.info.run_id)
+                continue
+        path = stage_dir(cfg, f"selftrain-{category}") / "last.pt"
+        if not path.is_file():
+            raise MissingTeacherError(
+                f"no self-trained model for '{category}' in experiment '{cfg.name}': run "
+                f"`papermill notebooks/02_selftrain.ipynb out.ipynb -p category {category}` (or "
+                f"`ss3d selftrain --set selftrain.category={category}`) first, or pass "
+                f"--teacher {category}=PATH")
+        teachers[category] = (path, None)
+    return teachers
+
+
+class TeacherPool:
+    """Frozen teacher networks, evaluated once per teacher per batch.
+
+    ``on_device=False`` keeps teachers on the CPU and moves one to the device only for its
+    forward (for many teachers on a small GPU). ``forwards`` counts teacher evaluations.
+    """
+
+    def __init__(self, nets: Mapping[str, ReconstructionNet], device: torch.device,
+                 on_device: bool = True):
+        self.device, self.on_device = device, on_device
+        self.nets = dict(nets)
+        for net in self.nets.values():
+            net.eval().requires_grad_(False)
+            net.to(device if on_device else "cpu")
+        self.forwards = 0
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.nets)
+
+    @torch.no_grad()
+    def run(self, name: str, fn):
+        """``fn(net)`` with teacher ``name`` on the device; one counted forward."""
+        net = self.nets[name]
+        if not self.on_device:
+            net.to(self.device)
+        try:
+            self.forwards += 1
+            return fn(net)
+        finally:
+            if not self.on_device:
+                net.to("cpu")
+
+    def grouped(self, labels: list[str], fn) -> dict[str, tuple[torch.Tensor, Any]]:
+        """Group a batch by teacher: ``{name: (row indices, fn(net, rows))}``, one forward each."""
+        out = {}
+        for name in dict.fromkeys(labels):  # first-appearance order, each teacher once
+            rows = torch.tensor([i for i, lab in enumerate(labels) if lab == name])
+            out[name] = (rows, self.run(name, lambda net, rows=rows: fn(net, rows)))
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Data: pooled collections + synthetic renders
+# ----------------------------------------------------------------------------------------------
+class DistillData:
+    """Draws batches of (masked image, teacher label, category)."""
+
+    def __init__(self, cfg: ExperimentConfig, collections: Mapping[str, Path],
+                 renders: Path | None, seed: int):
+        self.collections = {c: ImageCollection(p, split="train") for c, p in collections.items()}
+        self.synthetic = (RenderedViews(renders, categories=cfg.data.categories,
+                                        splits=("train",), views_per_object=1, rays_per_view=1)
+                          if renders is not None and cfg.distill.p_synthetic > 0 else None)
+        self.p_synthetic = cfg.distill.p_synthetic if self.synthetic is not None else 0.0
+        if not self.collections and self.synthetic is None:
+            raise ValueError("distillation needs at least one collection or synthetic renders")
+        self.generator = torch.Generator().manual_seed(seed)
+        self.size = cfg.data.crop_size
+
+    def _resize(self, image: torch.Tensor) -> torch.Tensor:
+        if image.shape[-1] == self.size:
+            return image
+        return F.interpolate(image[None], size=(self.size, self.size), mode="bilinear",
+                             align_corners=False, antialias=True)[0]
+
+    def batch(self, size: int) -> tuple[torch.Tensor, list[str], list[str]]:
+        """``images (B, 3, S, S)``, teacher labels and categories."""
+        images, labels, cats = [], [], []
+        names = list(self.collections)
+        for _ in range(size):
+            synthetic = (not names or
+                         float(torch.rand((), generator=self.generator)) < self.p_synthetic)
+            if synthetic:
+                i = int(torch.randint(len(self.synthetic), (), generator=self.generator))
+                item = self.synthetic[i]
+                images.append(self._resize(item["image"]))
+                labels.append(SYNTHETIC)
+                cats.append(item["category"])
+            else:
+                name = names[int(torch.randint(len(names), (), generator=self.generator))]
+                ds = self.collections[name]
+                item = ds[int(torch.randint(len(ds), (), generator=self.generator))]
+                images.append(self._resize(item["image"]))
+                labels.append(name)
+                cats.append(name)
+        return torch.stack(images), labels, cats
+
+    def fixed_images(self, per_category: int) -> dict[str, tuple[torch.Tensor, str]]:
+        """``{category: (images (n, 3, S, S), teacher)}``: the first images of every collection
+        and the first training models of every synthetic category (figures, agreement)."""
+        out: dict[str, tuple[torch.Tensor, str]] = {}
+        for name, ds in self.collections.items():
+            n = min(per_category, len(ds))
+            out[name] = (torch.stack([self._resize(ds[i]["image"]) for i in range(n)]), name)
+        if self.synthetic is not None:
+            for cat in dict.fromkeys(self.synthetic.row_categories):
+                if cat in out:  # a collection of that category already has its own teacher
+                    continue
+                rows = [i for i, c in enumerate(self.synthetic.row_categories) if c == cat]
+                imgs = [self._resize(_view_zero(self.synthetic, i)) for i in rows[:per_category]]
+                out[str(cat)] = (torch.stack(imgs), SYNTHETIC)
+        return out
+
+
+def _view_zero(ds: RenderedViews, index: int) -> torch.Tensor:
+    """The masked view 0 of a synthetic model ``(3, H, W)`` (fixed, unlike RenderedViews'
+    random input view)."""
+    row = int(ds.rows[index])
+    rgb = torch.from_numpy(ds.file["rgb"][row, 0]).float() / 255.0
+    mask = torch.from_numpy(ds.file["mask"][row, 0]).float()
+    return (rgb * mask[..., None]).permute(2, 0, 1).contiguous()
+
+
+def augment_images(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Geometry-preserving augmentations of the student's input: per-image brightness and
+    contrast jitter and a light blur. (Flips or crops would change the shape the teacher's
+    targets describe, so they are left out.)"""
+    b = images.shape[0]
+    bright = 1.0 + 0.4 * (torch.rand(b, 1, 1, 1, generator=generator) - 0.5)
+    contrast = 1.0 + 0.4 * (torch.rand(b, 1, 1, 1, generator=generator) - 0.5)
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    out = ((images - mean) * contrast.to(images) + mean) * bright.to(images)
+    blur = (torch.rand(b, generator=generator) < 0.3).to(images.device)
+    if blur.any():
+        kernel = torch.tensor([1.0, 2.0, 1.0], device=images.device)
+        kernel = (kernel[:, None] * kernel[None]) / 16.0
+        blurred = F.conv2d(out[blur].reshape(-1, 1, *out.shape[-2:]),
+                           kernel[None, None], padding=1).reshape(out[blur].shape)
+        out[blur] = blurred
+    background = images.sum(1, keepdim=True) == 0  # keep the masked background black
+    return out.clamp(0, 1).masked_fill(background, 0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Losses
+# ----------------------------------------------------------------------------------------------
+def random_points(batch: int, count: int, cube: float, device: torch.device,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """``(B, P, 3)`` uniform in ``[-cube, cube]^3``."""
+    return ((torch.rand(batch, count, 3, generator=generator) * 2 - 1) * cube).to(device)
+
+
+def random_rays(batch: int, rays: int, cfg: ExperimentConfig, intrinsics: Intrinsics,
+                device: torch.device, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rays of random pixels from one random pose per image: origins, dirs ``(B, R, 3)``,
+    near, far ``(B, R)``."""
+    lo_el, hi_el = cfg.render.elevation_range
+    lo_d, hi_d = cfg.render.distance_range
+    u = torch.rand(batch, 3, generator=generator)
+    azimuth = u[:, 0] * 360.0
+    elevation = lo_el + (hi_el - lo_el) * u[:, 1]
+    distance = lo_d + (hi_d - lo_d) * u[:, 2]
+    pixels = torch.rand(batch, rays, 2, generator=generator) * torch.tensor(
+        [intrinsics.width, intrinsics.height], dtype=torch.float32)
+    origins, dirs = pixel_rays(azimuth.to(device), elevation.to(device), distance.to(device),
+                               intrinsics, pixels=pixels.to(device))
+    near, far = ray_bounds(origins, dirs, distance.to(device), cfg.model.ray_bounds,
+                           cfg.model.object_radius)
+    return origins, dirs, near, far
+
+
+def point_outputs(net: ReconstructionNet, images: torch.Tensor,
+                  points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour logits ``(B, P, 3)`` and ``relu(density) / density_scale`` ``(B, P, 1)``."""
+    rgb_logits, density = net.query(points, net.encode(images))
+    return rgb_logits.float(), density.float() / net.density_scale
+
+
+def ray_outputs(net: ReconstructionNet, images: torch.Tensor, rays: tuple[torch.Tensor, ...],
+                n_samples: int, generator_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask ``(B, R)`` and colour ``(B, R, 3)`` of the rays (same samples for every net)."""
+    origins, dirs, near, far = rays
+    with torch.random.fork_rng(devices=[]):  # teacher and student see identical samples
+        torch.manual_seed(generator_seed)
+        depths, points = sample_along_rays(origins, dirs, near, far, n_samples, stratified=True)
+    b, r, s = depths.shape
+    rgb_logits, density = net.query(points.reshape(b, r * s, 3), net.encode(images))
+    out = emission_absorption(density.reshape(b, r, s).float(),
+                              torch.sigmoid(rgb_logits.reshape(b, r, s, 3).float()), depths)
+    return out["mask"], out["rgb"]
+
+
+def per_image_loss(cfg: ExperimentConfig, student: tuple[torch.Tensor, torch.Tensor],
+                   teacher: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``(B,)`` distillation loss of each image (mode-specific terms, averaged)."""
+    if cfg.distill.mode == "point":
+        rgb = (student[0] - teacher[0]).pow(2).mean((-1, -2))
+        dens = (student[1] - teacher[1]).pow(2).mean((-1, -2))
+        return rgb + cfg.distill.density_weight * dens
+    mask = (student[0] - teacher[0]).pow(2).mean(-1)
+    rgb = (student[1] - teacher[1]).pow(2).mean((-1, -2))
+    return mask + rgb
+
+
+# ----------------------------------------------------------------------------------------------
+# Agreement and figures
+# ----------------------------------------------------------------------------------------------
+FIGURE_POSES = ((30.0, 20.0), (120.0, 20.0), (210.0, 20.0), (300.0, -20.0))
+
+
+@torch.no_grad()
+def _render(net: ReconstructionNet, images: torch.Tensor, azimuth: torch.Tensor,
+            elevation: torch.Tensor, distance: torch.Tensor, intrinsics: Intrinsics,
+            cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
+    latent = net.encode(images)
+    return render_images(lambda p: net.query(p, latent), azimuth, elevation, distance,
+                         intrinsics, n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds,
+                         radius=cfg.model.object_radius)
+
+
+@torch.no_grad()
+def agreement(student: ReconstructionNet, pool: TeacherPool,
+              fixed: Mapping[str, tuple[torch.Tensor, str]], cfg: ExperimentConfig,
+              intrinsics: Intrinsics, device: torch.device, views: int = 3,
+              seed: int = 0) -> dict[str, float]:
+    """Per category: mean mask IoU of student vs teacher renders from random poses."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for category, (images, teacher) in fixed.items():
+        images = images.to(device)
+        n = images.shape[0]
+        ious = []
+        for _ in range(views):
+            u = torch.rand(n, 3, generator=g)
+            lo, hi = cfg.render.elevation_range
+            lo_d, hi_d = cfg.render.distance_range
+            cams = [(u[:, 0] * 360).to(device), (lo + (hi - lo) * u[:, 1]).to(device),
+                    (lo_d + (hi_d - lo_d) * u[:, 2]).to(device)]
+            s = _render(student, images, *cams, intrinsics, cfg)
+            t = pool.run(teacher,
+                         lambda net, im=images, c=cams: _render(net, im, *c, intrinsics, cfg))
+            ious.append(mask_iou(s["mask"].cpu(), t["mask"].cpu()))
+        out[category] = float(torch.cat(ious).mean())
+    return out
+
+
+@torch.no_grad()
+def comparison_figure(student: ReconstructionNet, pool: TeacherPool,
+                      fixed: Mapping[str, tuple[torch.Tensor, str]], cfg: ExperimentConfig,
+                      intrinsics: Intrinsics, device: torch.device, step: int) -> plt.Figure:
+    """For one image per category: input | teacher and student (colour, mask) at four poses."""
+    rows = list(fixed.items())
+    cols = 1 + 4 * len(FIGURE_POSES)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(cols * 0.9, len(rows) * 1.0),
+                             squeeze=False)
+    for r, (category, (images, teacher)) in enumerate(rows):
+        image = images[:1].to(device)
+        axes[r, 0].imshow(image[0].permute(1, 2, 0).cpu().numpy())
+        axes[r, 0].set_ylabel(f"{category}\n({teacher})", fontsize=6)
+        for k, (az, el) in enumerate(FIGURE_POSES):
+            cams = [torch.tensor([v], device=device) for v in (az, el, 2.0)]
+            t = pool.run(teacher,
+                         lambda net, im=image, c=cams: _render(net, im, *c, intrinsics, cfg))
+            s = _render(student, image, *cams, intrinsics, cfg)
+            panels = [(t["rgb"][0], "teacher"), (s["rgb"][0], "student"),
+                      (t["mask"][0], "T mask"), (s["mask"][0], "S mask")]
+            for j, (img, title) in enumerate(panels):
+                ax = axes[r, 1 + 4 * k + j]
+                ax.imshow(img.clamp(0, 1).cpu().numpy(), cmap="gray" if img.ndim == 2 else None,
+                          vmin=0, vmax=1)
+                if r == 0:
+                    ax.set_title(f"{title}\naz {az:.0f}", fontsize=5)
+    axes[0, 0].set_title("input", fontsize=6)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"Student vs teacher (step {step})", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def curves_figure(history: list[dict[str, float]], teachers: list[str]) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for name in teachers:
+        pts = [(h["step"], h[f"loss/{name}"]) for h in history if f"loss/{name}" in h]
+        if pts:
+            ax.plot(*zip(*pts), lw=1, label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_title("distillation loss per teacher", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# The stage
+# ----------------------------------------------------------------------------------------------
+def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None = None,
+                  resume: bool | str | Path = False, progress: bool = True,
+                  track: bool = True, register: bool = True) -> DistillResult:
+    """Distil the experiment's teachers into one student; returns its checkpoint and logs.
+
+    Args:
+        teachers: ``{name: checkpoint}`` overrides (``synthetic`` or a collection category).
+        resume: ``True`` for ``<output_dir>/<name>/distill/last.pt`` or a checkpoint path.
+        register: log the student with ``mlflow.pytorch.log_model`` and register it as
+            ``ss3d-unified``.
+    """
+    start_wall = time.perf_counter()
+    d = cfg.distill
+    runtime = init_distributed(cfg.optim.device)
+    device = runtime.device
+    seed_everything(cfg.seed)
+    found = find_teachers(cfg, teachers, track)  # fails at once when a teacher is missing
+    paths = data_paths(cfg)
+    collections = {c: paths.collection(c) for c in cfg.data.collections}
+    missing = [str(p) for p in collections.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"collections not found: {missing}; run notebooks/00_render"
+                                ".ipynb (or `ss3d render`) first")
+    renders = None
+    if d.p_synthetic > 0:
+        renders = find_renders(cfg)[0] if track else paths.renders
+        if not renders.is_file():
+            raise FileNotFoundError(f"no synthetic renders at {renders} (needed for "
+                                    "distill.p_synthetic > 0): run notebooks/00_render.ipynb")
+    data = DistillData(cfg, collections, renders, cfg.seed)
+    intrinsics = Intrinsics.from_fov(cfg.render.fov_degrees, cfg.data.crop_size)
+
+    pool = TeacherPool({name: load_network(path, device)[0] for name, (path, _) in found.items()},
+                       device, on_device=d.teachers_on_device)
+    student, _ = load_network(found[SYNTHETIC][0], device)
+    student.train()
+    optimizer = torch.optim.Adam(student.parameters(), lr=d.lr)
+    out_dir = stage_dir(cfg, STAGE)
+    last = out_dir / "last.pt"
+    start_step, run_id = 0, None
+    history: list[dict[str, float]] = []
+    agreement_before: dict[str, float] = {}
+    if resume:
+        payload = load_checkpoint(last if resume is True else Path(resume), model=student,
+                                  optimizer=optimizer, map_location=device, restore_rng=True)
+        start_step, run_id = payload["step"], payload.get("mlflow_run_id")
+        history = payload["extra"]["history"]
+        agreement_before = payload["extra"].get("agreement_before", {})
+        data.generator.set_state(payload["extra"]["data_rng"])
+    result = DistillResult(run_id=run_id, checkpoint=last,
+                           teachers={k: str(v[0]) for k, v in found.items()},
+                           agreement_before=agreement_before)
+    fixed = data.fixed_images(d.agreement_images)
+    aug_rng = torch.Generator().manual_seed(cfg.seed + 1)
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(last, stage=STAGE, step=step, config=to_dict(cfg), model=student,
+                        optimizer=optimizer, mlflow_run_id=result.run_id,
+                        extra={"history": history, "teachers": result.teachers,
+                               "agreement_before": result.agreement_before,
+                               "data_rng": data.generator.get_state()})
+
+    def train() -> None:
+        if not result.agreement_before:
+            # the starting point (the synthetic model) against every teacher
+            student.eval()
+            result.agreement_before.update(agreement(student, pool, fixed, cfg, intrinsics,
+                                                     device, seed=cfg.seed))
+            student.train()
+            if track:
+                mlflow.log_metrics({f"agreement_before/{k}": v
+                                    for k, v in result.agreement_before.items()})
+        bar = tqdm(range(start_step, d.steps), desc=f"distill ({d.mode})", unit="step",
+                   initial=start_step, total=d.steps, disable=not progress)
+        for step in bar:
+            tic = time.perf_counter()
+            images, labels, _ = data.batch(cfg.optim.batch_size)
+            images = images.to(device)
+            b = images.shape[0]
+            if d.mode == "point":
+                inputs = random_points(b, d.points_per_image, d.point_cube, device)
+                targets = pool.grouped(labels, lambda net, rows, im=images, x=inputs:
+                                       point_outputs(net, im[rows], x[rows]))
+            else:
+                inputs = random_rays(b, d.rays_per_image, cfg, intrinsics, device)
+                sample_seed = int(torch.randint(2**31, ()))
+                targets = pool.grouped(labels, lambda net, rows, im=images, x=inputs,
+                                       seed=sample_seed: ray_outputs(
+                    net, im[rows], tuple(r[rows] for r in x), cfg.model.n_samples, seed))
+            student_in = augment_images(images, aug_rng) if d.augment else images
+            with autocast(device, cfg.optim.amp):
+                if d.mode == "point":
+                    pred = point_outputs(student, student_in, inputs)
+                else:
+                    pred = ray_outputs(student, student_in, inputs, cfg.model.n_samples,
+                                       sample_seed)
+            losses = torch.zeros(b, device=device)
+            for rows, target in targets.values():
+                rows_d = rows.to(device)
+                losses = losses.index_add(0, rows_d, per_image_loss(
+                    cfg, tuple(p[rows_d] for p in pred), target))
+            loss = losses.mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            record = {"loss": float(loss.detach()), "step_seconds": time.perf_counter() - tic}
+            for name, (rows, _) in targets.items():
+                record[f"loss/{name}"] = float(losses[rows.to(device)].mean().detach())
+            record["step"] = step + 1
+            history.append(record)
+            if track:
+                mlflow.log_metrics({k: v for k, v in record.items() if k != "step"},
+                                   step=step + 1)
+            bar.set_postfix(loss=f"{record['loss']:.4f}")
+            if (step + 1) % d.checkpoint_every == 0 or step + 1 == d.steps:
+                checkpoint(step + 1)
+        if not last.exists():
+            checkpoint(max(start_step, d.steps))
+
+    def finish() -> None:
+        student.eval()
+        result.agreement = agreement(student, pool, fixed, cfg, intrinsics, device,
+                                     seed=cfg.seed)
+        result.figures["comparison"] = comparison_figure(student, pool, fixed, cfg, intrinsics,
+                                                         device, d.steps)
+        result.figures["curves"] = curves_figure(history, pool.names)
+        if progress:
+            print("student-teacher agreement (mask IoU, random poses), before -> after: "
+                  + ", ".join(f"{k} {result.agreement_before.get(k, float('nan')):.3f} -> "
+                              f"{v:.3f}" for k, v in result.agreement.items()), flush=True)
+
+    if track:
+        consumed = [r for _, r in found.values() if r]
+        with tracking.start_run(cfg, STAGE, consumed=consumed, run_id=run_id) as run:
+            result.run_id = run.info.run_id
+            mlflow.set_tags({f"ss3d.teacher.{k}": v for k, v in result.teachers.items()})
+            train()
+            finish()
+            mlflow.log_metrics({f"agreement/{k}": v for k, v in result.agreement.items()})
+            for name, fig in result.figures.items():
+                tracking.log_figure(fig, name, close=False)
+            tracking.log_checkpoint(last)
+            if register:
+                result.model_version = register_student(student)
+            mlflow.log_metric("wall_seconds", time.perf_counter() - start_wall)
+    else:
+        train()
+        finish()
+    result.history = history
+    result.wall_seconds = time.perf_counter() - start_wall
+    return result
+
+
+def register_student(student: ReconstructionNet) -> str | None:
+    """Log the student with ``mlflow.pytorch.log_model`` and register it as ``ss3d-unified``;
+    returns the new model version."""
+    import mlflow.pytorch
+
+    model = copy.deepcopy(student).to("cpu").eval()
+    # "pickle", not MLflow's traced "pt2" default: a traced graph keeps only forward(), and
+    # evaluation and `ss3d reconstruct` need the network's encode/query methods.
+    info = mlflow.pytorch.log_model(model, name="model", registered_model_name=REGISTERED_MODEL,
+                                    serialization_format="pickle",
+                                    pip_requirements=[f"torch=={torch.__version__}"])
+    version = getattr(info, "registered_model_version", None)
+    return str(version) if version is not None else None
+
+
+def load_unified(version: str = "latest") -> ReconstructionNet:
+    """The registered student, by name: ``models:/ss3d-unified/<version>``."""
+    import mlflow.pytorch
+
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    return mlflow.pytorch.load_model(f"models:/{REGISTERED_MODEL}/{version}",
+                                     map_location="cpu").eval()
