@@ -160,18 +160,35 @@ def aligned_rotation_errors(pred: torch.Tensor, truth: torch.Tensor) -> torch.Te
     return geodesic_degrees(pred @ best_alignment(pred, truth), truth)
 
 
-def pose_metrics(bank: CameraBank, truth: dict[str, dict], choice: torch.Tensor,
-                 prefix: str = "") -> dict[str, float]:
-    """Pose accuracy of the chosen hypotheses (and best-of-H) against hidden true cameras."""
+def _chosen_and_true(bank: CameraBank, truth: dict[str, dict], choice: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Rotations of all hypotheses ``(n, H, 3, 3)``, the chosen ``(n, 3, 3)`` and the true
+    ``(n, 3, 3)`` of the bank's images that have a true camera."""
     ids = [i for i in bank.image_ids if i in truth]
     if not ids:
-        return {}
+        return None
     rows = torch.tensor([bank.image_ids.index(i) for i in ids])
     az, el, _ = bank.cameras(rows)
     pred_all = rotation_matrices(az, el)  # (n, H, 3, 3)
     true = rotation_matrices(torch.tensor([truth[i]["azimuth"] for i in ids]),
                              torch.tensor([truth[i]["elevation"] for i in ids]))
-    chosen = pred_all[torch.arange(len(ids)), choice[rows]]
+    return pred_all, pred_all[torch.arange(len(ids)), choice[rows]], true
+
+
+def frame_alignment(bank: CameraBank, truth: dict[str, dict],
+                    choice: torch.Tensor) -> torch.Tensor | None:
+    """``G (3, 3)`` with ``x_learned = G x_true`` (see :func:`best_alignment`), or None."""
+    found = _chosen_and_true(bank, truth, choice)
+    return None if found is None else best_alignment(found[1], found[2])
+
+
+def pose_metrics(bank: CameraBank, truth: dict[str, dict], choice: torch.Tensor,
+                 prefix: str = "") -> dict[str, float]:
+    """Pose accuracy of the chosen hypotheses (and best-of-H) against hidden true cameras."""
+    found = _chosen_and_true(bank, truth, choice)
+    if found is None:
+        return {}
+    pred_all, chosen, true = found
     g = best_alignment(chosen, true)
     errors = geodesic_degrees(chosen @ g, true)
     raw_errors = geodesic_degrees(chosen, true)

@@ -164,7 +164,12 @@ def test_selftrain_runs_logs_and_resumes_with_identical_hypotheses(tiny_setup, m
 
     client = MlflowClient(mlflow_store)
     arts = {a.path for a in client.list_artifacts(first.run_id, "cameras")}
-    assert arts == {"cameras/camera_bank.pt"}
+    assert arts == {"cameras/camera_bank.pt", "cameras/alignment.json"}
+    # best_changed compares with the previous epoch's choice: none before the first search
+    assert "best_changed" not in first.epochs[0]
+    assert all(0.0 <= e["best_changed"] <= 1.0 for e in first.epochs[1:])
+    g = torch.tensor(load_checkpoint(first.checkpoint)["extra"]["alignment"])
+    assert torch.allclose(g @ g.T, torch.eye(3), atol=1e-4)
 
 
 @pytest.mark.slow

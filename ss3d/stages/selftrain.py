@@ -38,7 +38,7 @@ from ss3d.engine import (
     save_checkpoint,
     seed_everything,
 )
-from ss3d.hypotheses import CameraBank, pose_metrics
+from ss3d.hypotheses import CameraBank, frame_alignment, pose_metrics
 from ss3d.metrics import mask_iou
 from ss3d.model import ReconstructionNet
 from ss3d.stages.data import data_paths
@@ -268,6 +268,9 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     load_checkpoint(ckpt_in, model=net, map_location=device)
     optimizer = torch.optim.Adam(net.parameters(), lr=s.lr)
     start_step, start_epoch, run_id = 0, 0, None
+    # the previous epoch's chosen hypotheses (None before the pre-search evaluation)
+    last_choice: torch.Tensor | None = None
+    alignment: list[list[float]] | None = None
     history: list[dict[str, float]] = []
     epochs: list[dict[str, float]] = []
     if resume:
@@ -276,6 +279,8 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
         bank.load_state_dict(payload["extra"]["bank"])
         start_step, run_id = payload["step"], payload.get("mlflow_run_id")
         start_epoch = payload["extra"]["epoch"]
+        last_choice = payload["extra"].get("last_choice")
+        alignment = payload["extra"].get("alignment")
         history, epochs = payload["extra"]["history"], payload["extra"]["epochs"]
     loader = DataLoader(dataset, batch_size=min(cfg.optim.batch_size, len(dataset)),
                         shuffle=True, drop_last=len(dataset) > cfg.optim.batch_size,
@@ -286,7 +291,6 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     fixed_batch = [dataset[int(i)] for i in fixed]
     fixed_images = torch.stack([b["image"] for b in fixed_batch]).to(device)
     fixed_masks = torch.stack([b["mask"] for b in fixed_batch]).to(device)
-    last_choice = torch.zeros(len(bank), dtype=torch.long)
 
     def choose() -> tuple[torch.Tensor, torch.Tensor]:
         """(chosen by the configured rule, chosen by weights) for every image."""
@@ -306,11 +310,12 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
         return losses.argmin(-1), by_weight
 
     def end_of_epoch(epoch: int, step: int) -> None:
-        nonlocal last_choice
+        nonlocal last_choice, alignment
         chosen, by_weight = choose()
-        changed = float((chosen != last_choice).float().mean()) if epoch > 0 else 1.0
+        metrics: dict[str, float] = {"epoch": epoch + 1}
+        if last_choice is not None:  # share of images whose chosen hypothesis changed
+            metrics["best_changed"] = float((chosen != last_choice).float().mean())
         last_choice = chosen
-        metrics: dict[str, float] = {"epoch": epoch + 1, "best_changed": changed}
         # mask IoU of full renders from the chosen cameras
         ious = []
         for batch in DataLoader(dataset, batch_size=16):
@@ -321,6 +326,8 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
         if truth:
             metrics.update(pose_metrics(bank, truth, chosen))
             metrics.update(pose_metrics(bank, truth, by_weight, prefix="weights_"))
+            g = frame_alignment(bank, truth, chosen)
+            alignment = None if g is None else g.tolist()
         epochs.append(metrics)
         if track:
             mlflow.log_metrics({f"epoch/{k}": v for k, v in metrics.items() if k != "epoch"},
@@ -404,7 +411,9 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                         optimizer=optimizer, mlflow_run_id=result.run_id,
                         extra={"bank": bank.state_dict(), "epoch": epoch, "history": history,
                                "epochs": epochs, "category": category,
-                               "pretrained": str(ckpt_in)})
+                               "pretrained": str(ckpt_in), "last_choice": last_choice,
+                               # x_learned = G x_true, from the hidden cameras (evaluation)
+                               "alignment": alignment})
 
     if track:
         consumed = [pretrain_run] if pretrain_run else []
@@ -416,6 +425,10 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
             train()
             torch.save(bank.state_dict(), out_dir / "camera_bank.pt")
             tracking.log_artifact(out_dir / "camera_bank.pt", "cameras")
+            if alignment is not None:
+                mlflow.log_dict({"G": alignment, "convention": "x_learned = G x_true (column "
+                                 "vectors), from the hidden cameras; evaluation only"},
+                                "cameras/alignment.json")
             tracking.log_checkpoint(last)
             mlflow.log_metric("wall_seconds", time.perf_counter() - start_wall)
     else:
