@@ -218,6 +218,13 @@ class EvalConfig:
     density_threshold: float = _f(5.0, ge=0.0)
     surface_points: int = _f(4096, ge=16)
     fscore_thresholds: list[float] = _f([0.05, 0.1])
+    coarse_factor: int = _f(2, ge=1, le=8, help="Coarse-to-fine mesh extraction: query every "
+                            "k-th grid point, then full resolution only near the surface.")
+    models_per_category: int = _f(4, ge=1, help="Held-out synthetic models per category.")
+    collection_images: int = _f(6, ge=0, help="Test images per collection with 3D ground truth.")
+    novel_views: int = _f(2, ge=1, help="Novel views per synthetic model (mask IoU, PSNR).")
+    figure_size: int = _f(96, ge=16, help="Pixels of the mesh renders in figures and GIFs.")
+    turntable_frames: int = _f(24, ge=4)
 
 
 @dataclass

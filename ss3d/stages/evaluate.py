@@ -1,0 +1,622 @@
+"""Evaluation of every stage of an experiment (DESIGN.md §1.6).
+
+Models: the pre-trained model, each category's self-trained model and the distilled student,
+found in MLflow (latest finished runs) or in ``<output_dir>/<name>/``; stages that have not
+run are skipped and listed. Test items:
+
+* ``synthetic``: held-out (test split) models of every pre-training category and of the
+  held-out (zero-shot) categories, input = view 0, ground truth = surface and inside/outside
+  samples and novel views from the renders;
+* ``collection``: test images of the rendered collections, ground truth = the hidden model's
+  mesh (3D) — and the pose accuracy of the self-training runs.
+
+Learned frames: a self-trained model predicts in its own canonical frame, related to the true
+one by the global rotation ``G`` found from the hidden cameras (``x_learned = G x_true``, saved by
+self-training). Its predictions are mapped back with ``G`` before any 3D metric; the student is
+evaluated in the frame of the teacher that taught that kind of image (collection images: the
+category's self-trained teacher; synthetic renders: the synthetic model, identity).
+
+Baselines next to every number: a sphere of the mean object size and the category's medoid
+shape (the training model with the smallest mean Chamfer distance to the others; its
+inside/outside at the test points comes from its nearest own volume sample).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import torch
+from pytorch3d.ops import knn_points
+from tqdm.auto import tqdm
+
+from ss3d import tracking
+from ss3d.cameras import Intrinsics
+from ss3d.config import SYNSETS, ExperimentConfig
+from ss3d.data.datasets import ImageCollection, read_hidden_cameras
+from ss3d.data.render import MeshRenderer
+from ss3d.data.shapenet import load_model
+from ss3d.engine import init_distributed, load_checkpoint, seed_everything
+from ss3d.eval.mesh import ExtractedMesh, extract_mesh
+from ss3d.eval.metrics import chamfer_fscore, sample_mesh_surface, volumetric_iou
+from ss3d.eval.views import figure_renderer, mesh_views, to_trimesh, write_turntable
+from ss3d.geometry import merge_meshes, occupancy, sample_surface
+from ss3d.metrics import mask_iou, psnr
+from ss3d.model import ReconstructionNet, load_network
+from ss3d.stages.data import data_paths, find_renders
+from ss3d.stages.pretrain import stage_dir
+from ss3d.stages.selftrain import find_pretrained
+from ss3d.volume import render_images
+
+__all__ = ["EvalItem", "EvalModel", "EvalResult", "evaluate_stage", "find_models"]
+
+log = logging.getLogger(__name__)
+STAGE = "evaluate"
+METRICS = ("fscore@0.1", "fscore@0.05", "chamfer_l1", "chamfer_l2", "vol_iou", "mask_iou",
+           "psnr")
+
+
+@dataclass
+class EvalModel:
+    """One trained model to evaluate. ``alignments``: per collection category, ``G`` (3, 3)."""
+
+    label: str
+    stage: str
+    checkpoint: Path
+    run_id: str | None = None
+    category: str | None = None
+    alignments: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class EvalItem:
+    """One test input with its ground truth (all in the true object frame).
+
+    image ``(3, S, S)`` masked RGB; surface ``(P, 3)``; volume_points ``(Q, 3)`` and
+    volume_inside ``(Q,)``; novel: azimuth/elevation/distance ``(n,)``, masks ``(n, H, W)``,
+    rgb ``(n, H, W, 3)`` (synthetic only).
+    """
+
+    set: str
+    category: str
+    key: str
+    image: torch.Tensor
+    surface: torch.Tensor
+    volume_points: torch.Tensor
+    volume_inside: torch.Tensor
+    mesh_path: Path | None
+    zero_shot: bool = False
+    novel: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class EvalResult:
+    run_id: str | None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    summary: list[dict[str, Any]] = field(default_factory=list)
+    poses: list[dict[str, Any]] = field(default_factory=list)
+    ratios: list[dict[str, Any]] = field(default_factory=list)
+    models: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    turntables: dict[str, Path] = field(default_factory=dict)
+    tables_markdown: str = ""
+    wall_seconds: float = 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------
+def _alignment_of(checkpoint: Path) -> torch.Tensor | None:
+    g = load_checkpoint(checkpoint)["extra"].get("alignment")
+    return None if g is None else torch.tensor(g, dtype=torch.float32)
+
+
+def find_models(cfg: ExperimentConfig, track: bool = True
+                ) -> tuple[list[EvalModel], list[str]]:
+    """The experiment's trained models (pre-trained first) and notes on stages not found."""
+    models: list[EvalModel] = []
+    skipped: list[str] = []
+    path, run_id = find_pretrained(cfg, None, track)  # no pre-trained model: nothing to do
+    models.append(EvalModel("pretrained", "pretrain", path, run_id))
+
+    def latest(stage: str, category: str | None, fallback: Path) -> tuple[Path, str] | None:
+        run = tracking.latest_run(cfg.name, stage, category=category) if track else None
+        if run is not None:
+            p = tracking.artifact_path(run, "checkpoints/last.pt")
+            if p.is_file():
+                return p, run.info.run_id
+        return (fallback, None) if fallback.is_file() else None
+
+    teachers: dict[str, torch.Tensor] = {}
+    for category in cfg.data.collections:
+        found = latest("selftrain", category, stage_dir(cfg, f"selftrain-{category}") / "last.pt")
+        if found is None:
+            skipped.append(f"selftrained {category}: no self-training run (notebook 02)")
+            continue
+        g = _alignment_of(found[0])
+        if g is not None:
+            teachers[category] = g
+        models.append(EvalModel(f"selftrained-{category}", "selftrain", found[0], found[1],
+                                category, {category: g} if g is not None else {}))
+    found = latest("distill", None, stage_dir(cfg, "distill") / "last.pt")
+    if found is None:
+        skipped.append("distilled: no distillation run (notebook 03)")
+    else:
+        models.append(EvalModel("distilled", "distill", found[0], found[1],
+                                alignments=dict(teachers)))
+    return models, skipped
+
+
+# ----------------------------------------------------------------------------------------------
+# Test items
+# ----------------------------------------------------------------------------------------------
+def _mesh_path(root: Path, category: str, model_id: str) -> Path:
+    return root / SYNSETS.get(category, category) / model_id / "models" / "model_normalized.obj"
+
+
+def synthetic_items(cfg: ExperimentConfig, renders: Path) -> tuple[list[EvalItem], Intrinsics]:
+    """Test-split models of every pre-training and held-out category."""
+    e = cfg.evaluate
+    items: list[EvalItem] = []
+    shapenet = data_paths(cfg).shapenet
+    with h5py.File(renders, "r") as f:
+        n = int(f.attrs["complete_models"])
+        cats = f["category"].asstr()[:n]
+        splits = f["split"].asstr()[:n]
+        ids = f["model_id"].asstr()[:n]
+        size = int(f.attrs["image_size"])
+        intrinsics = Intrinsics(focal=float(f.attrs["focal"]), width=size, height=size,
+                                cx=float(f.attrs["cx"]), cy=float(f.attrs["cy"]))
+        views = min(e.novel_views, int(f.attrs["views_per_model"]) - 1)
+        for category in [*cfg.data.categories, *cfg.data.heldout_categories]:
+            rows = np.flatnonzero((cats == category) & (splits == "test"))[:e.models_per_category]
+            if len(rows) == 0:
+                log.warning("%s: no test models of %s", renders, category)
+            for r in rows:
+                rgb = torch.from_numpy(f["rgb"][r]).float() / 255.0  # (V, H, W, 3)
+                mask = torch.from_numpy(f["mask"][r]).float()
+                masked = rgb * mask[..., None]
+                novel = {k: torch.from_numpy(f[k][r][1:views + 1]).float()
+                         for k in ("azimuth", "elevation", "distance")}
+                novel.update(masks=mask[1:views + 1], rgb=masked[1:views + 1])
+                items.append(EvalItem(
+                    "synthetic", category, str(ids[r]), masked[0].permute(2, 0, 1).contiguous(),
+                    torch.from_numpy(f["surface_points"][r]).float(),
+                    torch.from_numpy(f["volume_points"][r]).float(),
+                    torch.from_numpy(f["volume_occupancy"][r]).bool(),
+                    _mesh_path(shapenet, category, str(ids[r])),
+                    zero_shot=category in cfg.data.heldout_categories, novel=novel))
+    return items, intrinsics
+
+
+def collection_items(cfg: ExperimentConfig) -> tuple[list[EvalItem], list[str]]:
+    """Test images of rendered collections whose hidden model meshes are on disk."""
+    e = cfg.evaluate
+    paths = data_paths(cfg)
+    items: list[EvalItem] = []
+    notes: list[str] = []
+    for category in cfg.data.collections:
+        path = paths.collection(category)
+        truth = read_hidden_cameras(path) if path.is_file() else None
+        if not truth or e.collection_images == 0:
+            notes.append(f"collection {category}: no 3D ground truth (real photos or missing)")
+            continue
+        ds = ImageCollection(path, split="test")
+        for i in range(min(e.collection_images, len(ds))):
+            item = ds[i]
+            model_id = truth[item["image_id"]]["model_id"]
+            mesh_path = _mesh_path(paths.root / "collection_models", category, model_id)
+            if not mesh_path.is_file():
+                notes.append(f"collection {category}: mesh {mesh_path} missing")
+                break
+            mesh = merge_meshes(load_model(mesh_path))
+            rng = np.random.default_rng(i)
+            uniform = rng.uniform(-0.55, 0.55, (cfg.render.volume_samples // 2, 3))
+            near = (sample_surface(mesh, cfg.render.volume_samples // 2, seed=i)
+                    + rng.normal(0, 0.02, (cfg.render.volume_samples // 2, 3)))
+            points = np.concatenate([uniform, near]).astype(np.float32)
+            items.append(EvalItem(
+                "collection", category, item["image_id"], item["image"],
+                torch.from_numpy(sample_surface(mesh, cfg.render.surface_samples, seed=i)),
+                torch.from_numpy(points), torch.from_numpy(occupancy(points, mesh)),
+                mesh_path))
+    return items, notes
+
+
+# ----------------------------------------------------------------------------------------------
+# Baselines
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Baselines:
+    """Per category: sphere radius; medoid surface ``(P, 3)`` and volume samples."""
+
+    radius: dict[str, float]
+    default_radius: float
+    medoid: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def build_baselines(cfg: ExperimentConfig, renders: Path, subsample: int = 256) -> Baselines:
+    radius, medoid = {}, {}
+    with h5py.File(renders, "r") as f:
+        n = int(f.attrs["complete_models"])
+        cats = f["category"].asstr()[:n]
+        splits = f["split"].asstr()[:n]
+        q = f["volume_occupancy"].shape[1] // 2  # the first half are uniform in [-.55, .55]^3
+        train_volumes = []
+        for category in sorted(set(cats)):
+            rows = np.flatnonzero((cats == category) & (splits == "train"))
+            if len(rows) == 0:
+                continue
+            occ = np.stack([f["volume_occupancy"][r, :q] for r in rows]).mean()
+            radius[category] = (3.0 * float(occ) * 1.1**3 / (4.0 * math.pi)) ** (1.0 / 3.0)
+            if category in cfg.data.categories:
+                train_volumes.append(radius[category])
+            surfaces = torch.from_numpy(
+                np.stack([f["surface_points"][r, :subsample] for r in rows])).float()
+            # mean Chamfer of every training model to the others: the medoid minimises it
+            # all pairs in one batched KNN: (k*k, S, 3) against (k*k, S, 3)
+            k, s = surfaces.shape[:2]
+            a = surfaces[:, None].expand(k, k, s, 3).reshape(k * k, s, 3)
+            b = surfaces[None].expand(k, k, s, 3).reshape(k * k, s, 3)
+            d = knn_points(a, b, K=1).dists[..., 0].clamp(min=0).sqrt().mean(-1).view(k, k)
+            best = int(rows[int((d + d.T).sum(1).argmin())])
+            medoid[category] = (torch.from_numpy(f["surface_points"][best]).float(),
+                                torch.from_numpy(f["volume_points"][best]).float(),
+                                torch.from_numpy(f["volume_occupancy"][best]).bool())
+    default = float(np.mean(train_volumes)) if train_volumes else 0.35
+    return Baselines(radius, default, medoid)
+
+
+def baseline_rows(item: EvalItem, baselines: Baselines, cfg: ExperimentConfig,
+                  intrinsics: Intrinsics | None) -> list[dict[str, Any]]:
+    """Metrics of the sphere and the medoid baselines on one item."""
+    e = cfg.evaluate
+    thresholds = tuple(e.fscore_thresholds)
+    # a zero-shot category must not use its own statistics: training categories' mean size
+    radius = (baselines.default_radius if item.zero_shot or item.category not in
+              baselines.radius else baselines.radius[item.category])
+    g = torch.Generator().manual_seed(0)
+    directions = torch.randn(e.surface_points, 3, generator=g)
+    sphere_surface = radius * directions / directions.norm(dim=-1, keepdim=True)
+    sphere = chamfer_fscore(sphere_surface, item.surface, thresholds)
+    sphere["vol_iou"] = volumetric_iou(item.volume_points.norm(dim=-1) <= radius,
+                                       item.volume_inside)
+    if item.novel is not None and intrinsics is not None:
+        def sphere_field(p: torch.Tensor):
+            inside = (p.norm(dim=-1, keepdim=True) <= radius).float()
+            return torch.zeros_like(p), inside * 500.0
+
+        rendered = render_images(sphere_field, item.novel["azimuth"], item.novel["elevation"],
+                                 item.novel["distance"], intrinsics,
+                                 n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds)
+        sphere["mask_iou"] = float(mask_iou(rendered["mask"], item.novel["masks"]).mean())
+    rows = [{"model": "baseline: sphere", **sphere}]
+    if item.category in baselines.medoid and not item.zero_shot:
+        surface, vpoints, vinside = baselines.medoid[item.category]
+        med = chamfer_fscore(surface, item.surface, thresholds)
+        nearest = knn_points(item.volume_points[None], vpoints[None], K=1).idx[0, :, 0]
+        med["vol_iou"] = volumetric_iou(vinside[nearest], item.volume_inside)
+        rows.append({"model": "baseline: category medoid", **med})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluating one model on one item
+# ----------------------------------------------------------------------------------------------
+def aligned_field(net: ReconstructionNet, latent: torch.Tensor, g: torch.Tensor | None
+                  ) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """The model's field in the true frame: ``f_true(x) = f_learned(G x)``."""
+    if g is None:
+        return lambda p: net.query(p, latent)
+    gt = g.to(latent.device).T
+    return lambda p: net.query(p @ gt, latent)
+
+
+@torch.no_grad()
+def evaluate_item(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | None,
+                  cfg: ExperimentConfig, intrinsics: Intrinsics | None,
+                  device: torch.device) -> tuple[dict[str, float], ExtractedMesh]:
+    e = cfg.evaluate
+    latent = net.encode(item.image[None].to(device))
+    field_fn = aligned_field(net, latent, g)
+    mesh = extract_mesh(field_fn, e.grid_resolution, e.density_threshold,
+                        coarse_factor=e.coarse_factor, device=device)
+    pred = sample_mesh_surface(mesh.verts, mesh.faces, e.surface_points, seed=0)
+    metrics = chamfer_fscore(pred, item.surface, tuple(e.fscore_thresholds))
+    _, density = field_fn(item.volume_points[None].to(device))
+    metrics["vol_iou"] = volumetric_iou(density[0, :, 0].cpu() > e.density_threshold,
+                                        item.volume_inside)
+    metrics["empty_mesh"] = float(mesh.empty)
+    if item.novel is not None and intrinsics is not None:
+        n = item.novel["azimuth"].shape[0]
+        # one camera per rendered image: the same latent for each of the n novel views
+        rendered = render_images(aligned_field(net, latent.expand(n, -1), g),
+                                 item.novel["azimuth"].to(device),
+                                 item.novel["elevation"].to(device),
+                                 item.novel["distance"].to(device), intrinsics,
+                                 n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds,
+                                 radius=cfg.model.object_radius)
+        metrics["mask_iou"] = float(mask_iou(rendered["mask"].cpu(), item.novel["masks"]).mean())
+        metrics["psnr"] = float(psnr(rendered["rgb"].cpu().clamp(0, 1), item.novel["rgb"]).mean())
+    return metrics, mesh
+
+
+def _alignment_for(model: EvalModel, item: EvalItem) -> torch.Tensor | None:
+    if item.set == "collection" or model.stage == "selftrain":
+        return model.alignments.get(item.category)
+    return None  # the student on synthetic renders: the synthetic teacher's frame
+
+
+def _applies(model: EvalModel, item: EvalItem) -> bool:
+    """Self-trained models are evaluated on their own category only."""
+    return model.stage != "selftrain" or item.category == model.category
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables and figures
+# ----------------------------------------------------------------------------------------------
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean of every metric per (set, category, model), with the item count."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["set"], r["category"], r["model"])].append(r)
+    out = []
+    for (set_, category, model), rs in groups.items():
+        entry: dict[str, Any] = {"set": set_, "category": category, "model": model,
+                                 "n": len(rs), "zero_shot": rs[0].get("zero_shot", False)}
+        for m in METRICS:
+            values = [r[m] for r in rs if m in r]
+            if values:
+                entry[m] = float(np.mean(values))
+        out.append(entry)
+    return out
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.{digits}f}"
+
+
+def markdown_tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
+                    ratios: list[dict[str, Any]]) -> str:
+    lines = []
+    for set_ in ("synthetic", "collection"):
+        entries = [s for s in summary if s["set"] == set_]
+        if not entries:
+            continue
+        title = ("Held-out synthetic models (input: one render)" if set_ == "synthetic"
+                 else "Collection test images (3D ground truth from the hidden models)")
+        lines += [f"### {title}", "",
+                  "| category | model | n | F@0.1 ↑ | F@0.05 ↑ | Chamfer-L1 ↓ | vol IoU ↑ "
+                  "| mask IoU ↑ | PSNR ↑ |", "|---|---|---|---|---|---|---|---|---|"]
+        for s in entries:
+            cat = s["category"] + (" (zero-shot)" if s["zero_shot"] else "")
+            lines.append(f"| {cat} | {s['model']} | {s['n']} | {_fmt(s.get('fscore@0.1'))} | "
+                         f"{_fmt(s.get('fscore@0.05'))} | {_fmt(s.get('chamfer_l1'), 4)} | "
+                         f"{_fmt(s.get('vol_iou'))} | {_fmt(s.get('mask_iou'))} | "
+                         f"{_fmt(s.get('psnr'), 2)} |")
+        lines.append("")
+    if poses:
+        lines += ["### Poses of the self-trained collections (after global alignment)", "",
+                  "| category | run | H | acc@15 ↑ | acc@30 ↑ | median ° ↓ | best-of-H acc@30 | "
+                  "acc@30 before search | mask IoU |", "|---|---|---|---|---|---|---|---|---|"]
+        for p in poses:
+            lines.append(f"| {p['category']} | {p['run']} | {p['hypotheses']} | "
+                         f"{_fmt(p.get('pose_acc15'), 2)} | {_fmt(p.get('pose_acc30'), 2)} | "
+                         f"{_fmt(p.get('pose_median_deg'), 1)} | "
+                         f"{_fmt(p.get('pose_best_of_h_acc30'), 2)} | "
+                         f"{_fmt(p.get('initial_pose_acc30'), 2)} | {_fmt(p.get('mask_iou'))} |")
+        lines.append("")
+    if ratios:
+        lines += ["### Distilled student vs its teacher (F@0.1, aim ≥ 0.95)", "",
+                  "| set | category | teacher | student F@0.1 | teacher F@0.1 | ratio |",
+                  "|---|---|---|---|---|---|"]
+        for r in ratios:
+            lines.append(f"| {r['set']} | {r['category']} | {r['teacher']} | "
+                         f"{_fmt(r['student'])} | {_fmt(r['teacher_fscore'])} | "
+                         f"{_fmt(r['ratio'], 2)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def metric_bars(summary: list[dict[str, Any]], metric: str = "fscore@0.1") -> plt.Figure:
+    groups = sorted({(s["set"], s["category"]) for s in summary})
+    models = list(dict.fromkeys(s["model"] for s in summary))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(groups)), 3.2))
+    width = 0.8 / max(len(models), 1)
+    lookup = {(s["set"], s["category"], s["model"]): s.get(metric) for s in summary}
+    for k, model in enumerate(models):
+        values = [lookup.get((st, c, model)) for st, c in groups]
+        xs = [i + k * width for i, v in enumerate(values) if v is not None]
+        ax.bar(xs, [v for v in values if v is not None], width, label=model,
+               hatch="//" if model.startswith("baseline") else None,
+               alpha=0.6 if model.startswith("baseline") else 1.0)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(groups))],
+                  [f"{c}\n({st})" for st, c in groups], fontsize=7)
+    ax.set_ylabel(metric)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=6, ncol=2)
+    ax.set_title(f"{metric} per category and model", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def reconstruction_figure(item: EvalItem, meshes: dict[str, ExtractedMesh],
+                          renderer: MeshRenderer) -> plt.Figure:
+    """Rows: models; columns: input | GT (two views) | prediction (two views)."""
+    size = renderer.intrinsics.width
+    gt_views = (mesh_views(load_model(item.mesh_path), renderer=renderer)
+                if item.mesh_path is not None and item.mesh_path.is_file() else None)
+    fig, axes = plt.subplots(len(meshes), 5, figsize=(5 * 1.1, len(meshes) * 1.15),
+                             squeeze=False)
+    for r, (label, mesh) in enumerate(meshes.items()):
+        panels = [item.image.permute(1, 2, 0).numpy()]
+        panels += gt_views if gt_views else [np.ones((size, size, 3))] * 2
+        panels += mesh_views(to_trimesh(mesh), renderer=renderer)
+        for c, img in enumerate(panels):
+            axes[r, c].imshow(img)
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+        axes[r, 0].set_ylabel(label, fontsize=6)
+    for c, title in enumerate(["input", "GT 1", "GT 2", "predicted 1", "predicted 2"]):
+        axes[0, c].set_title(title, fontsize=7)
+    fig.suptitle(f"{item.set} {item.category} ({item.key[:10]})", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def pose_rows(cfg: ExperimentConfig, models: list[EvalModel], track: bool) -> list[dict]:
+    """Final-epoch pose metrics of each self-training run (and its H = 1 ablation)."""
+    rows = []
+    for model in models:
+        if model.stage != "selftrain":
+            continue
+        runs = [(model.label, model.checkpoint)]
+        if track:
+            ablation = tracking.latest_run(cfg.name, "selftrain-ablation", category=model.category)
+            if ablation is not None:
+                path = tracking.artifact_path(ablation, "checkpoints/last.pt")
+                if path.is_file():
+                    runs.append((f"{model.label} (ablation)", path))
+        for label, path in runs:
+            payload = load_checkpoint(path)
+            epochs = payload["extra"].get("epochs", [])
+            if not epochs or "pose_acc30" not in epochs[-1]:
+                continue
+            hyp = payload["config"].get("selftrain", {}).get("hypotheses")
+            rows.append({"category": model.category, "run": label, "hypotheses": hyp,
+                         "initial_pose_acc30": epochs[0].get("pose_acc30"),
+                         **{k: v for k, v in epochs[-1].items() if k != "epoch"}})
+    return rows
+
+
+def ratio_rows(summary: list[dict[str, Any]], models: list[EvalModel]) -> list[dict[str, Any]]:
+    """Student F@0.1 over its teacher's, per (set, category) where both were evaluated."""
+    lookup = {(s["set"], s["category"], s["model"]): s.get("fscore@0.1") for s in summary}
+    out = []
+    if not any(m.stage == "distill" for m in models):
+        return out
+    for s in summary:
+        if s["model"] != "distilled":
+            continue
+        teacher = (f"selftrained-{s['category']}"
+                   if (s["set"], s["category"], f"selftrained-{s['category']}") in lookup
+                   and s["set"] == "collection" else "pretrained")
+        t = lookup.get((s["set"], s["category"], teacher))
+        if t is None or s.get("fscore@0.1") is None:
+            continue
+        out.append({"set": s["set"], "category": s["category"], "teacher": teacher,
+                    "student": s["fscore@0.1"], "teacher_fscore": t,
+                    "ratio": s["fscore@0.1"] / t if t > 0 else float("nan")})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The stage
+# ----------------------------------------------------------------------------------------------
+def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool = True,
+                   out_dir: str | Path | None = None) -> EvalResult:
+    """Evaluate every available stage of the experiment; tables, figures and turntables."""
+    start_wall = time.perf_counter()
+    device = init_distributed(cfg.optim.device).device
+    seed_everything(cfg.seed)
+    models, skipped = find_models(cfg, track)
+    renders = find_renders(cfg)[0] if track else data_paths(cfg).renders
+    if not renders.is_file():
+        raise FileNotFoundError(f"no rendered data at {renders}: run notebooks/00_render.ipynb")
+    out = Path(out_dir) if out_dir else stage_dir(cfg, STAGE)
+    out.mkdir(parents=True, exist_ok=True)
+    result = EvalResult(run_id=None, skipped=skipped)
+    synth, intrinsics = synthetic_items(cfg, renders)
+    coll, notes = collection_items(cfg)
+    result.skipped += notes
+    items = synth + coll
+    baselines = build_baselines(cfg, renders)
+    nets = {m.label: load_network(m.checkpoint, device)[0] for m in models}
+    result.models = [{"label": m.label, "stage": m.stage, "run_id": m.run_id,
+                      "checkpoint": str(m.checkpoint),
+                      "aligned_categories": sorted(m.alignments)} for m in models]
+    figure_meshes: dict[tuple[str, str], dict[str, ExtractedMesh]] = defaultdict(dict)
+    figure_items: dict[tuple[str, str], EvalItem] = {}
+
+    def work() -> None:
+        bar = tqdm(items, desc="evaluate", unit="item", disable=not progress)
+        for item in bar:
+            key = (item.set, item.category)
+            first = key not in figure_items
+            if first:
+                figure_items[key] = item
+            base = {"set": item.set, "category": item.category, "item": item.key,
+                    "zero_shot": item.zero_shot}
+            for row in baseline_rows(item, baselines, cfg,
+                                     intrinsics if item.set == "synthetic" else None):
+                result.rows.append({**base, **row})
+            for model in models:
+                if not _applies(model, item):
+                    continue
+                metrics, mesh = evaluate_item(nets[model.label], item,
+                                              _alignment_for(model, item), cfg,
+                                              intrinsics if item.set == "synthetic" else None,
+                                              device)
+                result.rows.append({**base, "model": model.label, **metrics})
+                if first:
+                    figure_meshes[key][model.label] = mesh
+        result.summary = summarise(result.rows)
+        result.poses = pose_rows(cfg, models, track)
+        result.ratios = ratio_rows(result.summary, models)
+        result.tables_markdown = markdown_tables(result.summary, result.poses, result.ratios)
+        result.figures["fscore_bars"] = metric_bars(result.summary)
+        with figure_renderer(cfg.evaluate.figure_size) as renderer:
+            for (set_, category), meshes in figure_meshes.items():
+                name = f"reconstructions_{set_}_{category}"
+                result.figures[name] = reconstruction_figure(figure_items[(set_, category)],
+                                                             meshes, renderer)
+                # turntable of the most advanced model available for this item
+                label = list(meshes)[-1]
+                result.turntables[f"{set_}_{category}"] = write_turntable(
+                    to_trimesh(meshes[label]), out / "turntables" / f"{set_}_{category}.gif",
+                    frames=cfg.evaluate.turntable_frames, renderer=renderer)
+        payload = {"experiment": cfg.name, "models": result.models, "skipped": result.skipped,
+                   "summary": result.summary, "poses": result.poses, "ratios": result.ratios,
+                   "rows": result.rows}
+        (out / "evaluation.json").write_text(json.dumps(payload, indent=1, default=float))
+        (out / "tables.md").write_text(result.tables_markdown)
+        for name, fig in result.figures.items():
+            fig.savefig(out / f"{name}.png", dpi=110)
+
+    if track:
+        consumed = [m.run_id for m in models if m.run_id]
+        with tracking.start_run(cfg, STAGE, consumed=consumed) as run:
+            result.run_id = run.info.run_id
+            work()
+            for s in result.summary:
+                prefix = f"{s['set']}.{s['category']}.{s['model'].replace(': ', '.')}"
+                # MLflow metric names allow no '@': fscore@0.1 -> fscore_0.1
+                mlflow.log_metrics({f"{prefix}.{m}".replace(" ", "_").replace("@", "_"): s[m]
+                                    for m in METRICS if m in s})
+            for r in result.ratios:
+                mlflow.log_metric(f"ratio.{r['set']}.{r['category']}", r["ratio"])
+            mlflow.log_artifact(str(out / "evaluation.json"))
+            mlflow.log_artifact(str(out / "tables.md"))
+            for name, fig in result.figures.items():
+                tracking.log_figure(fig, name, close=False)
+            tracking.log_artifact(out / "turntables", "turntables")
+            mlflow.log_metric("wall_seconds", time.perf_counter() - start_wall)
+    else:
+        work()
+    result.wall_seconds = time.perf_counter() - start_wall
+    if progress:
+        print(result.tables_markdown, flush=True)
+    return result
