@@ -118,6 +118,39 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ss3d.stages.evaluate import evaluate_stage
+
+    cfg = _load(args)
+    result = evaluate_stage(cfg, progress=True)
+    print(f"evaluation done in {result.wall_seconds:.0f}s; MLflow run {result.run_id}")
+    for note in result.skipped:
+        print(f"  not evaluated: {note}")
+    return 0
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from ss3d.reconstruct import reconstruct
+
+    cfg = _load(args)
+    result = reconstruct(args.image, args.mask, args.model, args.output, args.turntable, cfg,
+                         device=cfg.optim.device)
+    print(f"{result.obj}: {result.mesh.verts.shape[0]} vertices, {result.mesh.faces.shape[0]} "
+          f"faces ({result.model})")
+    if result.turntable:
+        print(f"{result.turntable}: turntable")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ss3d.report import write_report
+
+    cfg = _load(args)
+    index = write_report(cfg, out_dir=args.output)
+    print(f"report written: {index}")
+    return 0
+
+
 def _cmd_pipeline(args: argparse.Namespace) -> int:
     from ss3d.pipeline import run_pipeline
 
@@ -145,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
         "pretrain": (_cmd_pretrain, "pre-train on the synthetic renders (known cameras)"),
         "selftrain": (_cmd_selftrain, "self-train one category with multi-hypothesis cameras"),
         "distill": (_cmd_distill, "distil all category models into one unified model"),
+        "evaluate": (_cmd_evaluate, "evaluate every stage of an experiment (3D metrics, "
+                     "poses, baselines)"),
+        "reconstruct": (_cmd_reconstruct, "reconstruct a mesh (and a turntable GIF) from one "
+                        "image and its mask"),
+        "report": (_cmd_report, "write reports/<experiment>/ (index.html, README.md)"),
         "pipeline": (_cmd_pipeline, "run the notebooks 00 → 04 through papermill"),
     }
     for name, (func, help_text) in commands.items():
@@ -180,6 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
                            "(repeatable; default: the experiment's latest MLflow runs)")
             p.add_argument("--resume", nargs="?", const=True, metavar="CHECKPOINT",
                            help="continue from <output_dir>/<name>/distill/last.pt")
+        if name == "reconstruct":
+            p.add_argument("image", help="RGB image (any format OpenCV reads)")
+            p.add_argument("--mask", required=True, help="object mask image (pixels >= 128)")
+            p.add_argument("--model", default="ss3d-unified",
+                           help="checkpoint path, MLflow run id or registered model "
+                           "('ss3d-unified' or 'ss3d-unified/VERSION'; default: %(default)s)")
+            p.add_argument("--output", "-o", required=True, help="mesh to write (.obj)")
+            p.add_argument("--turntable", help="also write a turntable GIF here")
+        if name == "report":
+            p.add_argument("--output", "-o", help="report folder (default: reports/<name>)")
         if name == "pipeline":
             p.add_argument("--output", "-o", help="folder for executed notebooks "
                            "(default: outputs/<experiment>/notebooks)")

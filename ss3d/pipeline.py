@@ -1,4 +1,5 @@
-"""The main job: run the notebooks 00 → 04 through papermill on one experiment.
+"""The main job: run the notebooks 00 → 04 through papermill on one experiment, then write
+the report (``reports/<name>/``).
 
 Each notebook logs its own MLflow run; afterwards the executed notebook is attached to that
 run (``notebooks/<name>.ipynb``) so that ``mlflow ui`` shows code, outputs and figures together.
@@ -7,6 +8,7 @@ Notebooks of stages that do not exist yet are skipped with a message.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -18,6 +20,8 @@ from mlflow.tracking import MlflowClient
 from ss3d import tracking
 from ss3d.config import load_config
 from ss3d.notebooks import NOTEBOOKS, execute, notebook_path
+from ss3d.report import write_report
+from ss3d.stages.pretrain import stage_dir
 
 __all__ = ["run_pipeline"]
 
@@ -25,12 +29,12 @@ log = logging.getLogger(__name__)
 
 
 def run_pipeline(config: str | Path, overrides: Mapping[str, Any] | None = None,
-                 output_dir: str | Path | None = None) -> dict[str, float]:
-    """Execute every available notebook in order; returns wall time per notebook (s)."""
+                 output_dir: str | Path | None = None, report: bool = True) -> dict[str, float]:
+    """Execute every available notebook in order, then write ``reports/<name>/``; returns the
+    wall time per notebook (s)."""
     config = Path(config).resolve()
     cfg = load_config(config, overrides)  # validate everything before the first notebook
-    out = Path(output_dir) if output_dir else tracking.repo_root() / "outputs" / cfg.name / \
-        "notebooks"
+    out = Path(output_dir) if output_dir else stage_dir(cfg, "notebooks")
     timings: dict[str, float] = {}
     jobs: list[tuple[str, str, str, dict[str, Any]]] = []
     for name, stage in NOTEBOOKS:
@@ -57,4 +61,8 @@ def run_pipeline(config: str | Path, overrides: Mapping[str, Any] | None = None,
         print(f"{label}: {timings[label]:.1f}s  ({executed})", flush=True)
     total = sum(timings.values())
     print(f"pipeline {cfg.name}: {total:.1f}s for {len(timings)} notebooks", flush=True)
+    (out / "timings.json").write_text(json.dumps(timings, indent=1))
+    if report and "04_evaluate" in timings:
+        index = write_report(cfg, notebooks_dir=out)
+        print(f"report: {index}", flush=True)
     return timings

@@ -39,6 +39,7 @@ def render_grid(renders_path: str | Path, models_per_category: int = 2,
         ax.set_yticks([])
     fig.suptitle("Synthetic renders: RGB views | masks", fontsize=9)
     fig.tight_layout()
+    plt.close(fig)  # closed: notebooks show it only where the caller displays it
     return fig
 
 
@@ -57,4 +58,5 @@ def collection_grid(collection_path: str | Path, count: int = 8) -> plt.Figure:
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    plt.close(fig)  # closed: notebooks show it only where the caller displays it
     return fig

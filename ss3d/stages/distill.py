@@ -387,6 +387,7 @@ def comparison_figure(student: ReconstructionNet, pool: TeacherPool,
         ax.set_yticks([])
     fig.suptitle(f"Student vs teacher (step {step})", fontsize=8)
     fig.tight_layout()
+    plt.close(fig)  # closed: notebooks show it only where the caller displays it
     return fig
 
 
@@ -401,6 +402,7 @@ def curves_figure(history: list[dict[str, float]], teachers: list[str]) -> plt.F
     ax.set_title("distillation loss per teacher", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
+    plt.close(fig)  # closed: notebooks show it only where the caller displays it
     return fig
 
 

@@ -450,6 +450,7 @@ def metric_bars(summary: list[dict[str, Any]], metric: str = "fscore@0.1") -> pl
     ax.legend(fontsize=6, ncol=2)
     ax.set_title(f"{metric} per category and model", fontsize=9)
     fig.tight_layout()
+    plt.close(fig)  # closed: notebooks show it only where the caller displays it
     return fig
 
 
@@ -474,6 +475,7 @@ def reconstruction_figure(item: EvalItem, meshes: dict[str, ExtractedMesh],
         axes[0, c].set_title(title, fontsize=7)
     fig.suptitle(f"{item.set} {item.category} ({item.key[:10]})", fontsize=8)
     fig.tight_layout()
+    plt.close(fig)  # closed: notebooks show it only where the caller displays it
     return fig
 
 

@@ -254,6 +254,7 @@ def _validation_figure(val: ValidationSet, rendered: dict[str, torch.Tensor], st
         ax.set_yticks([])
     fig.suptitle(f"Held-out models, novel views (step {step})", fontsize=8)
     fig.tight_layout()
+    plt.close(fig)  # closed: notebooks show it only where the caller displays it
     return fig
 
 
@@ -277,6 +278,7 @@ def loss_curve_figure(history: list[dict[str, float]],
     ax2.set_title("held-out novel-view mask IoU", fontsize=9)
     ax2.legend(fontsize=7)
     fig.tight_layout()
+    plt.close(fig)  # closed: notebooks show it only where the caller displays it
     return fig
 
 

@@ -233,6 +233,7 @@ def _figure(images, masks, rendered, weights, novel, step: int) -> plt.Figure:
         ax.set_yticks([])
     fig.suptitle(f"Self-training (step {step})", fontsize=8)
     fig.tight_layout()
+    plt.close(fig)  # closed: notebooks show it only where the caller displays it
     return fig
 
 

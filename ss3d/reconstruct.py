@@ -1,0 +1,142 @@
+"""Single-image reconstruction: ``ss3d reconstruct IMAGE --mask MASK --model M -o out.obj``.
+
+The image is cropped and padded exactly like the training collections (the box of the mask's
+largest component, ``crop_margin`` per side, square, resized to ``crop_size``, background 0),
+encoded, and the density field is turned into a vertex-coloured mesh (marching cubes) and,
+optionally, a turntable GIF. Everything is read and checked before anything is written.
+
+``MODEL`` is a checkpoint path, an MLflow run id (its ``checkpoints/last.pt``) or a registered
+model: ``ss3d-unified`` (latest version) or ``ss3d-unified/3``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ss3d.config import ExperimentConfig
+from ss3d.data.ingest import SkipImage, box_from_mask, square_crop
+from ss3d.engine import CheckpointError, select_device
+from ss3d.eval.mesh import ExtractedMesh, extract_mesh, write_obj
+from ss3d.model import ReconstructionNet, load_network
+
+__all__ = ["ReconstructionError", "load_model_spec", "prepare_input", "reconstruct"]
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class ReconstructionError(ValueError):
+    """Bad input to ``ss3d reconstruct`` (the message names the file and the problem)."""
+
+
+@dataclass
+class Reconstruction:
+    mesh: ExtractedMesh
+    obj: Path
+    turntable: Path | None
+    model: str
+    input_crop: np.ndarray
+
+
+def load_model_spec(spec: str, device: torch.device | str = "cpu"
+                    ) -> tuple[ReconstructionNet, str, dict]:
+    """``(network, description, checkpoint config or {})`` for a path, run id or model name."""
+    from ss3d.stages.distill import REGISTERED_MODEL, load_unified
+
+    path = Path(spec)
+    if path.exists():
+        if not path.is_file():
+            raise ReconstructionError(f"--model {spec}: is a folder, not a checkpoint file")
+        net, payload = load_network(path, device)  # CheckpointError names the file
+        return net, f"checkpoint {path}", payload.get("config", {})
+    if spec == REGISTERED_MODEL or spec.startswith(f"{REGISTERED_MODEL}/"):
+        version = spec.split("/", 1)[1] if "/" in spec else "latest"
+        try:
+            net = load_unified(version)
+        except Exception as err:  # MLflow raises its own exception types
+            raise ReconstructionError(f"--model {spec}: no such registered model version "
+                                      f"({type(err).__name__}: {err})") from None
+        return net.to(device).eval(), f"registered model {spec}", {}
+    if _RUN_ID.match(spec):
+        from ss3d import tracking
+
+        try:
+            ckpt = tracking.artifact_path(spec, "checkpoints/last.pt")
+        except Exception as err:
+            raise ReconstructionError(f"--model {spec}: no MLflow run with a checkpoint "
+                                      f"({type(err).__name__}: {err})") from None
+        net, payload = load_network(ckpt, device)
+        return net, f"MLflow run {spec}", payload.get("config", {})
+    raise ReconstructionError(f"--model {spec}: not an existing checkpoint file, an MLflow run "
+                              f"id or '{REGISTERED_MODEL}[/VERSION]'")
+
+
+def prepare_input(image_path: str | Path, mask_path: str | Path, crop_size: int,
+                  margin: float) -> tuple[torch.Tensor, np.ndarray]:
+    """The network input ``(3, S, S)`` and the crop as uint8 ``(S, S, 3)``."""
+    image_path, mask_path = Path(image_path), Path(mask_path)
+    for label, p in (("image", image_path), ("mask", mask_path)):
+        if not p.is_file():
+            raise ReconstructionError(f"{label} not found: {p}")
+    bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ReconstructionError(f"{image_path}: not a readable image")
+    raw = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+    if raw is None:
+        raise ReconstructionError(f"{mask_path}: not a readable mask image")
+    if raw.shape != bgr.shape[:2]:
+        raise ReconstructionError(f"{mask_path}: mask size {raw.shape[::-1]} differs from the "
+                                  f"image's {bgr.shape[1::-1]}")
+    mask = (raw >= 128).astype(np.uint8)
+    try:
+        box = box_from_mask(mask)
+    except SkipImage:
+        raise ReconstructionError(f"{mask_path}: the mask is empty (no pixel >= 128)") from None
+    rgb, crop_mask, _ = square_crop(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), mask, box, crop_size,
+                                    margin)
+    if crop_mask.sum() == 0:
+        raise ReconstructionError(f"{mask_path}: the mask vanishes at {crop_size} px")
+    tensor = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
+    return tensor, rgb
+
+
+def reconstruct(image: str | Path, mask: str | Path, model: str, output: str | Path,
+                turntable: str | Path | None = None, cfg: ExperimentConfig | None = None,
+                device: str = "auto") -> Reconstruction:
+    """Reconstruct one image; writes ``output`` (OBJ) and optionally a turntable GIF."""
+    cfg = cfg or ExperimentConfig()
+    output = Path(output)
+    if output.suffix.lower() != ".obj":
+        raise ReconstructionError(f"-o {output}: the mesh is written as OBJ (use a .obj name)")
+    if turntable is not None and Path(turntable).suffix.lower() != ".gif":
+        raise ReconstructionError(f"--turntable {turntable}: use a .gif name")
+    dev = select_device(device)
+    try:
+        net, description, saved = load_model_spec(model, dev)
+    except CheckpointError as err:
+        raise ReconstructionError(str(err)) from None
+    data = saved.get("data", {}) if isinstance(saved, dict) else {}
+    crop_size = int(data.get("crop_size", cfg.data.crop_size))
+    margin = float(data.get("crop_margin", cfg.data.crop_margin))
+    inputs, crop = prepare_input(image, mask, crop_size, margin)
+    e = cfg.evaluate
+    with torch.no_grad():
+        latent = net.encode(inputs[None].to(dev))
+        mesh = extract_mesh(lambda p: net.query(p, latent), e.grid_resolution,
+                            e.density_threshold, coarse_factor=e.coarse_factor, device=dev)
+    if mesh.empty:
+        raise ReconstructionError(f"{image}: the model predicts no surface above density "
+                                  f"{e.density_threshold} (nothing written)")
+    write_obj(mesh, output)
+    gif = None
+    if turntable is not None:
+        from ss3d.eval.views import to_trimesh, write_turntable
+
+        gif = write_turntable(to_trimesh(mesh), turntable, frames=e.turntable_frames,
+                              size=max(e.figure_size, 128))
+    return Reconstruction(mesh, output, gif, description, crop)

@@ -1,0 +1,306 @@
+"""Reports a reader opens without running anything: ``reports/<experiment>/``.
+
+``ss3d report --config experiments/X.yaml`` (and the end of ``ss3d pipeline``) writes
+
+* ``index.html`` — metric tables per stage × category with the baselines, pose accuracy,
+  student/teacher ratios, pre-training validation, figures, turntables, the MLflow run id of
+  every stage, the pipeline's wall times, and links to the executed notebooks;
+* ``README.md`` — the same tables in Markdown (GitHub renders it);
+* ``figures/*.png``, ``turntables/*.gif``, ``notebooks/*.html`` (nbconvert).
+
+Inputs: the latest evaluation (MLflow run, else ``<output_dir>/<name>/evaluate/``), the latest
+run of every stage, and the executed notebooks in ``<output_dir>/<name>/notebooks/``. The report
+is built in a temporary folder and swapped in at the end: a failure never leaves half a report.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ss3d import tracking
+from ss3d.config import ExperimentConfig
+from ss3d.stages.pretrain import stage_dir
+
+__all__ = ["MissingEvaluationError", "write_report"]
+
+STAGES = (("render", None), ("pretrain", None), ("selftrain", "per category"),
+          ("selftrain-ablation", "per category"), ("distill", None), ("evaluate", None))
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,td:nth-child(2),
+th{text-align:left}tr.baseline td{color:#777;font-style:italic}img{max-width:100%}
+.gifs img{width:160px;margin:4px}code{background:#f3f3f3;padding:1px 4px}.note{color:#a40}"""
+
+
+class MissingEvaluationError(FileNotFoundError):
+    """No evaluation results yet: says what to run."""
+
+
+def _evaluation_dir(cfg: ExperimentConfig, track: bool) -> tuple[Path, str | None]:
+    if track:
+        run = tracking.latest_run(cfg.name, "evaluate")
+        if run is not None:
+            try:
+                path = tracking.artifact_path(run, "evaluation.json")
+            except Exception:  # artifacts gone (e.g. deleted store folder): use the local copy
+                path = None
+            if path is not None and path.is_file():
+                local = stage_dir(cfg, "evaluate")
+                return (local if (local / "evaluation.json").is_file() else path.parent,
+                        run.info.run_id)
+    local = stage_dir(cfg, "evaluate")
+    if (local / "evaluation.json").is_file():
+        return local, None
+    raise MissingEvaluationError(
+        f"no evaluation of experiment '{cfg.name}': run notebooks/04_evaluate.ipynb (or "
+        f"`ss3d evaluate --config <experiment>.yaml`) first")
+
+
+def _stage_runs(cfg: ExperimentConfig, track: bool) -> list[dict[str, Any]]:
+    if not track:
+        return []
+    rows = []
+    categories = list(dict.fromkeys(cfg.data.collections))
+    for stage, per_category in STAGES:
+        for category in (categories if per_category else [None]):
+            run = tracking.latest_run(cfg.name, stage, category=category)
+            if run is None:
+                continue
+            rows.append({"stage": stage, "category": category or "", "run_id": run.info.run_id,
+                         "wall_seconds": run.data.metrics.get("wall_seconds"),
+                         "metrics": run.data.metrics})
+    return rows
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else html.escape(str(value))
+
+
+def _html_table(header: list[str], rows: list[list[str]], classes: list[str] | None = None
+                ) -> str:
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+    for i, row in enumerate(rows):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _convert_notebooks(source: Path, target: Path) -> list[Path]:
+    """Executed notebooks → standalone HTML (nbconvert), in pipeline order."""
+    if not source.is_dir():
+        return []
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter()
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for nb_path in sorted(source.glob("*.ipynb")):
+        body, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
+        out = target / f"{nb_path.stem}.html"
+        out.write_text(body, encoding="utf-8")
+        written.append(out)
+    return written
+
+
+def write_report(cfg: ExperimentConfig, *, out_dir: str | Path | None = None,
+                 notebooks_dir: str | Path | None = None, track: bool = True) -> Path:
+    """Write ``reports/<name>/`` (or ``out_dir``); returns the path of ``index.html``."""
+    evaluation_dir, eval_run = _evaluation_dir(cfg, track)
+    data = json.loads((evaluation_dir / "evaluation.json").read_text())
+    tables_md = (evaluation_dir / "tables.md").read_text() \
+        if (evaluation_dir / "tables.md").is_file() else ""
+    final = Path(out_dir) if out_dir else tracking.repo_root() / "reports" / cfg.name
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir else \
+        stage_dir(cfg, "notebooks")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        figures = []
+        (tmp / "figures").mkdir()
+        # local evaluation folder: *.png; MLflow artifact folder: figures/*.png
+        for png in sorted([*evaluation_dir.glob("*.png"),
+                           *evaluation_dir.glob("figures/*.png")]):
+            shutil.copy2(png, tmp / "figures" / png.name)
+            figures.append(f"figures/{png.name}")
+        gifs = []
+        if (evaluation_dir / "turntables").is_dir():
+            (tmp / "turntables").mkdir()
+            for gif in sorted((evaluation_dir / "turntables").glob("*.gif")):
+                shutil.copy2(gif, tmp / "turntables" / gif.name)
+                gifs.append(f"turntables/{gif.name}")
+        notebooks = [f"notebooks/{p.name}"
+                     for p in _convert_notebooks(notebooks_dir, tmp / "notebooks")]
+        timings_file = notebooks_dir / "timings.json"
+        timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
+        runs = _stage_runs(cfg, track)
+        (tmp / "index.html").write_text(
+            _index_html(cfg, data, runs, figures, gifs, notebooks, timings, eval_run),
+            encoding="utf-8")
+        (tmp / "README.md").write_text(
+            _readme(cfg, data, tables_md, runs, figures, gifs, notebooks, timings),
+            encoding="utf-8")
+        for path in tmp.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        tmp.chmod(0o755)
+        old = final.with_name(f".{final.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final / "index.html"
+
+
+def _pretrain_line(runs: list[dict[str, Any]]) -> str:
+    for r in runs:
+        if r["stage"] == "pretrain":
+            m = r["metrics"]
+            if "val/mask_iou" in m:
+                return (f"Pre-training, held-out novel views: mask IoU {m['val/mask_iou']:.3f}, "
+                        f"PSNR {m.get('val/psnr', float('nan')):.2f} dB (untrained "
+                        f"{m.get('baseline/untrained_mask_iou', float('nan')):.3f}, mean sphere "
+                        f"{m.get('baseline/sphere_mask_iou', float('nan')):.3f}).")
+    return ""
+
+
+def _agreement_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+    for r in runs:
+        if r["stage"] == "distill":
+            m = r["metrics"]
+            cats = sorted(k.split("/", 1)[1] for k in m if k.startswith("agreement/"))
+            return [[html.escape(c), _fmt(m.get(f"agreement_before/{c}")),
+                     _fmt(m.get(f"agreement/{c}"))] for c in cats]
+    return []
+
+
+def _index_html(cfg: ExperimentConfig, data: dict[str, Any], runs: list[dict[str, Any]],
+                figures: list[str], gifs: list[str], notebooks: list[str],
+                timings: dict[str, float], eval_run: str | None) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>ss3d report: "
+             f"{html.escape(cfg.name)}</title><style>{CSS}</style></head><body>",
+             f"<h1>ss3d report — experiment <code>{html.escape(cfg.name)}</code></h1>",
+             f"<p>Written {time.strftime('%Y-%m-%d %H:%M')} by <code>ss3d report</code>. "
+             f"Metrics: F-score at 0.1 and 0.05 and Chamfer-L1 on surface samples in the unit "
+             f"object cube; volumetric IoU on inside/outside samples; mask IoU and PSNR of novel "
+             f"views. Baselines (grey rows): a sphere of the mean object size and the "
+             f"category's medoid training shape.</p>"]
+    if timings:
+        total = sum(timings.values())
+        parts.append(f"<p><b>Main job wall time: {total / 60:.1f} min</b> (" + ", ".join(
+            f"{html.escape(k)} {v:.0f}s" for k, v in timings.items()) + ").</p>")
+    line = _pretrain_line(runs)
+    if line:
+        parts.append(f"<p>{html.escape(line)}</p>")
+    for set_, title in (("synthetic", "Held-out synthetic models"),
+                        ("collection", "Collection test images (3D ground truth)")):
+        entries = [s for s in data["summary"] if s["set"] == set_]
+        if not entries:
+            continue
+        parts.append(f"<h2>{title}</h2>")
+        rows, classes = [], []
+        for s in entries:
+            cat = s["category"] + (" (zero-shot)" if s.get("zero_shot") else "")
+            rows.append([html.escape(cat), html.escape(s["model"]), str(s["n"]),
+                         _fmt(s.get("fscore@0.1")), _fmt(s.get("fscore@0.05")),
+                         _fmt(s.get("chamfer_l1"), 4), _fmt(s.get("vol_iou")),
+                         _fmt(s.get("mask_iou")), _fmt(s.get("psnr"), 2)])
+            classes.append("baseline" if s["model"].startswith("baseline") else "")
+        parts.append(_html_table(["category", "model", "n", "F@0.1 ↑", "F@0.05 ↑",
+                                  "Chamfer-L1 ↓", "vol IoU ↑", "mask IoU ↑", "PSNR ↑"],
+                                 rows, classes))
+    if data.get("poses"):
+        parts.append("<h2>Self-training poses (after global alignment)</h2>")
+        parts.append(_html_table(
+            ["category", "run", "H", "acc@15", "acc@30", "median °", "best-of-H acc@30",
+             "acc@30 before search", "mask IoU"],
+            [[html.escape(str(p["category"])), html.escape(p["run"]), str(p["hypotheses"]),
+              _fmt(p.get("pose_acc15"), 2), _fmt(p.get("pose_acc30"), 2),
+              _fmt(p.get("pose_median_deg"), 1), _fmt(p.get("pose_best_of_h_acc30"), 2),
+              _fmt(p.get("initial_pose_acc30"), 2), _fmt(p.get("mask_iou"))]
+             for p in data["poses"]]))
+    if data.get("ratios"):
+        parts.append("<h2>Distilled student vs teacher (F@0.1 ratio, aim ≥ 0.95)</h2>")
+        parts.append(_html_table(
+            ["set", "category", "teacher", "student", "teacher F@0.1", "ratio"],
+            [[r["set"], html.escape(r["category"]), html.escape(r["teacher"]),
+              _fmt(r["student"]), _fmt(r["teacher_fscore"]), _fmt(r["ratio"], 2)]
+             for r in data["ratios"]]))
+    agreement = _agreement_rows(runs)
+    if agreement:
+        parts.append("<h3>Student–teacher agreement (mask IoU of renders from random poses)"
+                     "</h3>")
+        parts.append(_html_table(["category", "before distillation", "after"], agreement))
+    if figures:
+        parts.append("<h2>Figures</h2>")
+        parts += [f"<p><img src='{f}' alt='{html.escape(f)}'></p>" for f in figures]
+    if gifs:
+        parts.append("<h2>Turntables (most advanced model per category)</h2><div class='gifs'>")
+        parts += [f"<img src='{g}' title='{html.escape(g)}' alt='{html.escape(g)}'>"
+                  for g in gifs]
+        parts.append("</div>")
+    if notebooks:
+        parts.append("<h2>Executed notebooks</h2><ul>")
+        parts += [f"<li><a href='{n}'>{html.escape(Path(n).stem)}</a></li>" for n in notebooks]
+        parts.append("</ul>")
+    parts.append("<h2>MLflow runs</h2><p>Open with <code>mlflow ui --backend-store-uri "
+                 "sqlite:///mlflow.db</code> in the repository root.</p>")
+    if runs:
+        parts.append(_html_table(["stage", "category", "run id", "wall time (s)"],
+                                 [[r["stage"], html.escape(r["category"]),
+                                   f"<code>{r['run_id']}</code>", _fmt(r["wall_seconds"], 0)]
+                                  for r in runs]))
+    if eval_run:
+        parts.append(f"<p>Evaluation run: <code>{eval_run}</code>.</p>")
+    if data.get("skipped"):
+        parts.append("<p class='note'>Not evaluated: " + "; ".join(
+            html.escape(s) for s in data["skipped"]) + "</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _readme(cfg: ExperimentConfig, data: dict[str, Any], tables_md: str,
+            runs: list[dict[str, Any]], figures: list[str], gifs: list[str],
+            notebooks: list[str], timings: dict[str, float]) -> str:
+    lines = [f"# ss3d report — experiment `{cfg.name}`", "",
+             "Open `index.html` for the full report. Baselines: a sphere of the mean object size "
+             "and the category's medoid training shape.", ""]
+    if timings:
+        lines += [f"**Main job wall time: {sum(timings.values()) / 60:.1f} min** (" + ", ".join(
+            f"{k} {v:.0f}s" for k, v in timings.items()) + ").", ""]
+    line = _pretrain_line(runs)
+    if line:
+        lines += [line, ""]
+    lines += [tables_md, ""]
+    agreement = _agreement_rows(runs)
+    if agreement:
+        lines += ["### Student–teacher agreement (mask IoU, random poses)", "",
+                  "| category | before | after |", "|---|---|---|"]
+        lines += [f"| {c} | {b} | {a} |" for c, b, a in agreement]
+        lines.append("")
+    lines += [f"![{Path(f).stem}]({f})" for f in figures]
+    lines.append("")
+    lines += [f"![{Path(g).stem}]({g})" for g in gifs]
+    if notebooks:
+        lines += ["", "Executed notebooks: " + ", ".join(f"[{Path(n).stem}]({n})"
+                                                        for n in notebooks)]
+    if runs:
+        lines += ["", "| stage | category | MLflow run | wall (s) |", "|---|---|---|---|"]
+        lines += [f"| {r['stage']} | {r['category']} | `{r['run_id']}` | "
+                  f"{_fmt(r['wall_seconds'], 0)} |" for r in runs]
+    if data.get("skipped"):
+        lines += ["", "Not evaluated: " + "; ".join(data["skipped"])]
+    return "\n".join(lines) + "\n"
