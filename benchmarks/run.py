@@ -6,6 +6,9 @@
 2. One pre-training step (forward + backward) of the smoke model:
    FiLM with omega_0 folded into the FiLM values (ours) vs the literal formula, and the
    same number of samples placed in the object cube (ours) vs in dist ± r (the paper).
+3. Mesh extraction of a smoke-sized network: dense grid vs coarse-to-fine (decoder queries and
+   time at the same resolution).
+4. Distillation teachers: one grouped forward per teacher (ours) vs one forward per image.
 """
 
 from __future__ import annotations
@@ -103,12 +106,68 @@ def bench_step(repeat: int) -> None:
         print(f"  {label:34s} {t * 1000:7.0f} ms  ({t / base:.2f}x ours)")
 
 
+def bench_mesh(repeat: int) -> None:
+    from ss3d.eval.mesh import extract_mesh
+
+    cfg = load_config(None)
+    torch.manual_seed(0)
+    net = ReconstructionNet(cfg.model).eval()
+    with torch.no_grad():  # a field with a surface: a shifted density bias
+        net.decoder.out.bias[3] = 0.6
+        latent = net.encode(torch.rand(1, 3, 64, 64))
+
+    def field(p):
+        return net.query(p, latent)
+
+    res = 65
+    out = {}
+    for k in (1, 2, 4):
+        mesh = extract_mesh(field, res, cfg.evaluate.density_threshold, coarse_factor=k)
+        t = timed(lambda k=k: extract_mesh(field, res, cfg.evaluate.density_threshold,
+                                           coarse_factor=k), repeat)
+        out[k] = (t, mesh.queries, mesh.faces.shape[0])
+    base = out[1][0]
+    print(f"mesh extraction {res}^3 (random smoke-sized network):")
+    for k, (t, q, f) in out.items():
+        label = "dense" if k == 1 else f"coarse-to-fine k={k}"
+        print(f"  {label:22s} {t * 1000:7.0f} ms  {q:8d} queries  {f:6d} faces  "
+              f"({t / base:.2f}x dense)")
+
+
+def bench_teachers(repeat: int) -> None:
+    from ss3d.stages.distill import TeacherPool, point_outputs, random_points
+
+    cfg = load_config(None)
+    torch.manual_seed(0)
+    nets = {n: ReconstructionNet(cfg.model) for n in ("synthetic", "bird", "airplane")}
+    pool = TeacherPool(nets, torch.device("cpu"))
+    b = cfg.optim.batch_size
+    labels = [("synthetic", "bird", "airplane")[i % 3] for i in range(b)]
+    images = torch.rand(b, 3, 64, 64)
+    points = random_points(b, cfg.distill.points_per_image, 0.6, torch.device("cpu"))
+
+    def grouped():
+        pool.grouped(labels, lambda net, rows: point_outputs(net, images[rows], points[rows]))
+
+    def per_image():
+        for i, name in enumerate(labels):
+            pool.run(name, lambda net, i=i: point_outputs(net, images[i:i + 1],
+                                                          points[i:i + 1]))
+
+    t_grouped, t_single = timed(grouped, repeat), timed(per_image, repeat)
+    print(f"distillation teachers (batch {b}, 3 teachers, {points.shape[1]} points/image): "
+          f"grouped {t_grouped * 1000:.0f} ms, per image {t_single * 1000:.0f} ms "
+          f"({t_single / t_grouped:.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     bench_render(args.repeat)
     bench_step(args.repeat)
+    bench_mesh(args.repeat)
+    bench_teachers(args.repeat)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from typing import Any
 
 from ss3d import tracking
 from ss3d.config import ExperimentConfig
+from ss3d.stages.evaluate import tables
 from ss3d.stages.pretrain import stage_dir
 
 __all__ = ["MissingEvaluationError", "write_report"]
@@ -205,40 +206,11 @@ def _index_html(cfg: ExperimentConfig, data: dict[str, Any], runs: list[dict[str
     line = _pretrain_line(runs)
     if line:
         parts.append(f"<p>{html.escape(line)}</p>")
-    for set_, title in (("synthetic", "Held-out synthetic models"),
-                        ("collection", "Collection test images (3D ground truth)")):
-        entries = [s for s in data["summary"] if s["set"] == set_]
-        if not entries:
-            continue
-        parts.append(f"<h2>{title}</h2>")
-        rows, classes = [], []
-        for s in entries:
-            cat = s["category"] + (" (zero-shot)" if s.get("zero_shot") else "")
-            rows.append([html.escape(cat), html.escape(s["model"]), str(s["n"]),
-                         _fmt(s.get("fscore@0.1")), _fmt(s.get("fscore@0.05")),
-                         _fmt(s.get("chamfer_l1"), 4), _fmt(s.get("vol_iou")),
-                         _fmt(s.get("mask_iou")), _fmt(s.get("psnr"), 2)])
-            classes.append("baseline" if s["model"].startswith("baseline") else "")
-        parts.append(_html_table(["category", "model", "n", "F@0.1 ↑", "F@0.05 ↑",
-                                  "Chamfer-L1 ↓", "vol IoU ↑", "mask IoU ↑", "PSNR ↑"],
-                                 rows, classes))
-    if data.get("poses"):
-        parts.append("<h2>Self-training poses (after global alignment)</h2>")
-        parts.append(_html_table(
-            ["category", "run", "H", "acc@15", "acc@30", "median °", "best-of-H acc@30",
-             "acc@30 before search", "mask IoU"],
-            [[html.escape(str(p["category"])), html.escape(p["run"]), str(p["hypotheses"]),
-              _fmt(p.get("pose_acc15"), 2), _fmt(p.get("pose_acc30"), 2),
-              _fmt(p.get("pose_median_deg"), 1), _fmt(p.get("pose_best_of_h_acc30"), 2),
-              _fmt(p.get("initial_pose_acc30"), 2), _fmt(p.get("mask_iou"))]
-             for p in data["poses"]]))
-    if data.get("ratios"):
-        parts.append("<h2>Distilled student vs teacher (F@0.1 ratio, aim ≥ 0.95)</h2>")
-        parts.append(_html_table(
-            ["set", "category", "teacher", "student", "teacher F@0.1", "ratio"],
-            [[r["set"], html.escape(r["category"]), html.escape(r["teacher"]),
-              _fmt(r["student"]), _fmt(r["teacher_fscore"]), _fmt(r["ratio"], 2)]
-             for r in data["ratios"]]))
+    for table in tables(data["summary"], data.get("poses", []), data.get("ratios", [])):
+        parts.append(f"<h2>{html.escape(table.title)}</h2>")
+        parts.append(_html_table(table.header, [[html.escape(c) for c in row]
+                                                for row in table.rows],
+                                 ["baseline" if b else "" for b in table.baseline_rows]))
     agreement = _agreement_rows(runs)
     if agreement:
         parts.append("<h3>Student–teacher agreement (mask IoU of renders from random poses)"

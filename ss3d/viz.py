@@ -11,7 +11,19 @@ import h5py
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["collection_grid", "render_grid"]
+__all__ = ["collection_grid", "finish_grid", "render_grid"]
+
+
+def finish_grid(fig: plt.Figure, axes: np.ndarray, title: str, fontsize: int = 8) -> plt.Figure:
+    """Common end of an image-grid figure: no ticks, a title, tight layout, and closed so that
+    notebooks show it only where the caller displays it."""
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
 
 
 def render_grid(renders_path: str | Path, models_per_category: int = 2,
@@ -34,13 +46,7 @@ def render_grid(renders_path: str | Path, models_per_category: int = 2,
                 axes[r, v].set_title(f"az {f['azimuth'][row, v]:.0f} el "
                                      f"{f['elevation'][row, v]:.0f}", fontsize=6)
             axes[r, 0].set_ylabel(f"{cats[row]}\n{f['split'].asstr()[row]}", fontsize=7)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle("Synthetic renders: RGB views | masks", fontsize=9)
-    fig.tight_layout()
-    plt.close(fig)  # closed: notebooks show it only where the caller displays it
-    return fig
+    return finish_grid(fig, axes, "Synthetic renders: RGB views | masks", fontsize=9)
 
 
 def collection_grid(collection_path: str | Path, count: int = 8) -> plt.Figure:

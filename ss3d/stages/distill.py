@@ -48,6 +48,7 @@ from ss3d.model import ReconstructionNet, load_network
 from ss3d.stages.data import data_paths, find_renders
 from ss3d.stages.pretrain import stage_dir
 from ss3d.stages.selftrain import find_pretrained
+from ss3d.viz import finish_grid
 from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
 
 __all__ = ["DistillResult", "MissingTeacherError", "TeacherPool", "distill_stage",
@@ -382,13 +383,7 @@ def comparison_figure(student: ReconstructionNet, pool: TeacherPool,
                 if r == 0:
                     ax.set_title(f"{title}\naz {az:.0f}", fontsize=5)
     axes[0, 0].set_title("input", fontsize=6)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"Student vs teacher (step {step})", fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)  # closed: notebooks show it only where the caller displays it
-    return fig
+    return finish_grid(fig, axes, f"Student vs teacher (step {step})", fontsize=8)
 
 
 def curves_figure(history: list[dict[str, float]], teachers: list[str]) -> plt.Figure:

@@ -57,9 +57,11 @@ from ss3d.model import ReconstructionNet, load_network
 from ss3d.stages.data import data_paths, find_renders
 from ss3d.stages.pretrain import stage_dir
 from ss3d.stages.selftrain import find_pretrained
+from ss3d.viz import finish_grid
 from ss3d.volume import render_images
 
-__all__ = ["EvalItem", "EvalModel", "EvalResult", "evaluate_stage", "find_models"]
+__all__ = ["EvalItem", "EvalModel", "EvalResult", "Table", "evaluate_stage", "find_models",
+           "tables"]
 
 log = logging.getLogger(__name__)
 STAGE = "evaluate"
@@ -389,44 +391,57 @@ def _fmt(value: Any, digits: int = 3) -> str:
         else f"{value:.{digits}f}"
 
 
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    baseline_rows: list[bool]
+
+
+def tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
+           ratios: list[dict[str, Any]]) -> list[Table]:
+    """The evaluation tables as formatted cells (rendered as Markdown here, HTML in reports)."""
+    out = []
+    for set_, title in (("synthetic", "Held-out synthetic models (input: one render)"),
+                        ("collection", "Collection test images (3D ground truth from the "
+                                       "hidden models)")):
+        entries = [s for s in summary if s["set"] == set_]
+        if entries:
+            out.append(Table(
+                title, ["category", "model", "n", "F@0.1 ↑", "F@0.05 ↑", "Chamfer-L1 ↓",
+                        "vol IoU ↑", "mask IoU ↑", "PSNR ↑"],
+                [[s["category"] + (" (zero-shot)" if s["zero_shot"] else ""), s["model"],
+                  str(s["n"]), _fmt(s.get("fscore@0.1")), _fmt(s.get("fscore@0.05")),
+                  _fmt(s.get("chamfer_l1"), 4), _fmt(s.get("vol_iou")),
+                  _fmt(s.get("mask_iou")), _fmt(s.get("psnr"), 2)] for s in entries],
+                [s["model"].startswith("baseline") for s in entries]))
+    if poses:
+        out.append(Table(
+            "Poses of the self-trained collections (after global alignment)",
+            ["category", "run", "H", "acc@15 ↑", "acc@30 ↑", "median ° ↓",
+             "best-of-H acc@30", "acc@30 before search", "mask IoU"],
+            [[str(p["category"]), p["run"], str(p["hypotheses"]), _fmt(p.get("pose_acc15"), 2),
+              _fmt(p.get("pose_acc30"), 2), _fmt(p.get("pose_median_deg"), 1),
+              _fmt(p.get("pose_best_of_h_acc30"), 2), _fmt(p.get("initial_pose_acc30"), 2),
+              _fmt(p.get("mask_iou"))] for p in poses], [False] * len(poses)))
+    if ratios:
+        out.append(Table(
+            "Distilled student vs its teacher (F@0.1, aim ≥ 0.95)",
+            ["set", "category", "teacher", "student F@0.1", "teacher F@0.1", "ratio"],
+            [[r["set"], r["category"], r["teacher"], _fmt(r["student"]),
+              _fmt(r["teacher_fscore"]), _fmt(r["ratio"], 2)] for r in ratios],
+            [False] * len(ratios)))
+    return out
+
+
 def markdown_tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
                     ratios: list[dict[str, Any]]) -> str:
     lines = []
-    for set_ in ("synthetic", "collection"):
-        entries = [s for s in summary if s["set"] == set_]
-        if not entries:
-            continue
-        title = ("Held-out synthetic models (input: one render)" if set_ == "synthetic"
-                 else "Collection test images (3D ground truth from the hidden models)")
-        lines += [f"### {title}", "",
-                  "| category | model | n | F@0.1 ↑ | F@0.05 ↑ | Chamfer-L1 ↓ | vol IoU ↑ "
-                  "| mask IoU ↑ | PSNR ↑ |", "|---|---|---|---|---|---|---|---|---|"]
-        for s in entries:
-            cat = s["category"] + (" (zero-shot)" if s["zero_shot"] else "")
-            lines.append(f"| {cat} | {s['model']} | {s['n']} | {_fmt(s.get('fscore@0.1'))} | "
-                         f"{_fmt(s.get('fscore@0.05'))} | {_fmt(s.get('chamfer_l1'), 4)} | "
-                         f"{_fmt(s.get('vol_iou'))} | {_fmt(s.get('mask_iou'))} | "
-                         f"{_fmt(s.get('psnr'), 2)} |")
-        lines.append("")
-    if poses:
-        lines += ["### Poses of the self-trained collections (after global alignment)", "",
-                  "| category | run | H | acc@15 ↑ | acc@30 ↑ | median ° ↓ | best-of-H acc@30 | "
-                  "acc@30 before search | mask IoU |", "|---|---|---|---|---|---|---|---|---|"]
-        for p in poses:
-            lines.append(f"| {p['category']} | {p['run']} | {p['hypotheses']} | "
-                         f"{_fmt(p.get('pose_acc15'), 2)} | {_fmt(p.get('pose_acc30'), 2)} | "
-                         f"{_fmt(p.get('pose_median_deg'), 1)} | "
-                         f"{_fmt(p.get('pose_best_of_h_acc30'), 2)} | "
-                         f"{_fmt(p.get('initial_pose_acc30'), 2)} | {_fmt(p.get('mask_iou'))} |")
-        lines.append("")
-    if ratios:
-        lines += ["### Distilled student vs its teacher (F@0.1, aim ≥ 0.95)", "",
-                  "| set | category | teacher | student F@0.1 | teacher F@0.1 | ratio |",
-                  "|---|---|---|---|---|---|"]
-        for r in ratios:
-            lines.append(f"| {r['set']} | {r['category']} | {r['teacher']} | "
-                         f"{_fmt(r['student'])} | {_fmt(r['teacher_fscore'])} | "
-                         f"{_fmt(r['ratio'], 2)} |")
+    for t in tables(summary, poses, ratios):
+        lines += [f"### {t.title}", "", "| " + " | ".join(t.header) + " |",
+                  "|" + "---|" * len(t.header)]
+        lines += ["| " + " | ".join(row) + " |" for row in t.rows]
         lines.append("")
     return "\n".join(lines)
 
@@ -468,15 +483,10 @@ def reconstruction_figure(item: EvalItem, meshes: dict[str, ExtractedMesh],
         panels += mesh_views(to_trimesh(mesh), renderer=renderer)
         for c, img in enumerate(panels):
             axes[r, c].imshow(img)
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
         axes[r, 0].set_ylabel(label, fontsize=6)
     for c, title in enumerate(["input", "GT 1", "GT 2", "predicted 1", "predicted 2"]):
         axes[0, c].set_title(title, fontsize=7)
-    fig.suptitle(f"{item.set} {item.category} ({item.key[:10]})", fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)  # closed: notebooks show it only where the caller displays it
-    return fig
+    return finish_grid(fig, axes, f"{item.set} {item.category} ({item.key[:10]})")
 
 
 def pose_rows(cfg: ExperimentConfig, models: list[EvalModel], track: bool) -> list[dict]:

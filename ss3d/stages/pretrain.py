@@ -42,6 +42,7 @@ from ss3d.engine import (
 from ss3d.metrics import mask_iou, psnr
 from ss3d.model import ReconstructionNet
 from ss3d.stages.data import data_paths, find_renders
+from ss3d.viz import finish_grid
 from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
 
 __all__ = ["PretrainResult", "ValidationSet", "pretrain_stage", "stage_dir"]
@@ -249,13 +250,7 @@ def _validation_figure(val: ValidationSet, rendered: dict[str, torch.Tensor], st
                 if i == 0:
                     axes[i, base + j].set_title(f"v{v + 1} {title}", fontsize=6)
     axes[0, 0].set_title("input", fontsize=6)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"Held-out models, novel views (step {step})", fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)  # closed: notebooks show it only where the caller displays it
-    return fig
+    return finish_grid(fig, axes, f"Held-out models, novel views (step {step})", fontsize=8)
 
 
 def loss_curve_figure(history: list[dict[str, float]],

@@ -43,6 +43,7 @@ from ss3d.metrics import mask_iou
 from ss3d.model import ReconstructionNet
 from ss3d.stages.data import data_paths
 from ss3d.stages.pretrain import stage_dir
+from ss3d.viz import finish_grid
 from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
 
 __all__ = ["SelftrainResult", "find_pretrained", "hypothesis_losses", "selftrain_stage"]
@@ -228,13 +229,7 @@ def _figure(images, masks, rendered, weights, novel, step: int) -> plt.Figure:
         f"novel {j + 1}" for j in range(novel["rgb"].shape[1])]
     for j, title in enumerate(titles):
         axes[0, j].set_title(title, fontsize=7)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"Self-training (step {step})", fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)  # closed: notebooks show it only where the caller displays it
-    return fig
+    return finish_grid(fig, axes, f"Self-training (step {step})", fontsize=8)
 
 
 def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
