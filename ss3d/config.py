@@ -289,6 +289,12 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             raise bad()
         return value
     if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 (PyYAML) reads "5e-4" or "1e3" (no dot) as a string: accept it here
+            try:
+                return float(value)
+            except ValueError:
+                raise bad() from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise bad()
         return float(value)

@@ -39,6 +39,13 @@ th{text-align:left}tr.baseline td{color:#777;font-style:italic}img{max-width:100
 .gifs img{width:160px;margin:4px}code{background:#f3f3f3;padding:1px 4px}.note{color:#a40}"""
 
 
+NOTEBOOK_CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:1em auto;
+padding:0 1em}.jp-InputArea,.input_area,pre{background:#f6f6f6}.jp-InputPrompt,.jp-OutputPrompt
+{display:none}pre{padding:6px;overflow-x:auto;font-size:12px}.jp-Cell{margin:.6em 0}
+img{max-width:100%}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}
+.jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr'] pre{color:#777}"""
+
+
 class MissingEvaluationError(FileNotFoundError):
     """No evaluation results yet: says what to run."""
 
@@ -102,13 +109,17 @@ def _convert_notebooks(source: Path, target: Path) -> list[Path]:
     import nbformat
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter()
+    # nbconvert's "basic" template (cells, outputs, embedded figures) in a small page of our
+    # own: the full "lab" template adds ~300 KB of CSS and scripts to every committed file.
+    exporter = HTMLExporter(template_name="basic")
     target.mkdir(parents=True, exist_ok=True)
     written = []
     for nb_path in sorted(source.glob("*.ipynb")):
         body, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
         out = target / f"{nb_path.stem}.html"
-        out.write_text(body, encoding="utf-8")
+        out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>"
+                       f"{html.escape(nb_path.stem)}</title><style>{NOTEBOOK_CSS}</style>"
+                       f"</head><body>{body}</body></html>", encoding="utf-8")
         written.append(out)
     return written
 

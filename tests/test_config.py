@@ -94,3 +94,13 @@ def test_papermill_style_namespace(tmp_path):
                                                       "model.hidden": None})
     assert cfg.name == "exp" and cfg.data.models_per_category == 2
     assert cfg.render.image_size == 32 and cfg.model.hidden == ExperimentConfig().model.hidden
+
+
+def test_exponent_floats_from_yaml_and_set(tmp_path):
+    # PyYAML reads 5e-4 (no dot) as a string; float fields accept it, other strings still fail
+    path = tmp_path / "lr.yaml"
+    path.write_text("optim:\n  lr: 5e-4\n")
+    assert load_config(path).optim.lr == pytest.approx(5e-4)
+    assert load_config(None, parse_set_args(["distill.lr=2e-4"])).distill.lr == pytest.approx(2e-4)
+    with pytest.raises(ConfigError, match="optim.lr: expected float"):
+        load_config(None, {"optim.lr": "fast"})
