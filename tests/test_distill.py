@@ -172,3 +172,17 @@ def test_distill_notebook_through_papermill(tiny_teachers, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
     assert "image/png" in text and "registered version 1" in text
+
+
+def test_student_augmentations_keep_geometry_and_background():
+    from ss3d.stages.distill import augment_images
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.zeros(6, 3, 16, 16)
+    images[:, :, 4:12, 4:12] = torch.rand(6, 3, 8, 8) * 0.8 + 0.1
+    out = augment_images(images, g)
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
+    background = images.sum(1, keepdim=True) == 0
+    assert (out.masked_select(background) == 0).all()  # masked background stays black
+    assert not torch.allclose(out, images)  # colours change ...
+    assert torch.equal(out.sum(1) > 0, images.sum(1) > 0)  # ... the silhouette does not
