@@ -449,7 +449,7 @@ def markdown_tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
 def metric_bars(summary: list[dict[str, Any]], metric: str = "fscore@0.1") -> plt.Figure:
     groups = sorted({(s["set"], s["category"]) for s in summary})
     models = list(dict.fromkeys(s["model"] for s in summary))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(groups)), 3.2))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(groups)) + 1.5, 3.2))
     width = 0.8 / max(len(models), 1)
     lookup = {(s["set"], s["category"], s["model"]): s.get(metric) for s in summary}
     for k, model in enumerate(models):
@@ -462,7 +462,8 @@ def metric_bars(summary: list[dict[str, Any]], metric: str = "fscore@0.1") -> pl
                   [f"{c}\n({st})" for st, c in groups], fontsize=7)
     ax.set_ylabel(metric)
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=6, ncol=2)
+    # legend to the right of the axes: inside, it hides the tallest bars
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(f"{metric} per category and model", fontsize=9)
     fig.tight_layout()
     plt.close(fig)  # closed: notebooks show it only where the caller displays it
