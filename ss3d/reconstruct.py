@@ -132,11 +132,16 @@ def reconstruct(image: str | Path, mask: str | Path, model: str, output: str | P
     if mesh.empty:
         raise ReconstructionError(f"{image}: the model predicts no surface above density "
                                   f"{e.density_threshold} (nothing written)")
-    write_obj(mesh, output)
     gif = None
-    if turntable is not None:
+    if turntable is not None:  # the part that can fail (rendering) first, then the mesh
         from ss3d.eval.views import to_trimesh, write_turntable
 
         gif = write_turntable(to_trimesh(mesh), turntable, frames=e.turntable_frames,
                               size=max(e.figure_size, 128))
+    try:
+        write_obj(mesh, output)
+    except BaseException:
+        if gif is not None:
+            gif.unlink(missing_ok=True)
+        raise
     return Reconstruction(mesh, output, gif, description, crop)

@@ -14,6 +14,9 @@ its images (:class:`TeacherPool`). Losses:
   (the paper's relu-density MSE, in units of the raw output so both terms are O(1));
 * ``ray``: ``rays_per_image`` random rays from random poses per image; MSE of mask and colour
   of the two renders.
+
+Runs in one process on one device (CUDA with autocast when available); unlike pre-training it
+does not split work across ``torchrun`` ranks yet.
 """
 
 from __future__ import annotations
@@ -292,7 +295,9 @@ def ray_outputs(net: ReconstructionNet, images: torch.Tensor, rays: tuple[torch.
                 n_samples: int, generator_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask ``(B, R)`` and colour ``(B, R, 3)`` of the rays (same samples for every net)."""
     origins, dirs, near, far = rays
-    with torch.random.fork_rng(devices=[]):  # teacher and student see identical samples
+    # teacher and student see identical samples; the caller's RNG streams are left untouched
+    devices = [origins.device.index or 0] if origins.is_cuda else []
+    with torch.random.fork_rng(devices=devices):
         torch.manual_seed(generator_seed)
         depths, points = sample_along_rays(origins, dirs, near, far, n_samples, stratified=True)
     b, r, s = depths.shape

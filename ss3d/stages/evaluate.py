@@ -249,14 +249,15 @@ class Baselines:
     medoid: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
-def build_baselines(cfg: ExperimentConfig, renders: Path, subsample: int = 256) -> Baselines:
+def build_baselines(cfg: ExperimentConfig, renders: Path, subsample: int = 256,
+                    max_medoid_models: int = 64) -> Baselines:
     radius, medoid = {}, {}
     with h5py.File(renders, "r") as f:
         n = int(f.attrs["complete_models"])
         cats = f["category"].asstr()[:n]
         splits = f["split"].asstr()[:n]
         q = f["volume_occupancy"].shape[1] // 2  # the first half are uniform in [-.55, .55]^3
-        train_volumes = []
+        train_radii = []
         for category in sorted(set(cats)):
             rows = np.flatnonzero((cats == category) & (splits == "train"))
             if len(rows) == 0:
@@ -264,7 +265,9 @@ def build_baselines(cfg: ExperimentConfig, renders: Path, subsample: int = 256) 
             occ = np.stack([f["volume_occupancy"][r, :q] for r in rows]).mean()
             radius[category] = (3.0 * float(occ) * 1.1**3 / (4.0 * math.pi)) ** (1.0 / 3.0)
             if category in cfg.data.categories:
-                train_volumes.append(radius[category])
+                train_radii.append(radius[category])
+            # the medoid among the first training models: all pairs grow as k^2
+            rows = rows[:max_medoid_models]
             surfaces = torch.from_numpy(
                 np.stack([f["surface_points"][r, :subsample] for r in rows])).float()
             # mean Chamfer of every training model to the others: the medoid minimises it
@@ -277,7 +280,7 @@ def build_baselines(cfg: ExperimentConfig, renders: Path, subsample: int = 256) 
             medoid[category] = (torch.from_numpy(f["surface_points"][best]).float(),
                                 torch.from_numpy(f["volume_points"][best]).float(),
                                 torch.from_numpy(f["volume_occupancy"][best]).bool())
-    default = float(np.mean(train_volumes)) if train_volumes else 0.35
+    default = float(np.mean(train_radii)) if train_radii else 0.35
     return Baselines(radius, default, medoid)
 
 
