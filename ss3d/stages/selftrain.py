@@ -199,14 +199,15 @@ def selection_losses(net: ReconstructionNet, latent: torch.Tensor, images: torch
 
 
 @torch.no_grad()
-def render_chosen(net: ReconstructionNet, images: torch.Tensor, bank: CameraBank,
+def render_chosen(net: ReconstructionNet, latent: torch.Tensor, bank: CameraBank,
                   index: torch.Tensor, choice: torch.Tensor, intrinsics: Intrinsics,
                   cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
-    latent = net.encode(images)
+    """Full renders ``(B, H, W)`` / ``(B, H, W, 3)`` of images ``index`` (latents ``(B, L)``)
+    from their chosen hypotheses."""
     az, el, dist = bank.cameras(index)
     pick = choice[index.cpu()]
     rows = torch.arange(len(index))
-    cams = [c[rows, pick].to(images.device) for c in (az, el, dist)]
+    cams = [c[rows, pick].to(latent.device) for c in (az, el, dist)]
     return render_images(lambda p: net.query(p, latent), *cams, intrinsics,
                          n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds,
                          radius=cfg.model.object_radius)
@@ -288,26 +289,37 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     fixed_images = torch.stack([b["image"] for b in fixed_batch]).to(device)
     fixed_masks = torch.stack([b["mask"] for b in fixed_batch]).to(device)
 
-    def choose() -> tuple[torch.Tensor, torch.Tensor]:
+    @torch.no_grad()
+    def encode_all() -> torch.Tensor:
+        """Latents ``(N, L)`` of every image, once per evaluation (the caller sets eval mode)."""
+        return torch.cat([net.encode(b["image"].to(device)).cpu()
+                          for b in DataLoader(dataset, batch_size=16)])
+
+    def choose(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(chosen by the configured rule, chosen by weights) for every image."""
         by_weight = bank.weights().argmax(-1)
         if s.select == "weights":
             return by_weight, by_weight
         losses = torch.zeros(len(bank), s.hypotheses)
-        net.eval()
         for batch in DataLoader(dataset, batch_size=16):
             idx = batch["index"]
             imgs, msks = batch["image"].to(device), batch["mask"].to(device)
-            with torch.no_grad():
-                latent = net.encode(imgs)
-            losses[idx] = selection_losses(net, latent, imgs, msks, bank, idx, intrinsics,
-                                           cfg).cpu()
-        net.train()
+            losses[idx] = selection_losses(net, latents[idx].to(device), imgs, msks, bank, idx,
+                                           intrinsics, cfg).cpu()
         return losses.argmin(-1), by_weight
 
     def end_of_epoch(epoch: int, step: int) -> None:
+        # Evaluation in eval mode: BatchNorm uses (and does not update) its running statistics.
+        net.eval()
+        try:
+            evaluate_epoch(epoch, step)
+        finally:
+            net.train()
+
+    def evaluate_epoch(epoch: int, step: int) -> None:
         nonlocal last_choice, alignment
-        chosen, by_weight = choose()
+        latents = encode_all()
+        chosen, by_weight = choose(latents)
         metrics: dict[str, float] = {"epoch": epoch + 1}
         if last_choice is not None:  # share of images whose chosen hypothesis changed
             metrics["best_changed"] = float((chosen != last_choice).float().mean())
@@ -315,8 +327,8 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
         # mask IoU of full renders from the chosen cameras
         ious = []
         for batch in DataLoader(dataset, batch_size=16):
-            rendered = render_chosen(net, batch["image"].to(device), bank, batch["index"],
-                                     chosen, intrinsics, cfg)
+            rendered = render_chosen(net, latents[batch["index"]].to(device), bank,
+                                     batch["index"], chosen, intrinsics, cfg)
             ious.append(mask_iou(rendered["mask"].cpu(), batch["mask"][:, 0]))
         metrics["mask_iou"] = float(torch.cat(ious).mean())
         if truth:
@@ -328,9 +340,9 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
         if track:
             mlflow.log_metrics({f"epoch/{k}": v for k, v in metrics.items() if k != "epoch"},
                                step=step)
-        rendered = render_chosen(net, fixed_images, bank, fixed, chosen, intrinsics, cfg)
+        latent = latents[fixed].to(device)
+        rendered = render_chosen(net, latent, bank, fixed, chosen, intrinsics, cfg)
         with torch.no_grad():
-            latent = net.encode(fixed_images)
             novel = {"rgb": torch.stack([render_images(
                 lambda p: net.query(p, latent), torch.full((len(fixed),), az, device=device),
                 torch.full((len(fixed),), 20.0, device=device),
