@@ -61,6 +61,7 @@ def run_pipeline(config: str | Path, overrides: Mapping[str, Any] | None = None,
         print(f"{label}: {timings[label]:.1f}s  ({executed})", flush=True)
     total = sum(timings.values())
     print(f"pipeline {cfg.name}: {total:.1f}s for {len(timings)} notebooks", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "timings.json").write_text(json.dumps(timings, indent=1))
     if report and "04_evaluate" in timings:
         index = write_report(cfg, notebooks_dir=out)
