@@ -25,7 +25,7 @@ from typing import Any
 
 from ss3d import tracking
 from ss3d.config import ExperimentConfig
-from ss3d.stages.evaluate import tables
+from ss3d.stages.evaluate import fmt, tables
 from ss3d.stages.pretrain import stage_dir
 
 __all__ = ["MissingEvaluationError", "write_report"]
@@ -84,12 +84,6 @@ def _stage_runs(cfg: ExperimentConfig, track: bool) -> list[dict[str, Any]]:
                          "wall_seconds": run.data.metrics.get("wall_seconds"),
                          "metrics": run.data.metrics})
     return rows
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "–"
-    return f"{value:.{digits}f}" if isinstance(value, float) else html.escape(str(value))
 
 
 def _html_table(header: list[str], rows: list[list[str]], classes: list[str] | None = None
@@ -194,8 +188,8 @@ def _agreement_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
         if r["stage"] == "distill":
             m = r["metrics"]
             cats = sorted(k.split("/", 1)[1] for k in m if k.startswith("agreement/"))
-            return [[html.escape(c), _fmt(m.get(f"agreement_before/{c}")),
-                     _fmt(m.get(f"agreement/{c}"))] for c in cats]
+            return [[html.escape(c), fmt(m.get(f"agreement_before/{c}")),
+                     fmt(m.get(f"agreement/{c}"))] for c in cats]
     return []
 
 
@@ -244,7 +238,7 @@ def _index_html(cfg: ExperimentConfig, data: dict[str, Any], runs: list[dict[str
     if runs:
         parts.append(_html_table(["stage", "category", "run id", "wall time (s)"],
                                  [[r["stage"], html.escape(r["category"]),
-                                   f"<code>{r['run_id']}</code>", _fmt(r["wall_seconds"], 0)]
+                                   f"<code>{r['run_id']}</code>", fmt(r["wall_seconds"], 0)]
                                   for r in runs]))
     if eval_run:
         parts.append(f"<p>Evaluation run: <code>{eval_run}</code>.</p>")
@@ -283,7 +277,7 @@ def _readme(cfg: ExperimentConfig, data: dict[str, Any], tables_md: str,
     if runs:
         lines += ["", "| stage | category | MLflow run | wall (s) |", "|---|---|---|---|"]
         lines += [f"| {r['stage']} | {r['category']} | `{r['run_id']}` | "
-                  f"{_fmt(r['wall_seconds'], 0)} |" for r in runs]
+                  f"{fmt(r['wall_seconds'], 0)} |" for r in runs]
     if data.get("skipped"):
         lines += ["", "Not evaluated: " + "; ".join(data["skipped"])]
     return "\n".join(lines) + "\n"

@@ -49,10 +49,10 @@ from ss3d.engine import (
 from ss3d.metrics import mask_iou
 from ss3d.model import ReconstructionNet, load_network
 from ss3d.stages.data import data_paths, find_renders
-from ss3d.stages.pretrain import stage_dir
+from ss3d.stages.pretrain import latest_checkpoint, stage_dir
 from ss3d.stages.selftrain import find_pretrained
 from ss3d.viz import finish_grid
-from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
+from ss3d.volume import ray_bounds, render_images, render_rays
 
 __all__ = ["DistillResult", "MissingTeacherError", "TeacherPool", "distill_stage",
            "find_teachers", "REGISTERED_MODEL"]
@@ -104,20 +104,14 @@ def find_teachers(cfg: ExperimentConfig, overrides: Mapping[str, str] | None = N
                 raise MissingTeacherError(f"teacher '{category}': checkpoint not found: {path}")
             teachers[category] = (path, None)
             continue
-        run = tracking.latest_run(cfg.name, "selftrain", category=category) if track else None
-        if run is not None:
-            path = tracking.artifact_path(run, "checkpoints/last.pt")
-            if path.is_file():
-                teachers[category] = (path, run.info.run_id)
-                continue
-        path = stage_dir(cfg, f"selftrain-{category}") / "last.pt"
-        if not path.is_file():
+        found = latest_checkpoint(cfg, "selftrain", category, track)
+        if found is None:
             raise MissingTeacherError(
                 f"no self-trained model for '{category}' in experiment '{cfg.name}': run "
                 f"`papermill notebooks/02_selftrain.ipynb out.ipynb -p category {category}` (or "
                 f"`ss3d selftrain --set selftrain.category={category}`) first, or pass "
                 f"--teacher {category}=PATH")
-        teachers[category] = (path, None)
+        teachers[category] = found
     return teachers
 
 
@@ -264,17 +258,21 @@ def random_points(batch: int, count: int, cube: float, device: torch.device,
     return ((torch.rand(batch, count, 3, generator=generator) * 2 - 1) * cube).to(device)
 
 
+def random_poses(count: int, cfg: ExperimentConfig, generator: torch.Generator | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Azimuth, elevation, distance ``(count,)`` uniform in the renders' ranges."""
+    lo_el, hi_el = cfg.render.elevation_range
+    lo_d, hi_d = cfg.render.distance_range
+    u = torch.rand(count, 3, generator=generator)
+    return u[:, 0] * 360.0, lo_el + (hi_el - lo_el) * u[:, 1], lo_d + (hi_d - lo_d) * u[:, 2]
+
+
 def random_rays(batch: int, rays: int, cfg: ExperimentConfig, intrinsics: Intrinsics,
                 device: torch.device, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rays of random pixels from one random pose per image: origins, dirs ``(B, R, 3)``,
     near, far ``(B, R)``."""
-    lo_el, hi_el = cfg.render.elevation_range
-    lo_d, hi_d = cfg.render.distance_range
-    u = torch.rand(batch, 3, generator=generator)
-    azimuth = u[:, 0] * 360.0
-    elevation = lo_el + (hi_el - lo_el) * u[:, 1]
-    distance = lo_d + (hi_d - lo_d) * u[:, 2]
+    azimuth, elevation, distance = random_poses(batch, cfg, generator)
     pixels = torch.rand(batch, rays, 2, generator=generator) * torch.tensor(
         [intrinsics.width, intrinsics.height], dtype=torch.float32)
     origins, dirs = pixel_rays(azimuth.to(device), elevation.to(device), distance.to(device),
@@ -294,16 +292,13 @@ def point_outputs(net: ReconstructionNet, images: torch.Tensor,
 def ray_outputs(net: ReconstructionNet, images: torch.Tensor, rays: tuple[torch.Tensor, ...],
                 n_samples: int, generator_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask ``(B, R)`` and colour ``(B, R, 3)`` of the rays (same samples for every net)."""
-    origins, dirs, near, far = rays
+    origins = rays[0]
+    latent = net.encode(images)
     # teacher and student see identical samples; the caller's RNG streams are left untouched
     devices = [origins.device.index or 0] if origins.is_cuda else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(generator_seed)
-        depths, points = sample_along_rays(origins, dirs, near, far, n_samples, stratified=True)
-    b, r, s = depths.shape
-    rgb_logits, density = net.query(points.reshape(b, r * s, 3), net.encode(images))
-    out = emission_absorption(density.reshape(b, r, s).float(),
-                              torch.sigmoid(rgb_logits.reshape(b, r, s, 3).float()), depths)
+        out = render_rays(lambda p: net.query(p, latent), *rays, n_samples, stratified=True)
     return out["mask"], out["rgb"]
 
 
@@ -348,11 +343,7 @@ def agreement(student: ReconstructionNet, pool: TeacherPool,
         n = images.shape[0]
         ious = []
         for _ in range(views):
-            u = torch.rand(n, 3, generator=g)
-            lo, hi = cfg.render.elevation_range
-            lo_d, hi_d = cfg.render.distance_range
-            cams = [(u[:, 0] * 360).to(device), (lo + (hi - lo) * u[:, 1]).to(device),
-                    (lo_d + (hi_d - lo_d) * u[:, 2]).to(device)]
+            cams = [c.to(device) for c in random_poses(n, cfg, g)]
             s = _render(student, images, *cams, intrinsics, cfg)
             t = pool.run(teacher,
                          lambda net, im=images, c=cams: _render(net, im, *c, intrinsics, cfg))

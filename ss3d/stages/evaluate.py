@@ -55,13 +55,13 @@ from ss3d.geometry import merge_meshes, occupancy, sample_surface
 from ss3d.metrics import mask_iou, psnr
 from ss3d.model import ReconstructionNet, load_network
 from ss3d.stages.data import data_paths, find_renders
-from ss3d.stages.pretrain import stage_dir
+from ss3d.stages.pretrain import latest_checkpoint, mean_object_radius, sphere_field, stage_dir
 from ss3d.stages.selftrain import find_pretrained
 from ss3d.viz import finish_grid
 from ss3d.volume import render_images
 
 __all__ = ["EvalItem", "EvalModel", "EvalResult", "Table", "evaluate_stage", "find_models",
-           "tables"]
+           "fmt", "tables"]
 
 log = logging.getLogger(__name__)
 STAGE = "evaluate"
@@ -133,17 +133,9 @@ def find_models(cfg: ExperimentConfig, track: bool = True
     path, run_id = find_pretrained(cfg, None, track)  # no pre-trained model: nothing to do
     models.append(EvalModel("pretrained", "pretrain", path, run_id))
 
-    def latest(stage: str, category: str | None, fallback: Path) -> tuple[Path, str] | None:
-        run = tracking.latest_run(cfg.name, stage, category=category) if track else None
-        if run is not None:
-            p = tracking.artifact_path(run, "checkpoints/last.pt")
-            if p.is_file():
-                return p, run.info.run_id
-        return (fallback, None) if fallback.is_file() else None
-
     teachers: dict[str, torch.Tensor] = {}
     for category in cfg.data.collections:
-        found = latest("selftrain", category, stage_dir(cfg, f"selftrain-{category}") / "last.pt")
+        found = latest_checkpoint(cfg, "selftrain", category, track)
         if found is None:
             skipped.append(f"selftrained {category}: no self-training run (notebook 02)")
             continue
@@ -152,7 +144,7 @@ def find_models(cfg: ExperimentConfig, track: bool = True
             teachers[category] = g
         models.append(EvalModel(f"selftrained-{category}", "selftrain", found[0], found[1],
                                 category, {category: g} if g is not None else {}))
-    found = latest("distill", None, stage_dir(cfg, "distill") / "last.pt")
+    found = latest_checkpoint(cfg, "distill", track=track)
     if found is None:
         skipped.append("distilled: no distillation run (notebook 03)")
     else:
@@ -256,14 +248,12 @@ def build_baselines(cfg: ExperimentConfig, renders: Path, subsample: int = 256,
         n = int(f.attrs["complete_models"])
         cats = f["category"].asstr()[:n]
         splits = f["split"].asstr()[:n]
-        q = f["volume_occupancy"].shape[1] // 2  # the first half are uniform in [-.55, .55]^3
         train_radii = []
         for category in sorted(set(cats)):
             rows = np.flatnonzero((cats == category) & (splits == "train"))
             if len(rows) == 0:
                 continue
-            occ = np.stack([f["volume_occupancy"][r, :q] for r in rows]).mean()
-            radius[category] = (3.0 * float(occ) * 1.1**3 / (4.0 * math.pi)) ** (1.0 / 3.0)
+            radius[category] = mean_object_radius(renders, rows)
             if category in cfg.data.categories:
                 train_radii.append(radius[category])
             # the medoid among the first training models: all pairs grow as k^2
@@ -299,12 +289,9 @@ def baseline_rows(item: EvalItem, baselines: Baselines, cfg: ExperimentConfig,
     sphere["vol_iou"] = volumetric_iou(item.volume_points.norm(dim=-1) <= radius,
                                        item.volume_inside)
     if item.novel is not None and intrinsics is not None:
-        def sphere_field(p: torch.Tensor):
-            inside = (p.norm(dim=-1, keepdim=True) <= radius).float()
-            return torch.zeros_like(p), inside * 500.0
-
-        rendered = render_images(sphere_field, item.novel["azimuth"], item.novel["elevation"],
-                                 item.novel["distance"], intrinsics,
+        sphere_fn = sphere_field(radius, torch.full((3,), 0.5))
+        rendered = render_images(lambda p: sphere_fn(None, p), item.novel["azimuth"],
+                                 item.novel["elevation"], item.novel["distance"], intrinsics,
                                  n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds)
         sphere["mask_iou"] = float(mask_iou(rendered["mask"], item.novel["masks"]).mean())
     rows = [{"model": "baseline: sphere", **sphere}]
@@ -389,7 +376,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def fmt(value: Any, digits: int = 3) -> str:
+    """A table cell: ``digits`` decimals, '–' for missing or NaN."""
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) \
         else f"{value:.{digits}f}"
 
@@ -415,25 +403,25 @@ def tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
                 title, ["category", "model", "n", "F@0.1 ↑", "F@0.05 ↑", "Chamfer-L1 ↓",
                         "vol IoU ↑", "mask IoU ↑", "PSNR ↑"],
                 [[s["category"] + (" (zero-shot)" if s["zero_shot"] else ""), s["model"],
-                  str(s["n"]), _fmt(s.get("fscore@0.1")), _fmt(s.get("fscore@0.05")),
-                  _fmt(s.get("chamfer_l1"), 4), _fmt(s.get("vol_iou")),
-                  _fmt(s.get("mask_iou")), _fmt(s.get("psnr"), 2)] for s in entries],
+                  str(s["n"]), fmt(s.get("fscore@0.1")), fmt(s.get("fscore@0.05")),
+                  fmt(s.get("chamfer_l1"), 4), fmt(s.get("vol_iou")),
+                  fmt(s.get("mask_iou")), fmt(s.get("psnr"), 2)] for s in entries],
                 [s["model"].startswith("baseline") for s in entries]))
     if poses:
         out.append(Table(
             "Poses of the self-trained collections (after global alignment)",
             ["category", "run", "H", "acc@15 ↑", "acc@30 ↑", "median ° ↓",
              "best-of-H acc@30", "acc@30 before search", "mask IoU"],
-            [[str(p["category"]), p["run"], str(p["hypotheses"]), _fmt(p.get("pose_acc15"), 2),
-              _fmt(p.get("pose_acc30"), 2), _fmt(p.get("pose_median_deg"), 1),
-              _fmt(p.get("pose_best_of_h_acc30"), 2), _fmt(p.get("initial_pose_acc30"), 2),
-              _fmt(p.get("mask_iou"))] for p in poses], [False] * len(poses)))
+            [[str(p["category"]), p["run"], str(p["hypotheses"]), fmt(p.get("pose_acc15"), 2),
+              fmt(p.get("pose_acc30"), 2), fmt(p.get("pose_median_deg"), 1),
+              fmt(p.get("pose_best_of_h_acc30"), 2), fmt(p.get("initial_pose_acc30"), 2),
+              fmt(p.get("mask_iou"))] for p in poses], [False] * len(poses)))
     if ratios:
         out.append(Table(
             "Distilled student vs its teacher (F@0.1, aim ≥ 0.95)",
             ["set", "category", "teacher", "student F@0.1", "teacher F@0.1", "ratio"],
-            [[r["set"], r["category"], r["teacher"], _fmt(r["student"]),
-              _fmt(r["teacher_fscore"]), _fmt(r["ratio"], 2)] for r in ratios],
+            [[r["set"], r["category"], r["teacher"], fmt(r["student"]),
+              fmt(r["teacher_fscore"]), fmt(r["ratio"], 2)] for r in ratios],
             [False] * len(ratios)))
     return out
 

@@ -45,7 +45,8 @@ from ss3d.stages.data import data_paths, find_renders
 from ss3d.viz import finish_grid
 from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
 
-__all__ = ["PretrainResult", "ValidationSet", "pretrain_stage", "stage_dir"]
+__all__ = ["PretrainResult", "ValidationSet", "latest_checkpoint", "pretrain_stage",
+           "stage_dir"]
 
 log = logging.getLogger(__name__)
 STAGE = "pretrain"
@@ -56,6 +57,20 @@ def stage_dir(cfg: ExperimentConfig, stage: str = STAGE) -> Path:
     if not root.is_absolute():
         root = tracking.repo_root() / root
     return root / cfg.name / stage
+
+
+def latest_checkpoint(cfg: ExperimentConfig, stage: str, category: str | None = None,
+                      track: bool = True) -> tuple[Path, str | None] | None:
+    """``last.pt`` of the experiment's latest finished ``stage`` run (and its run id), else the
+    local ``<output_dir>/<name>/<stage>[-<category>]/last.pt``, else None."""
+    if track:
+        run = tracking.latest_run(cfg.name, stage, category=category)
+        if run is not None:
+            path = tracking.artifact_path(run, "checkpoints/last.pt")
+            if path.is_file():
+                return path, run.info.run_id
+    local = stage_dir(cfg, stage if category is None else f"{stage}-{category}") / "last.pt"
+    return (local, None) if local.is_file() else None
 
 
 @dataclass

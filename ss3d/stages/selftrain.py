@@ -42,7 +42,7 @@ from ss3d.hypotheses import CameraBank, frame_alignment, pose_metrics
 from ss3d.metrics import mask_iou
 from ss3d.model import ReconstructionNet
 from ss3d.stages.data import data_paths
-from ss3d.stages.pretrain import stage_dir
+from ss3d.stages.pretrain import latest_checkpoint, stage_dir
 from ss3d.viz import finish_grid
 from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
 
@@ -76,15 +76,9 @@ def find_pretrained(cfg: ExperimentConfig, pretrained: str | Path | None = None,
         if not path.is_file():
             raise MissingPretrainedError(f"pretrained checkpoint not found: {path}")
         return path, None
-    if track:
-        run = tracking.latest_run(cfg.name, "pretrain")
-        if run is not None:
-            path = tracking.artifact_path(run, "checkpoints/last.pt")
-            if path.is_file():
-                return path, run.info.run_id
-    path = stage_dir(cfg, "pretrain") / "last.pt"
-    if path.is_file():
-        return path, None
+    found = latest_checkpoint(cfg, "pretrain", track=track)
+    if found is not None:
+        return found
     raise MissingPretrainedError(
         f"no pre-trained model for experiment '{cfg.name}': run notebooks/01_pretrain.ipynb "
         f"(or `ss3d pretrain --config <experiment>.yaml`) first, or pass a checkpoint path "
