@@ -29,7 +29,7 @@ class CameraBank:
 
     def __init__(self, image_ids: Sequence[str], hypotheses: int,
                  elevation_range: tuple[float, float] = (-30.0, 60.0),
-                 distance_range: tuple[float, float] = (1.6, 2.8), seed: int = 0):
+                 distance_range: tuple[float, float] = (1.0, 3.0), seed: int = 0):
         self.image_ids = list(image_ids)
         if len(set(self.image_ids)) != len(self.image_ids):
             raise ValueError("camera bank image ids must be unique")
@@ -46,14 +46,25 @@ class CameraBank:
         elevation = lo + (hi - lo) * torch.rand(n, h, generator=g)
         d0, d1 = self.distance_range
         distance = d0 + (d1 - d0) * (0.25 + 0.5 * torch.rand(n, h, generator=g))
-        self.raw_azimuth = azimuth
-        self.raw_elevation = torch.atanh((elevation / self.max_elevation).clamp(-0.999, 0.999))
-        fraction = ((distance - d0) / (d1 - d0)).clamp(1e-4, 1 - 1e-4)
-        self.raw_distance = torch.log(fraction / (1 - fraction))
+        self.raw_azimuth, self.raw_elevation, self.raw_distance = self.encode(
+            azimuth, elevation, distance)
         self.logits = torch.zeros(n, h)
 
     def __len__(self) -> int:
         return len(self.image_ids)
+
+    def encode(self, azimuth: torch.Tensor, elevation: torch.Tensor, distance: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw parameters of decoded cameras (the inverse of :meth:`decode`, clamped in range)."""
+        d0, d1 = self.distance_range
+        raw_elevation = torch.atanh((elevation / self.max_elevation).clamp(-0.999, 0.999))
+        fraction = ((distance - d0) / (d1 - d0)).clamp(1e-4, 1 - 1e-4)
+        return azimuth.clone(), raw_elevation, torch.log(fraction / (1 - fraction))
+
+    def set_cameras(self, index: torch.Tensor, azimuth: torch.Tensor, elevation: torch.Tensor,
+                    distance: torch.Tensor) -> None:
+        """Overwrite the hypotheses of images ``index (B,)`` with decoded ``(B, H)`` cameras."""
+        self.set_raw(index, self.encode(azimuth.cpu(), elevation.cpu(), distance.cpu()))
 
     def decode(self, raw_azimuth: torch.Tensor, raw_elevation: torch.Tensor,
                raw_distance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -66,6 +66,10 @@ def test_wrong_type_and_range_name_key_and_value(tmp_path):
         load_config(None, {"render.shard": "3/2"})
     with pytest.raises(ConfigError, match="distance_range"):
         load_config(None, {"render.distance_range": [0.5, 1.0]})
+    with pytest.raises(ConfigError, match="selftrain.grid_distances: values \\[3.5\\]"):
+        load_config(None, {"selftrain.grid_distances": [1.2, 3.5]})
+    with pytest.raises(ConfigError, match="selftrain.distance_range"):
+        load_config(None, {"selftrain.distance_range": [0.5, 2.0]})
 
 
 def test_missing_and_malformed_files(tmp_path):
