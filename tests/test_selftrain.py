@@ -22,6 +22,7 @@ from ss3d.stages.selftrain import (
     MissingPretrainedError,
     initialise_from_grid,
     optimise_cameras,
+    pose_grid,
     selection_losses,
     selftrain_stage,
 )
@@ -266,3 +267,24 @@ def test_alignment_is_robust_to_flipped_picks():
     pred[:12] = flipped @ frame.transpose(-1, -2)
     errors = aligned_rotation_errors(pred, truth)
     assert (errors[12:] < 0.01).all() and (errors[:12] > 30).all()
+
+
+def test_ablation_reuses_the_pose_grid(tiny_setup):
+    """The grid's scores do not depend on H: an H = 1 run on the same data and checkpoint
+    starts from the grid's global best without scoring it again; a mismatched grid stops at
+    once."""
+    root, pretrained = tiny_setup
+    short = {"selftrain.epochs": 1, "selftrain.stage_one_epochs": 1}
+    first = selftrain_stage(_cfg(root, name="grid-h3", **short), pretrained=pretrained,
+                            progress=False, track=False)
+    single = _cfg(root, **{"name": "grid-h1", **short, "selftrain.hypotheses": 1,
+                           "selftrain.n_cam_iters": 0})
+    assert first.grid_losses.shape == (len(first.bank), pose_grid(single)[0].numel())
+    h1 = selftrain_stage(single, pretrained=pretrained, progress=False, track=False,
+                         grid_losses=first.grid_losses)
+    best = first.grid_losses.argmin(-1)
+    assert torch.equal(h1.bank.cameras()[0][:, 0], pose_grid(single)[0][best])
+    assert h1.grid_losses is first.grid_losses
+    with pytest.raises(ValueError, match="grid_losses has shape"):
+        selftrain_stage(single, pretrained=pretrained, progress=False, track=False,
+                        grid_losses=first.grid_losses[:2])

@@ -75,6 +75,9 @@ class SelftrainResult:
     figures: dict[str, Any] = field(default_factory=dict)
     wall_seconds: float = 0.0
     bank: CameraBank | None = None
+    # (N, P) losses of the pose grid under the pre-trained model: they do not depend on H, so
+    # a run with other hypotheses on the same data and checkpoint (the ablation) reuses them
+    grid_losses: torch.Tensor | None = None
 
 
 def find_pretrained(cfg: ExperimentConfig, pretrained: str | Path | None = None,
@@ -244,7 +247,8 @@ def pose_grid(cfg: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor, torch.
 
 def initialise_from_grid(net: ReconstructionNet, dataset: ImageCollection,
                          latents: torch.Tensor, bank: CameraBank, cfg: ExperimentConfig,
-                         progress: bool = True) -> torch.Tensor:
+                         progress: bool = True, losses: torch.Tensor | None = None
+                         ) -> torch.Tensor:
     """``selftrain.init=grid``: hypothesis ``k`` of every image becomes the grid pose of the
     ``k``-th azimuth sector that the (pre-trained) network explains best.
 
@@ -255,6 +259,8 @@ def initialise_from_grid(net: ReconstructionNet, dataset: ImageCollection,
 
     Args:
         latents: ``(N, L)`` of the dataset's images, on the network's device.
+        losses: ``(N, P)`` grid losses already computed with the same network and images
+            (then nothing is rendered).
 
     Returns:
         the grid losses ``(N, P)``.
@@ -262,7 +268,7 @@ def initialise_from_grid(net: ReconstructionNet, dataset: ImageCollection,
     grid = pose_grid(cfg)
     h = bank.hypotheses
     sector = (grid[0] / (360.0 / h)).floor().long().clamp(max=h - 1)  # (P,)
-    losses = torch.cat([
+    losses = losses if losses is not None else torch.cat([
         image_losses(net, latents[batch["index"]], batch["image"].to(latents.device),
                      batch["mask"].to(latents.device), *grid, cfg, cfg.selftrain.grid_resolution,
                      cfg.selftrain.grid_samples).cpu()
@@ -332,9 +338,13 @@ def _figure(images, masks, rendered, weights, novel, step: int) -> plt.Figure:
 def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                     pretrained: str | Path | None = None, collection: str | Path | None = None,
                     resume: bool | str | Path = False, progress: bool = True,
-                    track: bool = True, run_tags: dict[str, str] | None = None
-                    ) -> SelftrainResult:
-    """Self-train the pre-trained model on one category's image collection."""
+                    track: bool = True, run_tags: dict[str, str] | None = None,
+                    grid_losses: torch.Tensor | None = None) -> SelftrainResult:
+    """Self-train the pre-trained model on one category's image collection.
+
+    ``grid_losses``: the :attr:`SelftrainResult.grid_losses` of a run on the same collection
+    and pre-trained checkpoint (any H), reused instead of scoring the pose grid again.
+    """
     start_wall = time.perf_counter()
     category = category or cfg.selftrain.category
     cfg.selftrain.category = category
@@ -356,6 +366,10 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     s = cfg.selftrain
     bank = CameraBank(list(dataset.image_ids), s.hypotheses, tuple(s.elevation_init),
                       tuple(s.distance_range), seed=cfg.seed)
+    expected = (len(dataset), pose_grid(cfg)[0].numel())
+    if grid_losses is not None and tuple(grid_losses.shape) != expected:
+        raise ValueError(f"grid_losses has shape {tuple(grid_losses.shape)}, this run needs "
+                         f"{expected} (images of {collection} × grid poses)")
     intrinsics = Intrinsics.from_fov(cfg.render.fov_degrees, dataset.crop_size)
     net = ReconstructionNet(cfg.model).to(device)
     load_checkpoint(ckpt_in, model=net, map_location=device)
@@ -462,8 +476,8 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                 tic = time.perf_counter()
                 net.eval()
                 try:
-                    initialise_from_grid(net, dataset, encode_all().to(device), bank, cfg,
-                                         progress)
+                    result.grid_losses = initialise_from_grid(
+                        net, dataset, encode_all().to(device), bank, cfg, progress, grid_losses)
                 finally:
                     train_mode(net)
                 if track:
