@@ -146,12 +146,21 @@ def hypothesis_losses(net: ReconstructionNet, latent: torch.Tensor, target_rgb: 
                                     latent.repeat_interleave(h, 0))
     out = emission_absorption(density.reshape(b * h, r, n_samples),
                               torch.sigmoid(rgb_logits.reshape(b * h, r, n_samples, 3)), depths)
-    t_mask = target_mask.repeat_interleave(h, 0)
-    t_rgb = target_rgb.repeat_interleave(h, 0)
-    loss_mask = (out["mask"] - t_mask).pow(2).mean(-1)
-    loss_rgb = (out["rgb"] - t_rgb).pow(2).mean((-1, -2))
+    return render_loss(out["mask"], out["rgb"], target_mask.repeat_interleave(h, 0),
+                       target_rgb.repeat_interleave(h, 0), cfg).reshape(b, h)
+
+
+def render_loss(mask: torch.Tensor, rgb: torch.Tensor, target_mask: torch.Tensor,
+                target_rgb: torch.Tensor, cfg: ExperimentConfig) -> torch.Tensor:
+    """``mask_weight`` · mask MSE + ``rgb_weight`` · colour MSE of each of ``K`` renders:
+    ``mask (K, ...)``, ``rgb (K, ..., 3)`` (rays or pixels) -> ``(K,)``.
+
+    The one loss of self-training: the camera search minimises it on a few rays, and the grid,
+    the choice and the logits score it on whole downsampled images.
+    """
     s = cfg.selftrain
-    return (s.mask_weight * loss_mask + s.rgb_weight * loss_rgb).reshape(b, h)
+    return (s.mask_weight * (mask - target_mask).pow(2).flatten(1).mean(1)
+            + s.rgb_weight * (rgb - target_rgb).pow(2).flatten(1).mean(1))
 
 
 def optimise_cameras(net: ReconstructionNet, latent: torch.Tensor, images: torch.Tensor,
@@ -208,7 +217,6 @@ def image_losses(net: ReconstructionNet, latents: torch.Tensor, images: torch.Te
     that: among the same grid-started hypotheses of the embedded airplanes, 512 random rays at
     full resolution chose a pose within 30° for 33% of the images, this loss at 32 px for 49%.
     """
-    s = cfg.selftrain
     resolution = min(resolution, images.shape[-1])  # never upsample: it adds rays, not detail
     small = F.interpolate(torch.cat([images, masks], 1), size=resolution, mode="area")
     intrinsics = Intrinsics.from_fov(cfg.render.fov_degrees, resolution)
@@ -220,9 +228,8 @@ def image_losses(net: ReconstructionNet, latents: torch.Tensor, images: torch.Te
         rendered = render_images(lambda p, latent=latent: net.query(p, latent.expand(
             p.shape[0], -1)), *cams, intrinsics, n_samples=n_samples,
             bounds=cfg.model.ray_bounds, radius=cfg.model.object_radius)
-        loss_mask = (rendered["mask"] - small[i, 3]).pow(2).mean((1, 2))
-        loss_rgb = (rendered["rgb"] - small[i, :3].permute(1, 2, 0)).pow(2).mean((1, 2, 3))
-        out.append(s.mask_weight * loss_mask + s.rgb_weight * loss_rgb)
+        out.append(render_loss(rendered["mask"], rendered["rgb"], small[i, 3],
+                               small[i, :3].permute(1, 2, 0), cfg))
     return torch.stack(out)
 
 
