@@ -205,7 +205,8 @@ def pose_metrics(bank: CameraBank, truth: dict[str, dict], choice: torch.Tensor,
     raw_errors = geodesic_degrees(chosen, true)
     # best of H, in the frame aligned on the chosen hypotheses
     best = geodesic_degrees(pred_all @ g, true[:, None]).min(dim=1).values
-    out = {"pose_acc15": float((errors < 15).float().mean()),
+    out = {"pose_n": float(len(errors)),  # images scored: the Wilson intervals need it
+           "pose_acc15": float((errors < 15).float().mean()),
            "pose_acc30": float((errors < 30).float().mean()),
            "pose_median_deg": float(errors.median()),
            "pose_acc30_unaligned": float((raw_errors < 30).float().mean()),

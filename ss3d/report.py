@@ -25,7 +25,7 @@ from typing import Any
 
 from ss3d import tracking
 from ss3d.config import ExperimentConfig
-from ss3d.stages.evaluate import fmt, tables
+from ss3d.stages.evaluate import fmt, half_widths, tables
 from ss3d.stages.pretrain import stage_dir
 
 __all__ = ["MissingEvaluationError", "write_report"]
@@ -44,6 +44,17 @@ padding:0 1em}.jp-InputArea,.input_area,pre{background:#f6f6f6}.jp-InputPrompt,.
 {display:none}pre{padding:6px;overflow-x:auto;font-size:12px}.jp-Cell{margin:.6em 0}
 img{max-width:100%}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}
 .jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr'] pre{color:#777}"""
+
+
+BASELINES_TEXT = (
+    "Metrics: F-score at 0.02, 0.05 and 0.1 and Chamfer-L1 on surface samples in the unit "
+    "object cube; volumetric IoU on inside/outside samples; mask IoU and PSNR of novel views. "
+    "Every cell is the mean over test items with its 95% bootstrap interval; pose accuracies "
+    "carry Wilson intervals. Baselines (grey rows): a sphere of the mean object size, the "
+    "category's medoid training shape (one shape for every input) and the oracle nearest "
+    "training shape (the best training shape for each test item, chosen with the answer in "
+    "hand: the upper bound of any retrieval method). A model that does not beat the medoid "
+    "has not shown that it reads the image.")
 
 
 class MissingEvaluationError(FileNotFoundError):
@@ -200,10 +211,7 @@ def _index_html(cfg: ExperimentConfig, data: dict[str, Any], runs: list[dict[str
              f"{html.escape(cfg.name)}</title><style>{CSS}</style></head><body>",
              f"<h1>ss3d report — experiment <code>{html.escape(cfg.name)}</code></h1>",
              f"<p>Written {time.strftime('%Y-%m-%d %H:%M')} by <code>ss3d report</code>. "
-             f"Metrics: F-score at 0.1 and 0.05 and Chamfer-L1 on surface samples in the unit "
-             f"object cube; volumetric IoU on inside/outside samples; mask IoU and PSNR of novel "
-             f"views. Baselines (grey rows): a sphere of the mean object size and the "
-             f"category's medoid training shape.</p>"]
+             f"{BASELINES_TEXT}</p>"]
     if timings:
         total = sum(timings.values())
         parts.append(f"<p><b>Main job wall time: {total / 60:.1f} min</b> (" + ", ".join(
@@ -211,7 +219,18 @@ def _index_html(cfg: ExperimentConfig, data: dict[str, Any], runs: list[dict[str
     line = _pretrain_line(runs)
     if line:
         parts.append(f"<p>{html.escape(line)}</p>")
-    for table in tables(data["summary"], data.get("poses", []), data.get("ratios", [])):
+    if data.get("verdicts"):
+        parts.append("<h2>What beats what</h2><p>F@0.05 of every learned model against every "
+                     "baseline: “beats” only where the two 95% intervals do not overlap.</p><ul>")
+        parts += [f"<li>{html.escape(v)}</li>" for v in data["verdicts"]]
+        parts.append("</ul>")
+    widths = data.get("half_widths") or half_widths(data["summary"], data.get("poses", []))
+    if widths:
+        parts.append("<p>Largest 95% interval half-widths (how small a difference this run can "
+                     "resolve): " + ", ".join(f"{html.escape(k)} ±{v:.3f}"
+                                              for k, v in widths.items()) + ".</p>")
+    for table in tables(data["summary"], data.get("poses", []), data.get("ratios", []),
+                        data.get("differences")):
         parts.append(f"<h2>{html.escape(table.title)}</h2>")
         parts.append(_html_table(table.header, [[html.escape(c) for c in row]
                                                 for row in table.rows],
@@ -253,8 +272,7 @@ def _readme(cfg: ExperimentConfig, data: dict[str, Any], tables_md: str,
             runs: list[dict[str, Any]], figures: list[str], gifs: list[str],
             notebooks: list[str], timings: dict[str, float]) -> str:
     lines = [f"# ss3d report — experiment `{cfg.name}`", "",
-             "Open `index.html` for the full report. Baselines: a sphere of the mean object size "
-             "and the category's medoid training shape.", ""]
+             f"Open `index.html` for the full report. {BASELINES_TEXT}", ""]
     if timings:
         lines += [f"**Main job wall time: {sum(timings.values()) / 60:.1f} min** (" + ", ".join(
             f"{k} {v:.0f}s" for k, v in timings.items()) + ").", ""]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -172,3 +173,98 @@ def test_evaluate_notebook_through_papermill_writes_report(store, tmp_path):
         import shutil
 
         shutil.rmtree(report, ignore_errors=True)
+
+
+def test_oracle_and_medoid_baselines_beside_every_synthetic_item(store):
+    _, cfg, _, _, result = store
+    by_item: dict = {}
+    for r in result.rows:
+        if r["set"] == "synthetic" and not r["zero_shot"]:
+            by_item.setdefault(r["item"], {})[r["model"]] = r
+    assert by_item
+    for models in by_item.values():
+        oracle, medoid = models["baseline: oracle NN"], models["baseline: category medoid"]
+        # the oracle is the best training shape for this item, so never below the medoid
+        assert oracle["fscore@0.05"] >= medoid["fscore@0.05"] - 1e-9
+        assert oracle["oracle_model"]
+    # every summary cell carries its interval; paired differences against the pre-trained model
+    for cell in result.summary:
+        if cell["n"] >= 2:
+            assert cell["fscore@0.05_lo"] <= cell["fscore@0.05"] <= cell["fscore@0.05_hi"]
+        else:  # one item gives no interval, never a fake zero-width one
+            assert math.isnan(cell["fscore@0.05_lo"])
+    assert any(c["n"] >= 2 for c in result.summary)
+    assert {d["model"] for d in result.differences} >= {"distilled"}
+    assert any(v.startswith("synthetic") and "distilled" in v for v in result.verdicts)
+    assert "F@0.02" in result.tables_markdown and "oracle NN" in result.tables_markdown
+
+
+def test_oracle_finds_a_test_shape_that_is_also_a_training_shape(store):
+    """The oracle's answer is exact: a training shape given as the test item scores F = 1."""
+    import torch
+
+    from ss3d.stages.data import data_paths
+    from ss3d.stages.evaluate import EvalItem, build_baselines, oracle_index, shape_metrics
+
+    _, cfg, _, _, _ = store
+    baselines = build_baselines(cfg, data_paths(cfg).renders)
+    category = cfg.data.categories[0]
+    shapes = baselines.train[category]
+    assert shapes.surfaces.shape[0] >= 2
+    k = shapes.surfaces.shape[0] - 1
+    item = EvalItem("synthetic", category, shapes.ids[k], torch.zeros(3, 8, 8),
+                    shapes.surfaces[k], shapes.volume_points[k], shapes.volume_inside[k], None)
+    assert oracle_index(shapes, item) == k
+    m = shape_metrics(shapes, k, item, (0.02, 0.05, 0.1))
+    assert m["fscore@0.02"] == 1.0 and m["vol_iou"] == 1.0 and m["chamfer_l1"] == 0.0
+
+
+def _rows(model: str, values: list[float], category: str = "car") -> list[dict]:
+    return [{"set": "synthetic", "category": category, "model": model, "item": f"m{i}",
+             "fscore@0.05": v, "fscore@0.1": v, "chamfer_l1": 1 - v}
+            for i, v in enumerate(values)]
+
+
+def test_paired_differences_and_verdicts_known_answers():
+    """Per-item difficulty shared by two models: their own intervals overlap, the paired one
+    does not; verdicts say beats / below / not separable from exactly as the intervals do."""
+    import numpy as np
+
+    from ss3d.stages.evaluate import paired_differences, summarise, verdicts
+
+    rng = np.random.default_rng(0)
+    hard = rng.uniform(0.2, 0.8, 40)
+    rows = (_rows("pretrained", list(hard)) + _rows("selftrained", list(hard + 0.02))
+            + _rows("baseline: sphere", [0.05] * 40)
+            + _rows("baseline: oracle NN", list(np.clip(hard + 0.5, 0, 1))))
+    summary = summarise(rows)
+    diffs = paired_differences(rows)
+    d = next(x for x in diffs if x["model"] == "selftrained")
+    assert d["n"] == 40 and abs(d["fscore@0.05"] - 0.02) < 1e-9
+    assert d["fscore@0.05_lo"] > 0  # pairing resolves a 0.02 gain
+    own = {s["model"]: s for s in summary}
+    assert own["selftrained"]["fscore@0.05_lo"] < own["pretrained"]["fscore@0.05_hi"]
+    lines = verdicts(summary, diffs)
+    line = next(v for v in lines if ": selftrained " in v)
+    assert "beats sphere" in line and "below oracle NN" in line
+    assert "above the pre-trained model" in line
+    # a model equal to the pre-trained one is "not separable" from it
+    same = paired_differences(_rows("pretrained", [0.5, 0.6, 0.7])
+                              + _rows("distilled", [0.5, 0.6, 0.7]))
+    assert same[0]["fscore@0.05"] == 0.0
+    assert "not separable from the pre-trained" in verdicts(
+        summarise(_rows("pretrained", [0.5, 0.6, 0.7]) + _rows("distilled", [0.5, 0.6, 0.7])),
+        same)[-1]
+
+
+def test_pose_table_carries_wilson_intervals():
+    from ss3d.stages.evaluate import half_widths, pose_interval, tables
+
+    pose = {"category": "bird", "run": "selftrained-bird", "hypotheses": 8, "pose_n": 10.0,
+            "pose_acc15": 0.5, "pose_acc30": 0.8, "pose_best_of_h_acc30": 1.0,
+            "pose_median_deg": 12.0, "initial_pose_acc30": 0.4, "mask_iou": 0.7}
+    ci = pose_interval(pose, "pose_acc30")
+    assert abs(ci.low - 0.4902) < 1e-3 and abs(ci.high - 0.9433) < 1e-3
+    table = tables([], [pose], [])[0]
+    assert "0.80 [0.49, 0.94]" in table.rows[0]
+    assert abs(half_widths([], [pose])["pose acc@30"] - (0.9433 - 0.4902) / 2) < 1e-3

@@ -50,6 +50,7 @@ from ss3d.data.shapenet import load_model
 from ss3d.engine import init_distributed, load_checkpoint, seed_everything
 from ss3d.eval.mesh import ExtractedMesh, extract_mesh
 from ss3d.eval.metrics import chamfer_fscore, sample_mesh_surface, volumetric_iou
+from ss3d.eval.stats import Interval, bootstrap_ci, paired_bootstrap_diff, wilson_interval
 from ss3d.eval.views import figure_renderer, mesh_views, to_trimesh, write_turntable
 from ss3d.geometry import merge_meshes, occupancy, sample_surface
 from ss3d.metrics import mask_iou, psnr
@@ -65,8 +66,15 @@ __all__ = ["EvalItem", "EvalModel", "EvalResult", "Table", "evaluate_stage", "fi
 
 log = logging.getLogger(__name__)
 STAGE = "evaluate"
-METRICS = ("fscore@0.1", "fscore@0.05", "chamfer_l1", "chamfer_l2", "vol_iou", "mask_iou",
-           "psnr")
+METRICS = ("fscore@0.02", "fscore@0.05", "fscore@0.1", "chamfer_l1", "chamfer_l2", "vol_iou",
+           "mask_iou", "psnr")
+#: The metric that verdicts ("beats the medoid") and paired differences are read on.
+PRIMARY = "fscore@0.05"
+#: Paired differences (model minus the pre-trained model, same items) are reported for these.
+DIFF_METRICS = ("fscore@0.05", "fscore@0.1", "chamfer_l1")
+ORACLE = "baseline: oracle NN"
+MEDOID = "baseline: category medoid"
+SPHERE = "baseline: sphere"
 
 
 @dataclass
@@ -109,6 +117,8 @@ class EvalResult:
     summary: list[dict[str, Any]] = field(default_factory=list)
     poses: list[dict[str, Any]] = field(default_factory=list)
     ratios: list[dict[str, Any]] = field(default_factory=list)
+    differences: list[dict[str, Any]] = field(default_factory=list)
+    verdicts: list[str] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
@@ -233,21 +243,49 @@ def collection_items(cfg: ExperimentConfig) -> tuple[list[EvalItem], list[str]]:
 # Baselines
 # ----------------------------------------------------------------------------------------------
 @dataclass
+class Shapes:
+    """Ground truth of several training shapes: surfaces ``(T, P, 3)``, volume samples
+    ``(T, Q, 3)`` with inside flags ``(T, Q)`` and their model ids."""
+
+    surfaces: torch.Tensor
+    volume_points: torch.Tensor
+    volume_inside: torch.Tensor
+    ids: list[str]
+
+
+@dataclass
 class Baselines:
-    """Per category: sphere radius; medoid surface ``(P, 3)`` and volume samples."""
+    """Per category: sphere radius, the medoid training shape (index into ``train``) and every
+    training shape (for the oracle nearest neighbour)."""
 
     radius: dict[str, float]
     default_radius: float
-    medoid: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    medoid: dict[str, int]
+    train: dict[str, Shapes]
+
+
+def medoid_index(surfaces: torch.Tensor, subsample: int = 256) -> int:
+    """Index of the shape with the least summed Chamfer-L1 to the others; surfaces ``(k, P, 3)``.
+
+    All pairs in one batched KNN, ``(k*k, S, 3)`` against ``(k*k, S, 3)``: callers keep k small
+    (pairs grow as k^2).
+    """
+    sub = surfaces[:, :subsample]
+    k, s = sub.shape[:2]
+    a = sub[:, None].expand(k, k, s, 3).reshape(k * k, s, 3)
+    b = sub[None].expand(k, k, s, 3).reshape(k * k, s, 3)
+    d = knn_points(a, b, K=1).dists[..., 0].clamp(min=0).sqrt().mean(-1).view(k, k)
+    return int((d + d.T).sum(1).argmin())
 
 
 def build_baselines(cfg: ExperimentConfig, renders: Path, subsample: int = 256,
                     max_medoid_models: int = 64) -> Baselines:
-    radius, medoid = {}, {}
+    radius, medoid, train = {}, {}, {}
     with h5py.File(renders, "r") as f:
         n = int(f.attrs["complete_models"])
         cats = f["category"].asstr()[:n]
         splits = f["split"].asstr()[:n]
+        ids = f["model_id"].asstr()[:n]
         train_radii = []
         for category in sorted(set(cats)):
             rows = np.flatnonzero((cats == category) & (splits == "train"))
@@ -256,27 +294,59 @@ def build_baselines(cfg: ExperimentConfig, renders: Path, subsample: int = 256,
             radius[category] = mean_object_radius(renders, rows)
             if category in cfg.data.categories:
                 train_radii.append(radius[category])
+            train[category] = Shapes(
+                torch.from_numpy(np.stack([f["surface_points"][r] for r in rows])).float(),
+                torch.from_numpy(np.stack([f["volume_points"][r] for r in rows])).float(),
+                torch.from_numpy(np.stack([f["volume_occupancy"][r] for r in rows])).bool(),
+                [str(ids[r]) for r in rows])
             # the medoid among the first training models: all pairs grow as k^2
-            rows = rows[:max_medoid_models]
-            surfaces = torch.from_numpy(
-                np.stack([f["surface_points"][r, :subsample] for r in rows])).float()
-            # mean Chamfer of every training model to the others: the medoid minimises it
-            # all pairs in one batched KNN: (k*k, S, 3) against (k*k, S, 3)
-            k, s = surfaces.shape[:2]
-            a = surfaces[:, None].expand(k, k, s, 3).reshape(k * k, s, 3)
-            b = surfaces[None].expand(k, k, s, 3).reshape(k * k, s, 3)
-            d = knn_points(a, b, K=1).dists[..., 0].clamp(min=0).sqrt().mean(-1).view(k, k)
-            best = int(rows[int((d + d.T).sum(1).argmin())])
-            medoid[category] = (torch.from_numpy(f["surface_points"][best]).float(),
-                                torch.from_numpy(f["volume_points"][best]).float(),
-                                torch.from_numpy(f["volume_occupancy"][best]).bool())
+            medoid[category] = medoid_index(train[category].surfaces[:max_medoid_models],
+                                            subsample)
     default = float(np.mean(train_radii)) if train_radii else 0.35
-    return Baselines(radius, default, medoid)
+    return Baselines(radius, default, medoid, train)
+
+
+def shape_metrics(shapes: Shapes, index: int, item: EvalItem,
+                  thresholds: tuple[float, ...]) -> dict[str, float]:
+    """Metrics of training shape ``index`` used as the prediction for ``item``.
+
+    Its inside/outside at the item's volume samples is that of its nearest own volume sample.
+    """
+    out = chamfer_fscore(shapes.surfaces[index], item.surface, thresholds)
+    nearest = knn_points(item.volume_points[None], shapes.volume_points[index][None],
+                         K=1).idx[0, :, 0]
+    out["vol_iou"] = volumetric_iou(shapes.volume_inside[index][nearest], item.volume_inside)
+    return out
+
+
+def oracle_index(shapes: Shapes, item: EvalItem, threshold: float = 0.05,
+                 subsample: int = 1024, candidates: int = 4) -> int:
+    """The training shape with the best F-score at ``threshold`` against the item's truth.
+
+    Every training shape is scored on ``subsample`` points in one batched KNN; the best
+    ``candidates`` are rescored on all points. This is retrieval with the answer in hand: the
+    upper bound of any method that returns a training shape.
+    """
+    t = shapes.surfaces.shape[0]
+    pred = shapes.surfaces[:, :subsample]
+    truth = item.surface[:subsample][None].expand(t, -1, -1).contiguous()
+    d_pred = knn_points(pred, truth, K=1).dists[..., 0].clamp(min=0).sqrt()
+    d_true = knn_points(truth, pred, K=1).dists[..., 0].clamp(min=0).sqrt()
+    precision, recall = (d_pred < threshold).float().mean(1), (d_true < threshold).float().mean(1)
+    f = 2 * precision * recall / (precision + recall).clamp(min=1e-9)
+    top = torch.topk(f, min(candidates, t)).indices.tolist()
+    key = f"fscore@{threshold:g}"
+    full = [chamfer_fscore(shapes.surfaces[i], item.surface, (threshold,))[key] for i in top]
+    return top[int(np.argmax(full))]
 
 
 def baseline_rows(item: EvalItem, baselines: Baselines, cfg: ExperimentConfig,
                   intrinsics: Intrinsics | None) -> list[dict[str, Any]]:
-    """Metrics of the sphere and the medoid baselines on one item."""
+    """Metrics of the sphere, medoid and oracle nearest-neighbour baselines on one item.
+
+    Medoid and oracle exist where the item's category has training shapes (not for a zero-shot
+    category, nor for a collection category that pre-training never saw).
+    """
     e = cfg.evaluate
     thresholds = tuple(e.fscore_thresholds)
     # a zero-shot category must not use its own statistics: training categories' mean size
@@ -292,15 +362,17 @@ def baseline_rows(item: EvalItem, baselines: Baselines, cfg: ExperimentConfig,
         sphere_fn = sphere_field(radius, torch.full((3,), 0.5))
         rendered = render_images(lambda p: sphere_fn(None, p), item.novel["azimuth"],
                                  item.novel["elevation"], item.novel["distance"], intrinsics,
-                                 n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds)
+                                 n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds,
+                                 radius=cfg.model.object_radius)
         sphere["mask_iou"] = float(mask_iou(rendered["mask"], item.novel["masks"]).mean())
-    rows = [{"model": "baseline: sphere", **sphere}]
-    if item.category in baselines.medoid and not item.zero_shot:
-        surface, vpoints, vinside = baselines.medoid[item.category]
-        med = chamfer_fscore(surface, item.surface, thresholds)
-        nearest = knn_points(item.volume_points[None], vpoints[None], K=1).idx[0, :, 0]
-        med["vol_iou"] = volumetric_iou(vinside[nearest], item.volume_inside)
-        rows.append({"model": "baseline: category medoid", **med})
+    rows = [{"model": SPHERE, **sphere}]
+    shapes = baselines.train.get(item.category)
+    if shapes is not None and not item.zero_shot:
+        rows.append({"model": MEDOID, **shape_metrics(shapes, baselines.medoid[item.category],
+                                                      item, thresholds)})
+        best = oracle_index(shapes, item, threshold=float(PRIMARY.split("@")[1]))
+        rows.append({"model": ORACLE, "oracle_model": shapes.ids[best],
+                     **shape_metrics(shapes, best, item, thresholds)})
     return rows
 
 
@@ -359,8 +431,12 @@ def _applies(model: EvalModel, item: EvalItem) -> bool:
 # ----------------------------------------------------------------------------------------------
 # Tables and figures
 # ----------------------------------------------------------------------------------------------
-def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean of every metric per (set, category, model), with the item count."""
+def summarise(rows: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
+    """Mean and 95% bootstrap interval of every metric per (set, category, model).
+
+    Each entry holds ``n`` (items) and, per metric ``m``, ``m`` (mean), ``m_lo`` and ``m_hi``
+    (percentile bootstrap over items; NaN bounds for fewer than two items).
+    """
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[(r["set"], r["category"], r["model"])].append(r)
@@ -371,15 +447,130 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for m in METRICS:
             values = [r[m] for r in rs if m in r]
             if values:
-                entry[m] = float(np.mean(values))
+                ci = bootstrap_ci(np.asarray(values, dtype=float), seed=seed)
+                entry.update({m: ci.estimate, f"{m}_lo": ci.low, f"{m}_hi": ci.high})
         out.append(entry)
     return out
+
+
+def interval_of(entry: dict[str, Any], metric: str) -> Interval:
+    """The interval of ``metric`` stored in a summary or difference entry."""
+    est = entry.get(metric)
+    if est is None:
+        return Interval.empty()
+    return Interval(float(est), float(entry.get(f"{metric}_lo", math.nan)),
+                    float(entry.get(f"{metric}_hi", math.nan)), int(entry.get("n", 0)))
+
+
+def paired_differences(rows: list[dict[str, Any]], reference: str = "pretrained",
+                       metrics: tuple[str, ...] = DIFF_METRICS, seed: int = 0
+                       ) -> list[dict[str, Any]]:
+    """Each trained model minus ``reference`` on the same items, with paired bootstrap intervals.
+
+    Returns one entry per (set, category, model): ``n`` (shared items) and, per metric ``m``,
+    ``m`` (mean difference), ``m_lo``, ``m_hi``. Pairing removes the per-item difficulty that
+    both models share, so these intervals are much narrower than the two models' own.
+    """
+    by_item: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in rows:
+        by_item[(r["set"], r["category"], r["model"])][r["item"]] = r
+    out = []
+    for (set_, category, model), items in by_item.items():
+        if model == reference or model.startswith("baseline"):
+            continue
+        ref = by_item.get((set_, category, reference))
+        if not ref:
+            continue
+        shared = [k for k in items if k in ref]
+        entry: dict[str, Any] = {"set": set_, "category": category, "model": model,
+                                 "reference": reference, "n": len(shared)}
+        for m in metrics:
+            pairs = [(items[k][m], ref[k][m]) for k in shared if m in items[k] and m in ref[k]]
+            if pairs:
+                a, b = np.asarray(pairs, dtype=float).T
+                ci = paired_bootstrap_diff(a, b, seed=seed)
+                entry.update({m: ci.estimate, f"{m}_lo": ci.low, f"{m}_hi": ci.high})
+        out.append(entry)
+    return out
+
+
+def verdicts(summary: list[dict[str, Any]], differences: list[dict[str, Any]],
+             metric: str = PRIMARY) -> list[str]:
+    """Plain sentences: per (set, category), which baselines each model beats on ``metric``
+    with its 95% interval clear of theirs, which beat it, and its paired difference to the
+    pre-trained model."""
+    diff = {(d["set"], d["category"], d["model"]): d for d in differences}
+    lines = []
+    for set_, category in dict.fromkeys((s["set"], s["category"]) for s in summary):
+        group = [s for s in summary if (s["set"], s["category"]) == (set_, category)]
+        bases = [s for s in group if s["model"].startswith("baseline")]
+        for s in group:
+            if s["model"].startswith("baseline") or metric not in s:
+                continue
+            mine = interval_of(s, metric)
+            beats = [b["model"].removeprefix("baseline: ") for b in bases
+                     if mine.above(interval_of(b, metric))]
+            below = [b["model"].removeprefix("baseline: ") for b in bases
+                     if mine.below(interval_of(b, metric))]
+            tied = [b["model"].removeprefix("baseline: ") for b in bases
+                    if b["model"].removeprefix("baseline: ") not in beats + below]
+            text = (f"{set_} {category}: {s['model']} {metric} {mine.fmt(2)} (n={s['n']}) "
+                    f"beats {', '.join(beats) or 'no baseline'}")
+            if below:
+                text += f"; below {', '.join(below)}"
+            if tied:
+                text += f"; not separable from {', '.join(tied)}"
+            d = diff.get((set_, category, s["model"]))
+            if d is not None and metric in d:
+                di = interval_of(d, metric)
+                sign = ("above" if di.low > 0 else "below" if di.high < 0 else
+                        "not separable from")
+                text += f"; {sign} the pre-trained model (paired Δ {di.fmt(3)})"
+            lines.append(text + ".")
+    return lines
+
+
+def half_widths(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
+                metric: str = PRIMARY) -> dict[str, float]:
+    """The largest 95% half-width of ``metric`` per set over the learned models, and of the
+    pose accuracy@30 (Wilson) over the self-training runs."""
+    out: dict[str, float] = {}
+    for s in summary:
+        if s["model"].startswith("baseline") or metric not in s:
+            continue
+        hw = interval_of(s, metric).half_width
+        if not math.isnan(hw):
+            key = f"{s['set']} {metric}"
+            out[key] = max(out.get(key, 0.0), hw)
+    for p in poses:
+        ci = pose_interval(p, "pose_acc30")
+        if not math.isnan(ci.half_width):
+            out["pose acc@30"] = max(out.get("pose acc@30", 0.0), ci.half_width)
+    return out
+
+
+def pose_interval(pose: dict[str, Any], key: str) -> Interval:
+    """Wilson interval of a pose accuracy stored with its image count ``pose_n``."""
+    n = pose.get("pose_n")
+    if pose.get(key) is None or not n:
+        return Interval.empty(estimate=float(pose.get(key, math.nan) or math.nan))
+    return wilson_interval(round(float(pose[key]) * int(n)), int(n))
 
 
 def fmt(value: Any, digits: int = 3) -> str:
     """A table cell: ``digits`` decimals, '–' for missing or NaN."""
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) \
         else f"{value:.{digits}f}"
+
+
+def fmt_ci(entry: dict[str, Any], metric: str, digits: int = 3) -> str:
+    """``mean [low, high]`` of a summary cell, or just the mean where no interval exists."""
+    ci = interval_of(entry, metric)
+    if math.isnan(ci.estimate):
+        return "–"
+    if math.isnan(ci.low):
+        return fmt(ci.estimate, digits)
+    return ci.fmt(digits)
 
 
 @dataclass
@@ -391,8 +582,13 @@ class Table:
 
 
 def tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
-           ratios: list[dict[str, Any]]) -> list[Table]:
-    """The evaluation tables as formatted cells (rendered as Markdown here, HTML in reports)."""
+           ratios: list[dict[str, Any]], differences: list[dict[str, Any]] | None = None
+           ) -> list[Table]:
+    """The evaluation tables as formatted cells (rendered as Markdown here, HTML in reports).
+
+    Every cell is the mean over items with its 95% bootstrap interval; pose accuracies carry
+    Wilson intervals.
+    """
     out = []
     for set_, title in (("synthetic", "Held-out synthetic models (input: one render)"),
                         ("collection", "Collection test images (3D ground truth from the "
@@ -400,22 +596,36 @@ def tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
         entries = [s for s in summary if s["set"] == set_]
         if entries:
             out.append(Table(
-                title, ["category", "model", "n", "F@0.1 ↑", "F@0.05 ↑", "Chamfer-L1 ↓",
-                        "vol IoU ↑", "mask IoU ↑", "PSNR ↑"],
+                title + " — mean [95% bootstrap interval]",
+                ["category", "model", "n", "F@0.02 ↑", "F@0.05 ↑", "F@0.1 ↑", "Chamfer-L1 ↓",
+                 "vol IoU ↑", "mask IoU ↑", "PSNR ↑"],
                 [[s["category"] + (" (zero-shot)" if s["zero_shot"] else ""), s["model"],
-                  str(s["n"]), fmt(s.get("fscore@0.1")), fmt(s.get("fscore@0.05")),
-                  fmt(s.get("chamfer_l1"), 4), fmt(s.get("vol_iou")),
-                  fmt(s.get("mask_iou")), fmt(s.get("psnr"), 2)] for s in entries],
+                  str(s["n"]), fmt_ci(s, "fscore@0.02", 2), fmt_ci(s, "fscore@0.05", 2),
+                  fmt_ci(s, "fscore@0.1", 2), fmt_ci(s, "chamfer_l1", 3),
+                  fmt_ci(s, "vol_iou", 2), fmt_ci(s, "mask_iou", 2), fmt_ci(s, "psnr", 1)]
+                 for s in entries],
                 [s["model"].startswith("baseline") for s in entries]))
+    if differences:
+        out.append(Table(
+            "Paired differences: model minus the pre-trained model on the same items "
+            "— mean [95% paired bootstrap interval]",
+            ["set", "category", "model", "n", "ΔF@0.05", "ΔF@0.1", "ΔChamfer-L1"],
+            [[d["set"], d["category"], d["model"], str(d["n"]), fmt_ci(d, "fscore@0.05", 3),
+              fmt_ci(d, "fscore@0.1", 3), fmt_ci(d, "chamfer_l1", 4)] for d in differences],
+            [False] * len(differences)))
     if poses:
         out.append(Table(
-            "Poses of the self-trained collections (after global alignment)",
-            ["category", "run", "H", "acc@15 ↑", "acc@30 ↑", "median ° ↓",
+            "Poses of the self-trained collections (after global alignment) — Wilson 95% "
+            "intervals",
+            ["category", "run", "H", "images", "acc@15 ↑", "acc@30 ↑", "median ° ↓",
              "best-of-H acc@30", "acc@30 before search", "mask IoU"],
-            [[str(p["category"]), p["run"], str(p["hypotheses"]), fmt(p.get("pose_acc15"), 2),
-              fmt(p.get("pose_acc30"), 2), fmt(p.get("pose_median_deg"), 1),
-              fmt(p.get("pose_best_of_h_acc30"), 2), fmt(p.get("initial_pose_acc30"), 2),
-              fmt(p.get("mask_iou"))] for p in poses], [False] * len(poses)))
+            [[str(p["category"]), p["run"], str(p["hypotheses"]),
+              str(int(p["pose_n"])) if p.get("pose_n") else "–",
+              pose_interval(p, "pose_acc15").fmt(2), pose_interval(p, "pose_acc30").fmt(2),
+              fmt(p.get("pose_median_deg"), 1),
+              pose_interval(p, "pose_best_of_h_acc30").fmt(2),
+              fmt(p.get("initial_pose_acc30"), 2), fmt(p.get("mask_iou"))] for p in poses],
+            [False] * len(poses)))
     if ratios:
         out.append(Table(
             "Distilled student vs its teacher (F@0.1, aim ≥ 0.95)",
@@ -427,9 +637,18 @@ def tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
 
 
 def markdown_tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
-                    ratios: list[dict[str, Any]]) -> str:
+                    ratios: list[dict[str, Any]], differences: list[dict[str, Any]] | None = None,
+                    verdict_lines: list[str] | None = None) -> str:
     lines = []
-    for t in tables(summary, poses, ratios):
+    if verdict_lines:
+        lines += ["### What beats what (F@0.05, 95% intervals clear of each other)", ""]
+        lines += [f"* {v}" for v in verdict_lines]
+        lines.append("")
+    widths = half_widths(summary, poses)
+    if widths:
+        lines += ["Largest 95% interval half-widths: " + ", ".join(
+            f"{k} ±{v:.3f}" for k, v in widths.items()) + ".", ""]
+    for t in tables(summary, poses, ratios, differences):
         lines += [f"### {t.title}", "", "| " + " | ".join(t.header) + " |",
                   "|" + "---|" * len(t.header)]
         lines += ["| " + " | ".join(row) + " |" for row in t.rows]
@@ -437,17 +656,25 @@ def markdown_tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
     return "\n".join(lines)
 
 
-def metric_bars(summary: list[dict[str, Any]], metric: str = "fscore@0.1") -> plt.Figure:
+def metric_bars(summary: list[dict[str, Any]], metric: str = PRIMARY) -> plt.Figure:
+    """Bars per (set, category) and model, with 95% bootstrap intervals as error bars."""
     groups = sorted({(s["set"], s["category"]) for s in summary})
     models = list(dict.fromkeys(s["model"] for s in summary))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(groups)) + 1.5, 3.2))
     width = 0.8 / max(len(models), 1)
-    lookup = {(s["set"], s["category"], s["model"]): s.get(metric) for s in summary}
+    lookup = {(s["set"], s["category"], s["model"]): s for s in summary}
     for k, model in enumerate(models):
-        values = [lookup.get((st, c, model)) for st, c in groups]
-        xs = [i + k * width for i, v in enumerate(values) if v is not None]
-        ax.bar(xs, [v for v in values if v is not None], width, label=model,
-               hatch="//" if model.startswith("baseline") else None,
+        cells = [(i, interval_of(lookup[(st, c, model)], metric))
+                 for i, (st, c) in enumerate(groups) if (st, c, model) in lookup
+                 and metric in lookup[(st, c, model)]]
+        if not cells:
+            continue
+        xs = [i + k * width for i, _ in cells]
+        est = np.array([ci.estimate for _, ci in cells])
+        err = np.nan_to_num(np.array([[ci.estimate - ci.low, ci.high - ci.estimate]
+                                      for _, ci in cells]).T, nan=0.0)
+        ax.bar(xs, est, width, yerr=err, capsize=1.5, error_kw={"elinewidth": 0.6},
+               label=model, hatch="//" if model.startswith("baseline") else None,
                alpha=0.6 if model.startswith("baseline") else 1.0)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(groups))],
                   [f"{c}\n({st})" for st, c in groups], fontsize=7)
@@ -455,7 +682,7 @@ def metric_bars(summary: list[dict[str, Any]], metric: str = "fscore@0.1") -> pl
     ax.set_ylim(0, 1)
     # legend to the right of the axes: inside, it hides the tallest bars
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(f"{metric} per category and model", fontsize=9)
+    ax.set_title(f"{metric} per category and model (95% bootstrap intervals)", fontsize=9)
     fig.tight_layout()
     plt.close(fig)  # closed: notebooks show it only where the caller displays it
     return fig
@@ -577,10 +804,13 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
                 result.rows.append({**base, "model": model.label, **metrics})
                 if first:
                     figure_meshes[key][model.label] = mesh
-        result.summary = summarise(result.rows)
+        result.summary = summarise(result.rows, seed=cfg.seed)
         result.poses = pose_rows(cfg, models, track)
         result.ratios = ratio_rows(result.summary, models)
-        result.tables_markdown = markdown_tables(result.summary, result.poses, result.ratios)
+        result.differences = paired_differences(result.rows, seed=cfg.seed)
+        result.verdicts = verdicts(result.summary, result.differences)
+        result.tables_markdown = markdown_tables(result.summary, result.poses, result.ratios,
+                                                 result.differences, result.verdicts)
         result.figures["fscore_bars"] = metric_bars(result.summary)
         with figure_renderer(cfg.evaluate.figure_size) as renderer:
             for (set_, category), meshes in figure_meshes.items():
@@ -594,6 +824,8 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
                     frames=cfg.evaluate.turntable_frames, renderer=renderer)
         payload = {"experiment": cfg.name, "models": result.models, "skipped": result.skipped,
                    "summary": result.summary, "poses": result.poses, "ratios": result.ratios,
+                   "differences": result.differences, "verdicts": result.verdicts,
+                   "half_widths": half_widths(result.summary, result.poses),
                    "rows": result.rows}
         (out / "evaluation.json").write_text(json.dumps(payload, indent=1, default=float))
         (out / "tables.md").write_text(result.tables_markdown)
@@ -609,7 +841,7 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
                 prefix = f"{s['set']}.{s['category']}.{s['model'].replace(': ', '.')}"
                 # MLflow metric names allow no '@': fscore@0.1 -> fscore_0.1
                 mlflow.log_metrics({f"{prefix}.{m}".replace(" ", "_").replace("@", "_"): s[m]
-                                    for m in METRICS if m in s})
+                                    for m in METRICS if m in s and math.isfinite(s[m])})
             for r in result.ratios:
                 mlflow.log_metric(f"ratio.{r['set']}.{r['category']}", r["ratio"])
             mlflow.log_artifact(str(out / "evaluation.json"))
