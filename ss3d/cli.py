@@ -10,15 +10,39 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from ss3d.config import ConfigError, ExperimentConfig, dump_yaml, load_config, parse_set_args
+import yaml
+
+from ss3d.config import (
+    CATEGORY_KEYS,
+    ConfigError,
+    ExperimentConfig,
+    dump_yaml,
+    load_config,
+    parse_set_args,
+)
 from ss3d.engine import CheckpointError
 
 log = logging.getLogger("ss3d")
 
 
+def _set_overrides(items: list[str] | None) -> dict[str, Any]:
+    """:func:`parse_set_args`, but category keys keep their text: YAML 1.1 reads an unquoted
+    synset id such as ``04256520`` as the octal number 1138000."""
+    out = parse_set_args(items)
+    for item in items or []:
+        key, _, text = item.partition("=")
+        if key.strip() in CATEGORY_KEYS and text:
+            try:
+                out[key.strip()] = yaml.load(text, Loader=yaml.BaseLoader)  # strings only
+            except yaml.YAMLError:
+                pass  # parse_set_args kept the text
+    return out
+
+
 def _load(args: argparse.Namespace) -> ExperimentConfig:
-    return load_config(args.config, parse_set_args(args.set))
+    return load_config(args.config, _set_overrides(args.set))
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -154,7 +178,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_pipeline(args: argparse.Namespace) -> int:
     from ss3d.pipeline import run_pipeline
 
-    run_pipeline(Path(args.config), overrides=parse_set_args(args.set),
+    run_pipeline(Path(args.config), overrides=_set_overrides(args.set),
                  output_dir=Path(args.output) if args.output else None)
     return 0
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from ss3d.data import taxonomy
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -60,17 +62,64 @@ def _f(default: Any, *, ge: float | None = None, gt: float | None = None,
     return field(default=default, metadata=meta)
 
 
-# Category names and their ShapeNet synset ids. The procedural generator writes the same ids,
-# so a real ShapeNetCore root and the embedded data are read by the same loader.
-SYNSETS: dict[str, str] = {
-    "airplane": "02691156",
-    "trash_bin": "02747177",
-    "car": "02958343",
-    "chair": "03001627",
-    "laptop": "03642806",
-    # ShapeNet has no birds; the procedural bird uses an id outside ShapeNet's range.
-    "bird": "99000001",
-}
+# Canonical category names and their ShapeNet synset ids: the 55 ShapeNetCore v2 categories
+# plus the procedural bird (ShapeNet has no birds; its id lies outside ShapeNet's range). The
+# procedural generator writes the same ids, so a real ShapeNetCore root and the embedded data
+# are read by the same loader. Aliases and ids are resolved by ss3d.data.taxonomy.
+SYNSETS: dict[str, str] = taxonomy.SYNSETS
+# Category keys: validate() rewrites every entry to its canonical name (04256520 -> sofa), so
+# that renders.h5, collection files, MLflow params and evaluation all use one spelling.
+CATEGORY_KEYS: tuple[str, ...] = (
+    "data.categories", "data.heldout_categories", "data.collections", "selftrain.category")
+
+
+def _canonical_categories(cfg: ExperimentConfig, source: str) -> None:
+    """Resolve every category key to canonical names (in place); ConfigError if unknown.
+
+    Accepted: a taxonomy name, alias or synset id, or any 8-digit synset folder of
+    ``data.shapenet_root`` (then the id is its own name). Without ``data.shapenet_root``,
+    models are generated, so pre-training and held-out categories need a procedural generator.
+    Collections and ``selftrain.category`` may be ingested photos: the render stage checks them.
+    """
+    root = cfg.data.shapenet_root
+    folders: list[str] | None = None
+
+    def canonical(key: str, value: str) -> str:
+        nonlocal folders
+        is_id = taxonomy.is_synset_id(value)
+        if folders is None and root and is_id and value.strip() not in taxonomy.NAMES:
+            folders = taxonomy.synsets_under(root)  # the disk is read for such ids only
+        try:
+            return taxonomy.resolve(value, extra_synsets=folders or ())[0]
+        except taxonomy.UnknownCategoryError as err:
+            hint = ""
+            if is_id:
+                hint = (f", and data.shapenet_root={root!r} has no folder {value.strip()}"
+                        if root else "; a synset outside the taxonomy needs data.shapenet_root "
+                        "set to a ShapeNet folder that has it")
+            raise ConfigError(f"{key}: {err}{hint} ({source})") from None
+
+    def generated(key: str, value: str) -> str:
+        name = canonical(key, value)
+        if root:
+            return name
+        from ss3d.data.procedural import PROCEDURAL_CATEGORIES  # imports config: not at the top
+
+        if name not in PROCEDURAL_CATEGORIES:
+            written = "" if value == name else f" ({name})"
+            raise ConfigError(
+                f"{key}: category {value!r}{written}, synset {SYNSETS[name]}, has no procedural "
+                f"generator (those are: {', '.join(PROCEDURAL_CATEGORIES)}) and "
+                f"data.shapenet_root is empty: set data.shapenet_root to a ShapeNetCore folder "
+                f"that has it ({source})")
+        return name
+
+    d = cfg.data
+    d.categories = [generated("data.categories", c) for c in d.categories]
+    d.heldout_categories = [generated("data.heldout_categories", c)
+                            for c in d.heldout_categories]
+    d.collections = [canonical("data.collections", c) for c in d.collections]
+    cfg.selftrain.category = canonical("selftrain.category", cfg.selftrain.category)
 
 
 @dataclass
@@ -149,7 +198,8 @@ class OptimConfig:
     grad_clip: float = _f(1.0, ge=0.0, help="0 disables clipping.")
     batch_size: int = _f(8, ge=1)
     device: str = _f("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
-    amp: bool = _f(True, help="Mixed precision (bf16/fp16) on CUDA; ignored on CPU.")
+    amp: bool = _f(True, help="Mixed precision: bf16/fp16 on CUDA, bf16 on CPUs with native bf16 "
+                    "instructions (AVX-512 BF16, AMX); fp32 elsewhere.")
     schedule: str = _f("cosine", choices=("constant", "cosine"),
                        help="Learning-rate schedule over the stage's steps.")
 
@@ -236,7 +286,8 @@ class EvalConfig:
     grid_resolution: int = _f(48, ge=8)
     density_threshold: float = _f(5.0, ge=0.0)
     surface_points: int = _f(4096, ge=16)
-    fscore_thresholds: list[float] = _f([0.05, 0.1])
+    fscore_thresholds: list[float] = _f([0.02, 0.05, 0.1], help="F-score distance thresholds "
+                                        "(fractions of the cube side).")
     coarse_factor: int = _f(2, ge=1, le=8, help="Coarse-to-fine mesh extraction: query every "
                             "k-th grid point, then full resolution only near the surface.")
     models_per_category: int = _f(4, ge=1, help="Held-out synthetic models per category.")
@@ -318,6 +369,12 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             raise bad()
         return float(value)
     if tp is str:
+        # YAML 1.1 reads an unquoted synset id (04256520) as an octal or decimal number, and so
+        # does papermill's -p: give category keys their synset back
+        if (key.split("[")[0] in CATEGORY_KEYS and isinstance(value, int)
+                and not isinstance(value, bool)
+                and (synset := taxonomy.synset_from_yaml_int(value)) is not None):
+            return synset
         if not isinstance(value, str):
             raise bad()
         return value
@@ -406,14 +463,7 @@ def validate(cfg: ExperimentConfig, source: str = "config") -> None:
         raise ConfigError(
             f"data.val_fraction + data.test_fraction: values {cfg.data.val_fraction} + "
             f"{cfg.data.test_fraction} leave no training models ({source})")
-    for key in ("categories", "heldout_categories", "collections"):
-        for cat in getattr(cfg.data, key):
-            if cat not in SYNSETS:
-                raise ConfigError(f"data.{key}: unknown category {cat!r}; known: "
-                                  f"{', '.join(SYNSETS)} ({source})")
-    if cfg.selftrain.category not in SYNSETS:
-        raise ConfigError(f"selftrain.category: unknown category {cfg.selftrain.category!r}; "
-                          f"known: {', '.join(SYNSETS)} ({source})")
+    _canonical_categories(cfg, source)
     try:
         parse_shard(r.shard)
     except ValueError as err:

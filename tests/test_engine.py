@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -24,10 +26,24 @@ def test_device_selection_on_cpu():
     assert runtime.is_main and not runtime.distributed
 
 
-def test_autocast_is_noop_on_cpu():
-    with autocast(torch.device("cpu")):
-        x = torch.ones(2, 2) @ torch.ones(2, 2)
-    assert x.dtype == torch.float32
+def test_cpu_autocast_follows_the_cpu_bf16_detection(monkeypatch):
+    """bf16 on CPUs with native bf16 instructions, plain fp32 elsewhere or when disabled."""
+    from ss3d import engine
+
+    cpu = torch.device("cpu")
+    for flag, expected in (("1", torch.bfloat16), ("0", torch.float32)):
+        monkeypatch.setenv("SS3D_CPU_AMP", flag)
+        engine.cpu_bf16_supported.cache_clear()
+        with autocast(cpu):
+            x = torch.ones(2, 2) @ torch.ones(2, 2)
+        assert x.dtype == expected
+        assert engine.amp_dtype(cpu) == (None if flag == "0" else torch.bfloat16)
+    with autocast(cpu, enabled=False):  # optim.amp: false always means fp32
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    monkeypatch.delenv("SS3D_CPU_AMP")
+    engine.cpu_bf16_supported.cache_clear()
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    assert engine.cpu_bf16_supported() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
 def test_checkpoint_round_trip_restores_everything(tmp_path):

@@ -19,6 +19,7 @@ import numpy as np
 import trimesh
 
 from ss3d.config import SYNSETS
+from ss3d.data import taxonomy
 from ss3d.data.hashing import stable_hash
 
 __all__ = ["ModelRecord", "ShapeNetError", "index_shapenet", "load_model", "stable_split"]
@@ -46,14 +47,15 @@ class ModelRecord:
 
 
 def _resolve_category(name_or_synset: str) -> tuple[str, str]:
-    if name_or_synset in SYNSETS:
-        return name_or_synset, SYNSETS[name_or_synset]
-    if name_or_synset in SYNSET_NAMES:
-        return SYNSET_NAMES[name_or_synset], name_or_synset
-    if name_or_synset.isdigit():
-        return name_or_synset, name_or_synset  # a synset we have no name for
-    raise ShapeNetError(f"unknown category {name_or_synset!r}: give a synset id or one of "
-                        f"{', '.join(SYNSETS)}")
+    """``(canonical name, synset)`` of a taxonomy name, alias or synset id; a synset folder
+    name outside the taxonomy (digits) is its own name."""
+    text = str(name_or_synset).strip()
+    if text.isdigit() and text not in SYNSET_NAMES:
+        return text, text  # a synset we have no name for: index_shapenet checks it exists
+    try:
+        return taxonomy.resolve(text)
+    except taxonomy.UnknownCategoryError as err:
+        raise ShapeNetError(str(err)) from None
 
 
 def index_shapenet(root: str | Path, categories: list[str] | None = None) -> list[ModelRecord]:

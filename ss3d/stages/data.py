@@ -21,7 +21,8 @@ import h5py
 import mlflow
 
 from ss3d import tracking, viz
-from ss3d.config import ExperimentConfig, parse_shard
+from ss3d.config import ConfigError, ExperimentConfig, parse_shard
+from ss3d.data import taxonomy
 from ss3d.data.h5 import H5FormatError
 from ss3d.data.ingest import (
     ingest_items,
@@ -30,12 +31,13 @@ from ss3d.data.ingest import (
     read_cub,
 )
 from ss3d.data.photos import PhotoSettings, render_photo_collection
-from ss3d.data.procedural import generate_category
+from ss3d.data.procedural import PROCEDURAL_CATEGORIES, generate_category
 from ss3d.data.render import RENDER_FORMAT, RenderSettings, merge_shards, render_models
 from ss3d.data.shapenet import ModelRecord, index_shapenet
 
 __all__ = [
-    "DataPaths", "DataResult", "data_paths", "find_renders", "ingest_stage", "render_stage",
+    "DataPaths", "DataResult", "check_collections", "data_paths", "find_renders", "ingest_stage",
+    "render_stage",
 ]
 
 log = logging.getLogger(__name__)
@@ -157,6 +159,8 @@ def render_stage(cfg: ExperimentConfig, *, merge_only: bool = False,
     paths = data_paths(cfg)
     result = DataResult(paths=paths)
     _, shard_count = parse_shard(cfg.render.shard)
+    if with_collections and (shard_count == 1 or merge_only):
+        check_collections(cfg, paths)  # before any rendering
 
     def work() -> None:
         result.summary["render"] = _render(cfg, paths, merge_only, progress)
@@ -185,6 +189,26 @@ def render_stage(cfg: ExperimentConfig, *, merge_only: bool = False,
         work()
         _log_summary(result)
     return result
+
+
+def check_collections(cfg: ExperimentConfig, paths: DataPaths | None = None) -> None:
+    """Every ``data.collections`` entry must be ingested already or have a procedural generator.
+
+    Rendered "photo" collections always come from procedural models (also with a real
+    ``data.shapenet_root``), so e.g. ``sofa`` needs ``ss3d ingest ... --name sofa`` first.
+
+    Raises:
+        ConfigError: naming the collection and what to do.
+    """
+    paths = paths or data_paths(cfg)
+    for name in cfg.data.collections:
+        if name not in PROCEDURAL_CATEGORIES and not paths.collection(name).is_file():
+            raise ConfigError(
+                f"data.collections: {name!r} has no procedural generator to render its photos "
+                f"(those are: {', '.join(PROCEDURAL_CATEGORIES)}) and "
+                f"{paths.collection(name)} does not exist: ingest its photos first (`ss3d "
+                f"ingest --csv FILE --name {name}` or `--cub ROOT --name {name}`) or remove it "
+                f"from data.collections")
 
 
 def build_rendered_collection(cfg: ExperimentConfig, name: str, paths: DataPaths | None = None,
@@ -218,6 +242,11 @@ def ingest_stage(cfg: ExperimentConfig, *, cub_root: str | None = None,
         raise ValueError("give exactly one source: --cub ROOT or --csv FILE "
                          "(or data.cub_root / data.csv)")
     paths = data_paths(cfg)
+    # a taxonomy name or alias is stored under its canonical name, which is what
+    # data.collections and selftrain.category hold after validation ('couch' -> sofa.h5)
+    if name:
+        name = taxonomy.canonical_name(name) or name
+    category = taxonomy.canonical_name(category) or category
     if cub_root:
         items, source = read_cub(cub_root, category=category), str(cub_root)
         name = name or "cub"

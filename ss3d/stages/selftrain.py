@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from ss3d import tracking
 from ss3d.cameras import Intrinsics, pixel_rays
 from ss3d.config import ExperimentConfig, to_dict
+from ss3d.data import taxonomy
 from ss3d.data.datasets import ImageCollection, read_hidden_cameras
 from ss3d.engine import (
     autocast,
@@ -354,6 +355,7 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     """
     start_wall = time.perf_counter()
     category = category or cfg.selftrain.category
+    category = taxonomy.canonical_name(category) or category  # as validated: 'couch' -> sofa
     cfg.selftrain.category = category
     runtime = init_distributed(cfg.optim.device)
     device = runtime.device
