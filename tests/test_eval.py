@@ -125,3 +125,17 @@ def test_learned_frame_alignment_maps_predictions_back_to_the_true_frame():
     mesh = extract_mesh(aligned, 48, 5.0)
     extent = mesh.verts.abs().max(0).values
     assert torch.allclose(extent, torch.tensor([0.45, 0.2, 0.12]), atol=0.03)
+
+
+def test_cpu_nearest_neighbours_match_pytorch3d_knn():
+    """The CPU k-d tree path returns PyTorch3D's nearest neighbours (distances and indices)."""
+    from pytorch3d.ops import knn_points
+
+    from ss3d.eval.metrics import nearest_neighbours
+
+    g = torch.Generator().manual_seed(0)
+    query, points = torch.rand(500, 3, generator=g), torch.rand(700, 3, generator=g)
+    dist, idx = nearest_neighbours(query, points)
+    knn = knn_points(query[None], points[None], K=1)
+    assert torch.equal(idx, knn.idx[0, :, 0])
+    assert torch.allclose(dist, knn.dists[0, :, 0].sqrt(), atol=1e-6)

@@ -39,6 +39,7 @@ import mlflow
 import numpy as np
 import torch
 from pytorch3d.ops import knn_points
+from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
 from ss3d import tracking
@@ -49,7 +50,14 @@ from ss3d.data.render import MeshRenderer
 from ss3d.data.shapenet import load_model
 from ss3d.engine import init_distributed, load_checkpoint, seed_everything
 from ss3d.eval.mesh import ExtractedMesh, extract_mesh
-from ss3d.eval.metrics import chamfer_fscore, sample_mesh_surface, volumetric_iou
+from ss3d.eval.metrics import (
+    chamfer_fscore,
+    nearest_distances,
+    nearest_neighbours,
+    sample_mesh_surface,
+    scores_from_distances,
+    volumetric_iou,
+)
 from ss3d.eval.stats import Interval, bootstrap_ci, paired_bootstrap_diff, wilson_interval
 from ss3d.eval.views import figure_renderer, mesh_views, to_trimesh, write_turntable
 from ss3d.geometry import merge_meshes, occupancy, sample_surface
@@ -251,6 +259,15 @@ class Shapes:
     volume_points: torch.Tensor
     volume_inside: torch.Tensor
     ids: list[str]
+    _trees: dict[int, cKDTree] = field(default_factory=dict, repr=False)
+
+    def tree(self, index: int) -> cKDTree | None:
+        """A k-d tree on surface ``index`` (built once; None off the CPU)."""
+        if self.surfaces.device.type != "cpu":
+            return None
+        if index not in self._trees:
+            self._trees[index] = cKDTree(self.surfaces[index].double().numpy())
+        return self._trees[index]
 
 
 @dataclass
@@ -313,8 +330,7 @@ def shape_metrics(shapes: Shapes, index: int, item: EvalItem,
     Its inside/outside at the item's volume samples is that of its nearest own volume sample.
     """
     out = chamfer_fscore(shapes.surfaces[index], item.surface, thresholds)
-    nearest = knn_points(item.volume_points[None], shapes.volume_points[index][None],
-                         K=1).idx[0, :, 0]
+    nearest = nearest_neighbours(item.volume_points, shapes.volume_points[index])[1]
     out["vol_iou"] = volumetric_iou(shapes.volume_inside[index][nearest], item.volume_inside)
     return out
 
@@ -323,20 +339,22 @@ def oracle_index(shapes: Shapes, item: EvalItem, threshold: float = 0.05,
                  subsample: int = 1024, candidates: int = 4) -> int:
     """The training shape with the best F-score at ``threshold`` against the item's truth.
 
-    Every training shape is scored on ``subsample`` points in one batched KNN; the best
-    ``candidates`` are rescored on all points. This is retrieval with the answer in hand: the
-    upper bound of any method that returns a training shape.
+    Every training shape is scored on ``subsample`` points of each surface (against the other
+    surface in full); the best ``candidates`` are rescored on all points. This is retrieval with
+    the answer in hand: the upper bound of any method that returns a training shape.
     """
-    t = shapes.surfaces.shape[0]
-    pred = shapes.surfaces[:, :subsample]
-    truth = item.surface[:subsample][None].expand(t, -1, -1).contiguous()
-    d_pred = knn_points(pred, truth, K=1).dists[..., 0].clamp(min=0).sqrt()
-    d_true = knn_points(truth, pred, K=1).dists[..., 0].clamp(min=0).sqrt()
-    precision, recall = (d_pred < threshold).float().mean(1), (d_true < threshold).float().mean(1)
-    f = 2 * precision * recall / (precision + recall).clamp(min=1e-9)
-    top = torch.topk(f, min(candidates, t)).indices.tolist()
+    truth = item.surface
+    truth_tree = (cKDTree(truth.double().numpy()) if truth.device.type == "cpu" else None)
+    scores = []
+    for t in range(shapes.surfaces.shape[0]):
+        d_pred = nearest_distances(shapes.surfaces[t, :subsample], truth, truth_tree)
+        d_true = nearest_distances(truth[:subsample], shapes.surfaces[t], shapes.tree(t))
+        scores.append(scores_from_distances(d_pred, d_true, (threshold,))[f"fscore@{threshold:g}"])
+    top = np.argsort(-np.asarray(scores), kind="stable")[:candidates].tolist()
     key = f"fscore@{threshold:g}"
-    full = [chamfer_fscore(shapes.surfaces[i], item.surface, (threshold,))[key] for i in top]
+    full = [scores_from_distances(nearest_distances(shapes.surfaces[i], truth, truth_tree),
+                                  nearest_distances(truth, shapes.surfaces[i], shapes.tree(i)),
+                                  (threshold,))[key] for i in top]
     return top[int(np.argmax(full))]
 
 

@@ -142,9 +142,11 @@ def hypothesis_losses(net: ReconstructionNet, latent: torch.Tensor, target_rgb: 
     near, far = ray_bounds(origins, dirs, distance.reshape(-1), cfg.model.ray_bounds,
                            cfg.model.object_radius)
     depths, points = sample_along_rays(origins, dirs, near, far, n_samples, stratified=True)
-    # one FiLM set per camera (B·H of them), broadcast over its R·S points
-    rgb_logits, density = net.query(points.reshape(b * h, r * n_samples, 3),
-                                    latent.repeat_interleave(h, 0))
+    # one FiLM set per camera (B·H of them), broadcast over its R·S points; the network in
+    # mixed precision where it pays (query returns fp32, so compositing stays fp32)
+    with autocast(points.device, cfg.optim.amp):
+        rgb_logits, density = net.query(points.reshape(b * h, r * n_samples, 3),
+                                        latent.repeat_interleave(h, 0))
     out = emission_absorption(density.reshape(b * h, r, n_samples),
                               torch.sigmoid(rgb_logits.reshape(b * h, r, n_samples, 3)), depths)
     return render_loss(out["mask"], out["rgb"], target_mask.repeat_interleave(h, 0),
@@ -226,9 +228,10 @@ def image_losses(net: ReconstructionNet, latents: torch.Tensor, images: torch.Te
         cams = [c.to(latents.device) if c.dim() == 1 else c[i].to(latents.device)
                 for c in (azimuth, elevation, distance)]
         latent = latents[i:i + 1]
-        rendered = render_images(lambda p, latent=latent: net.query(p, latent.expand(
-            p.shape[0], -1)), *cams, intrinsics, n_samples=n_samples,
-            bounds=cfg.model.ray_bounds, radius=cfg.model.object_radius)
+        with autocast(latents.device, cfg.optim.amp):  # the network only: query returns fp32
+            rendered = render_images(lambda p, latent=latent: net.query(p, latent.expand(
+                p.shape[0], -1)), *cams, intrinsics, n_samples=n_samples,
+                bounds=cfg.model.ray_bounds, radius=cfg.model.object_radius)
         out.append(render_loss(rendered["mask"], rendered["rgb"], small[i, 3],
                                small[i, :3].permute(1, 2, 0), cfg))
     return torch.stack(out)
