@@ -133,12 +133,15 @@ class DataConfig:
                                help="Categories used for synthetic pre-training.")
     heldout_categories: list[str] = _f(
         ["chair"], help="Categories never trained on (zero-shot evaluation).")
-    models_per_category: int = _f(24, ge=1)
+    models_per_category: int = _f(72, ge=1)
     val_fraction: float = _f(0.1, ge=0.0, lt=1.0)
-    test_fraction: float = _f(0.15, ge=0.0, lt=1.0)
+    test_fraction: float = _f(0.3, ge=0.0, lt=1.0)
     collections: list[str] = _f(["bird", "airplane"],
                                 help="Rendered 'photo' collections for self-training.")
-    images_per_collection: int = _f(48, ge=1)
+    images_per_collection: int = _f(128, ge=1)
+    collection_instances: int = _f(48, ge=1, help="Distinct procedural models that a rendered "
+                                   "collection's photos show (test images of one model are "
+                                   "not independent items).")
     collection_image_size: int = _f(128, ge=16, help="Size of the rendered 'photos' (pixels).")
     cub_root: str = _f("", help="A real CUB-200-2011 folder to ingest (optional).")
     csv: str = _f("", help="A generic CSV (category, rgb, mask[, box]) to ingest (optional).")
@@ -290,8 +293,9 @@ class EvalConfig:
                                         "(fractions of the cube side).")
     coarse_factor: int = _f(2, ge=1, le=8, help="Coarse-to-fine mesh extraction: query every "
                             "k-th grid point, then full resolution only near the surface.")
-    models_per_category: int = _f(4, ge=1, help="Held-out synthetic models per category.")
-    collection_images: int = _f(6, ge=0, help="Test images per collection with 3D ground truth.")
+    models_per_category: int = _f(20, ge=1, help="Held-out synthetic models per category.")
+    collection_images: int = _f(16, ge=0, help="Test images per collection with 3D ground "
+                                "truth.")
     novel_views: int = _f(2, ge=1, help="Novel views per synthetic model (mask IoU, PSNR).")
     figure_size: int = _f(96, ge=16, help="Pixels of the mesh renders in figures and GIFs.")
     turntable_frames: int = _f(24, ge=4)

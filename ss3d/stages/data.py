@@ -223,7 +223,8 @@ def build_rendered_collection(cfg: ExperimentConfig, name: str, paths: DataPaths
     photos = render_photo_collection(
         paths.photos / name, name, cfg.data.images_per_collection, seed=cfg.seed,
         settings=PhotoSettings(image_size=cfg.data.collection_image_size,
-                               fov_degrees=cfg.render.fov_degrees),
+                               fov_degrees=cfg.render.fov_degrees,
+                               instances=cfg.data.collection_instances),
         models_dir=paths.root / "collection_models", progress=progress)
     return ingest_items(read_cub(photos, category=name), out, crop_size=cfg.data.crop_size,
                         margin=cfg.data.crop_margin,

@@ -307,9 +307,10 @@ def render_chosen(net: ReconstructionNet, latent: torch.Tensor, bank: CameraBank
     pick = choice[index.cpu()]
     rows = torch.arange(len(index))
     cams = [c[rows, pick].to(latent.device) for c in (az, el, dist)]
-    return render_images(lambda p: net.query(p, latent), *cams, intrinsics,
-                         n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds,
-                         radius=cfg.model.object_radius)
+    with autocast(latent.device, cfg.optim.amp):  # the network only: query returns fp32
+        return render_images(lambda p: net.query(p, latent), *cams, intrinsics,
+                             n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds,
+                             radius=cfg.model.object_radius)
 
 
 def train_mode(net: ReconstructionNet) -> ReconstructionNet:
