@@ -984,7 +984,7 @@ def _trash_bin(b: _Builder, rng: np.random.Generator) -> None:
 
     Lids: ``none`` (open: a hollow bin with a rim), ``flat``, ``dome``, ``swing`` (a cap with a
     tilted grey flap at the front) or ``step`` (a flat lid raised 0–65° about a rear hinge,
-    with a pedal at the front). Height 0.7–2 × the top width. Colours: green body, dark lid,
+    with a pedal at the front). Height 0.7–1.7 × the top width. Colours: green body, dark lid,
     grey rim, a yellow label on the front, a silver pedal.
     """
     shape = _choice(rng, ["round", "square"])
@@ -992,7 +992,7 @@ def _trash_bin(b: _Builder, rng: np.random.Generator) -> None:
     lid = _choice(rng, ["none", "flat", "dome", "swing", "step"])
     radius = 0.5
     taper = rng.uniform(0.6, 0.85) if tapered else 1.0
-    height = rng.uniform(0.7, 2.0)
+    height = rng.uniform(0.7, 1.7)
     oblong = rng.uniform(0.6, 1.0) if shape == "square" else 1.0
     b.variant.update(shape=shape, profile="tapered" if tapered else "straight", lid=lid,
                      height=height)
@@ -1001,7 +1001,7 @@ def _trash_bin(b: _Builder, rng: np.random.Generator) -> None:
     squash = np.diag([1.0, 1.0, oblong, 1.0])  # an oblong square bin
     r_top, r_bot = circum, circum * taper
     if lid == "none":  # hollow: outer wall up, inner wall down, floor
-        wall = 0.03
+        wall = 0.04
         profile = [[0, 0], [r_bot, 0], [r_top, height], [r_top - wall, height],
                    [r_bot - wall, 0.06], [0, 0.06]]
     else:
@@ -1018,7 +1018,7 @@ def _trash_bin(b: _Builder, rng: np.random.Generator) -> None:
         b.revolve(rim, "rim", squash, sections, phase)
     top = height
     if lid == "flat":
-        lid_h = rng.uniform(0.03, 0.08)
+        lid_h = rng.uniform(0.05, 0.12)
         b.revolve(np.array([[0, top], [r_top * 1.03, top], [r_top * 1.0, top + lid_h],
                             [0, top + lid_h]]), "lid", squash, sections, phase)
         b.box((0.06, 0.04, 0.3 * oblong), (0, top + lid_h + 0.02, 0), "lid")
@@ -1041,8 +1041,11 @@ def _trash_bin(b: _Builder, rng: np.random.Generator) -> None:
         opening = rng.uniform(0, 65)
         hinge = np.array([-radius, top, 0.0])
         rot = _rot("z", opening)  # lifts the front edge (+X) about the rear hinge
-        centre = hinge + rot @ np.array([radius * 1.02, 0.02, 0])
-        disc = np.array([[0, -0.02], [r_top * 1.03, -0.02], [r_top * 1.03, 0.02], [0, 0.02]])
+        lid_h = rng.uniform(0.08, 0.12)
+        centre = hinge + rot @ np.array([radius * 1.02, lid_h / 2, 0])
+        disc = np.array([[0, -lid_h / 2], [r_top * 1.03, -lid_h / 2],  # a low dome
+                         [r_top * 0.97, lid_h / 2], [r_top * 0.6, lid_h * 1.1],
+                         [0, lid_h * 1.3]])
         b.revolve(disc, "lid", _tf(centre, rot) @ squash, sections, phase)
         b.box((0.22, 0.03, 0.3 * oblong), (r_bot * np.cos(np.pi / sections) + 0.1, 0.03, 0),
               "pedal")
