@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import pickle
 import random
 import re
 import tempfile
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "ss3d-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: plain data only (loads with weights_only)
 log = logging.getLogger("ss3d")
 
 
@@ -173,7 +174,11 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),  # noqa: NPY002
+    # numpy's state as a tensor and plain numbers, so the checkpoint loads with weights_only
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002
+    state = {"python": random.getstate(),
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                       float(gauss)],
              "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -182,7 +187,9 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss,  # noqa: NPY002
+                         gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -208,16 +215,52 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def plain(obj: Any) -> Any:
+    """``obj`` with numpy arrays as tensors and numpy scalars as Python numbers.
+
+    Checkpoints hold only tensors and plain data so that :func:`load_checkpoint` can read
+    them with ``torch.load(weights_only=True)``, which never runs pickled code.
+    """
+    if isinstance(obj, dict):
+        return {key: plain(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain(value) for value in obj)
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temp files an interrupted save of ``path`` left behind (``kill -9`` mid-write).
+
+    One process writes a given checkpoint (rank 0 of its run), so any other temp file of
+    this name is a dead save's leftover, up to a whole checkpoint in size.
+    """
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
 def save_checkpoint(path: str | Path, *, stage: str, step: int, config: dict[str, Any],
                     model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     extra: dict[str, Any] | None = None,
                     mlflow_run_id: str | None = None) -> Path:
-    """Write the one ss3d checkpoint format atomically (a crash never leaves half a file)."""
+    """Write the one ss3d checkpoint format atomically (a crash never leaves half a file).
+
+    Everything but the state dicts passes through :func:`plain`, so the file loads without
+    unpickling code.
+    """
+    path = Path(path)
+    if path.parent.is_dir():
+        _remove_stale_temps(path)
     payload = {
         "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "stage": stage,
-        "step": int(step), "config": config, "model": unwrap(model).state_dict(),
+        "step": int(step), "config": plain(config), "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "extra": extra or {}, "rng": _rng_state(), "mlflow_run_id": mlflow_run_id,
+        "extra": plain(extra or {}), "rng": _rng_state(), "mlflow_run_id": mlflow_run_id,
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -237,9 +280,15 @@ def load_checkpoint(path: str | Path, *, model: torch.nn.Module | None = None,
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        # weights_only=False: our checkpoints hold RNG states and config dicts. Only load
-        # checkpoints you (or your team) wrote.
-        payload = torch.load(path, map_location=map_location, weights_only=False)
+        # weights_only=True: tensors and plain data only. A crafted file cannot run code
+        # here (the default unpickler would call whatever the file names, before any check).
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise CheckpointError(
+            f"{path}: refused: the file holds Python objects other than tensors and plain "
+            f"data, which could run code when loaded ({first[:200]}). ss3d checkpoints since "
+            f"version {CHECKPOINT_VERSION} never do; re-create it with this ss3d") from None
     except Exception as err:  # torch raises many types for foreign / truncated files
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: "
                               f"{err})") from None

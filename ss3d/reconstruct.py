@@ -15,12 +15,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from ss3d.config import ExperimentConfig
-from ss3d.data.ingest import SkipImage, box_from_mask, square_crop
+from ss3d.data.ingest import SkipImage, box_from_mask, read_image_and_mask, square_crop
 from ss3d.engine import CheckpointError, select_device
 from ss3d.eval.mesh import ExtractedMesh, extract_mesh, write_obj
 from ss3d.model import ReconstructionNet, load_network
@@ -83,22 +82,17 @@ def prepare_input(image_path: str | Path, mask_path: str | Path, crop_size: int,
     for label, p in (("image", image_path), ("mask", mask_path)):
         if not p.is_file():
             raise ReconstructionError(f"{label} not found: {p}")
-    bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ReconstructionError(f"{image_path}: not a readable image")
-    raw = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
-    if raw is None:
-        raise ReconstructionError(f"{mask_path}: not a readable mask image")
-    if raw.shape != bgr.shape[:2]:
-        raise ReconstructionError(f"{mask_path}: mask size {raw.shape[::-1]} differs from the "
-                                  f"image's {bgr.shape[1::-1]}")
+    try:  # read exactly as ingest does: EXIF orientation applied to image and mask alike
+        rgb_full, raw = read_image_and_mask(image_path, mask_path)
+    except SkipImage as why:
+        culprit = mask_path if "mask" in str(why) else image_path
+        raise ReconstructionError(f"{culprit}: {why.detail or why}") from None
     mask = (raw >= 128).astype(np.uint8)
     try:
         box = box_from_mask(mask)
     except SkipImage:
         raise ReconstructionError(f"{mask_path}: the mask is empty (no pixel >= 128)") from None
-    rgb, crop_mask, _ = square_crop(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), mask, box, crop_size,
-                                    margin)
+    rgb, crop_mask, _ = square_crop(rgb_full, mask, box, crop_size, margin)
     if crop_mask.sum() == 0:
         raise ReconstructionError(f"{mask_path}: the mask vanishes at {crop_size} px")
     tensor = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()

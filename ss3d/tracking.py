@@ -36,6 +36,7 @@ __all__ = [
     "log_artifact",
     "log_checkpoint",
     "log_figure",
+    "log_metrics",
     "repo_root",
     "start_run",
     "tracking_uri",
@@ -49,6 +50,8 @@ TAG_DIRTY = "ss3d.git_dirty"
 TAG_COMMIT = "mlflow.source.git.commit"
 # MLflow params are capped in length; long lists are truncated rather than failing the run.
 _MAX_PARAM_CHARS = 6000
+# On a resumed run: the last step each metric had been logged at before the interruption.
+_logged_until: dict[str, int] = {}
 
 
 def repo_root() -> Path:
@@ -129,6 +132,7 @@ def start_run(cfg: ExperimentConfig, stage: str, *, category: str | None = None,
             mlflow.log_params(params)
         else:
             mlflow.set_tag("ss3d.resumed", "true")
+            _logged_until.update(_last_logged_steps(run_id))
         try:
             yield run
         except KeyboardInterrupt:
@@ -137,6 +141,29 @@ def start_run(cfg: ExperimentConfig, stage: str, *, category: str | None = None,
         except BaseException:
             mlflow.end_run(status="FAILED")
             raise
+        finally:
+            _logged_until.clear()
+
+
+def _last_logged_steps(run_id: str) -> dict[str, int]:
+    """``metric key -> highest step logged`` of an existing run."""
+    client = MlflowClient()
+    keys = client.get_run(run_id).data.metrics.keys()
+    return {key: max((m.step for m in client.get_metric_history(run_id, key)), default=-1)
+            for key in keys}
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    """``mlflow.log_metrics``, except that a resumed run never logs a step twice.
+
+    A run killed between two checkpoints had already logged the steps it then repeats after
+    the resume (the same values: the RNG state is restored). Those points are skipped, so
+    every curve has one point per step.
+    """
+    if step is not None and _logged_until:
+        metrics = {k: v for k, v in metrics.items() if step > _logged_until.get(k, -1)}
+    if metrics:
+        mlflow.log_metrics(dict(metrics), step=step)
 
 
 def log_figure(fig: Any, name: str, close: bool = True) -> None:

@@ -79,3 +79,61 @@ def test_bad_checkpoints_name_the_file(tmp_path):
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(CheckpointError, match="not an ss3d checkpoint"):
         load_checkpoint(foreign)
+
+
+class _Payload:
+    """Unpickling this calls ``Path.touch`` on a marker file: a stand-in for any command."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_crafted_checkpoint_never_runs_code(tmp_path):
+    marker = tmp_path / "pwned"
+    crafted = tmp_path / "crafted.pt"
+    torch.save({"format": "ss3d-checkpoint", "version": 2, "model": {},
+                "extra": _Payload(str(marker))}, crafted)
+    with pytest.raises(CheckpointError, match="crafted.pt: refused"):
+        load_checkpoint(crafted)
+    assert not marker.exists()
+    # the same file through torch's default unpickler would have run it: the test can fail
+    torch.load(crafted, weights_only=False)
+    assert marker.exists()
+
+
+def test_numpy_in_extras_and_rng_round_trip_as_plain_data(tmp_path):
+    import random
+
+    import numpy as np
+
+    seed_everything(5)
+    model = torch.nn.Linear(2, 2)
+    extra = {"alignment": np.eye(3), "score": np.float32(0.5), "ids": (np.int64(4), "a")}
+    path = save_checkpoint(tmp_path / "ck.pt", stage="selftrain", step=1, config={},
+                           model=model, extra=extra)
+    expected = (np.random.rand(3), random.random())  # noqa: NPY002
+    seed_everything(9)
+    payload = load_checkpoint(path, restore_rng=True)
+    assert torch.equal(payload["extra"]["alignment"], torch.eye(3, dtype=torch.float64))
+    assert payload["extra"]["score"] == 0.5 and type(payload["extra"]["score"]) is float
+    assert payload["extra"]["ids"] == (4, "a")
+    assert np.array_equal(np.random.rand(3), expected[0])  # noqa: NPY002
+    assert random.random() == expected[1]
+
+
+def test_an_interrupted_save_leaves_nothing_after_the_next_save(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    path = tmp_path / "last.pt"
+    # what kill -9 in the middle of torch.save leaves: a temp file beside the target
+    stale = tmp_path / ".last.pt.abc123.tmp"
+    stale.write_bytes(b"\0" * 1000)
+    other = tmp_path / ".best.pt.xyz.tmp"  # another checkpoint's temp file is not ours
+    other.write_bytes(b"\0")
+    save_checkpoint(path, stage="pretrain", step=1, config={}, model=model)
+    assert path.is_file() and not stale.exists() and other.exists()
+    load_checkpoint(path)

@@ -72,3 +72,24 @@ def test_failed_run_is_not_latest_and_resume_continues(mlflow_store):
         mlflow.log_metric("loss", 2.0, step=1)
     history = MlflowClient(mlflow_store).get_metric_history(good, "loss")
     assert [m.step for m in history] == [0, 1]
+
+
+def test_a_resumed_run_never_logs_a_step_twice(mlflow_store):
+    cfg = load_config(None, {"name": "unit3"})
+    # a run killed after logging steps 1..5, whose last checkpoint was at step 3
+    with tracking.start_run(cfg, "pretrain") as run:
+        for step in range(1, 6):
+            tracking.log_metrics({"loss": 1.0 / step}, step=step)
+    with tracking.start_run(cfg, "pretrain", run_id=run.info.run_id):
+        for step in range(4, 9):  # the resume repeats steps 4 and 5
+            tracking.log_metrics({"loss": 1.0 / step, "lr": 0.1}, step=step)
+    client = MlflowClient(mlflow_store)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == \
+        [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "lr")] == \
+        [4, 5, 6, 7, 8]  # a key the interrupted run never logged is logged from the start
+    # outside a resumed run nothing is filtered
+    with tracking.start_run(cfg, "pretrain") as fresh:
+        tracking.log_metrics({"loss": 1.0}, step=1)
+        tracking.log_metrics({"loss": 0.5}, step=1)
+    assert len(client.get_metric_history(fresh.info.run_id, "loss")) == 2

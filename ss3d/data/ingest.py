@@ -5,7 +5,13 @@ connected component via OpenCV) is squared around its centre, grown by a margin 
 padded with zeros where it leaves the image, resized, and the background set to 0.
 
 Bad images never stop an ingest: unreadable files, masks of the wrong size, empty or tiny
-masks are skipped, counted by reason in the log and in the file's attributes.
+masks, and bad rows of the index files (missing columns or paths, boxes that are not numbers,
+have zero size or are inverted) are skipped, counted by reason in the log and in the file's
+attributes, each with its file and line.
+
+Images are read with their EXIF orientation applied, and so are their masks (a phone JPEG
+stores its pixels sideways with an orientation tag; its mask is taken to be drawn on those
+stored pixels unless its size matches only the upright image).
 
 Collection HDF5 (``format = "ss3d-collection"``):
 
@@ -45,6 +51,7 @@ __all__ = [
     "ingest_items",
     "read_cub",
     "read_csv",
+    "read_image_and_mask",
     "square_crop",
 ]
 
@@ -55,17 +62,52 @@ HIDDEN_CAMERAS_FILE = "ss3d_hidden_cameras.json"
 
 
 class SkipImage(Exception):
-    """This image is unusable; the message is the reason counted in the summary."""
+    """This image is unusable; the message is the reason counted in the summary, ``detail``
+    (optional) says more about this image."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.detail = detail
 
 
 @dataclass(frozen=True)
 class IngestItem:
+    """One image of a collection. ``problem`` is set for an index row that cannot be used:
+    ``(reason counted in the summary, where and what: "file:line: ...")``."""
+
     image_id: str
     category: str
     rgb_path: Path
     mask_path: Path
     box: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 (pixels)
     is_train: bool = True
+    problem: tuple[str, str] | None = None
+
+
+def _bad_row(image_id: str, reason: str, where: str, detail: str) -> IngestItem:
+    return IngestItem(image_id=image_id, category="", rgb_path=Path(), mask_path=Path(),
+                      problem=(reason, f"{where}: {detail}"))
+
+
+def _checked_box(values: Sequence[str], *, corner_size: bool = False
+                 ) -> tuple[float, float, float, float] | tuple[str, str]:
+    """``(x0, y0, x1, y1)`` from four strings, or ``(reason, detail)`` for a bad box.
+
+    ``corner_size``: the values are ``x, y, width, height`` (CUB) rather than two corners.
+    """
+    try:
+        numbers = [float(v) for v in values]
+    except ValueError:
+        return "box not numeric", f"box {list(values)} is not four numbers"
+    if len(numbers) != 4 or not all(np.isfinite(numbers)):
+        return "box not numeric", f"box {list(values)} is not four finite numbers"
+    x0, y0, a, b = numbers
+    x1, y1 = (x0 + a, y0 + b) if corner_size else (a, b)
+    if x1 < x0 or y1 < y0:
+        return "inverted box", f"box {numbers} ends before it starts (x1 < x0 or y1 < y0)"
+    if x1 == x0 or y1 == y0:
+        return "zero-size box", f"box {numbers} has zero width or height"
+    return x0, y0, x1, y1
 
 
 def box_from_mask(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -108,25 +150,81 @@ def square_crop(image: np.ndarray, mask: np.ndarray, box: Sequence[float], size:
     return rgb * crop_mask[..., None], crop_mask, crop_box
 
 
-def _load_pair(item: IngestItem, min_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    bgr = cv2.imread(str(item.rgb_path), cv2.IMREAD_COLOR)
+def _exif_orientation(path: Path) -> int:
+    """The EXIF orientation tag (1..8) of an image file; 1 when it has none.
+
+    Read with Pillow (a matplotlib dependency), which parses the header only; OpenCV applies
+    the tag when decoding but does not report it.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            value = int(image.getexif().get(0x0112, 1))
+    except Exception:  # not an image Pillow reads: OpenCV decides below
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF orientation ``orientation`` to ``(H, W[, C])`` pixels (as viewers do)."""
+    if orientation in (2, 4, 5, 7):  # the mirrored ones: flip first, then rotate
+        pixels = cv2.flip(pixels, 1)
+        orientation = {2: 1, 4: 3, 5: 8, 7: 6}[orientation]
+    rotate = {3: cv2.ROTATE_180, 6: cv2.ROTATE_90_CLOCKWISE,
+              8: cv2.ROTATE_90_COUNTERCLOCKWISE}.get(orientation)
+    return cv2.rotate(pixels, rotate) if rotate is not None else pixels
+
+
+def read_image_and_mask(rgb_path: str | Path, mask_path: str | Path
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """``rgb (H, W, 3)`` uint8 and the raw mask ``(H, W)`` uint8, upright and aligned.
+
+    Both files are decoded without OpenCV's automatic EXIF rotation, then the image's
+    orientation is applied to both, so a sideways-stored phone JPEG and a mask drawn on its
+    stored pixels stay aligned. A mask whose size matches only the upright image is taken
+    as drawn on it.
+
+    Raises:
+        SkipImage: unreadable files, or sizes that match neither way (the reason names both
+        sizes as width x height).
+    """
+    flags = cv2.IMREAD_IGNORE_ORIENTATION
+    bgr = cv2.imread(str(rgb_path), cv2.IMREAD_COLOR | flags)
     if bgr is None:
         raise SkipImage("unreadable image")
-    raw = cv2.imread(str(item.mask_path), cv2.IMREAD_GRAYSCALE)
+    raw = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE | flags)
     if raw is None:
         raise SkipImage("unreadable mask")
-    if raw.shape != bgr.shape[:2]:
-        raise SkipImage("mask size differs from image")
+    orientation = _exif_orientation(Path(rgb_path))
+    upright = _orient(bgr, orientation)
+    if raw.shape == bgr.shape[:2]:
+        raw = _orient(raw, orientation)
+    elif raw.shape != upright.shape[:2]:
+        height, width = upright.shape[:2]
+        raise SkipImage("mask size differs from image",
+                        f"mask {mask_path} is {raw.shape[1]}x{raw.shape[0]}, image {rgb_path} "
+                        f"is {width}x{height} upright")
+    return cv2.cvtColor(upright, cv2.COLOR_BGR2RGB), raw
+
+
+def _load_pair(item: IngestItem, min_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    rgb, raw = read_image_and_mask(item.rgb_path, item.mask_path)
     mask = (raw >= 128).astype(np.uint8)  # CUB segmentations are soft (0..255)
     if mask.sum() == 0:
         raise SkipImage("empty mask")
     if mask.mean() < min_fraction:
         raise SkipImage("tiny mask")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), mask
+    return rgb, mask
 
 
 def read_cub(root: str | Path, category: str = "bird") -> list[IngestItem]:
-    """Items of a CUB-200-2011 folder (images/, segmentations/, images.txt, ...)."""
+    """Items of a CUB-200-2011 folder (images/, segmentations/, images.txt, ...).
+
+    A missing index file stops here (nothing could be read); a bad line of one (no path, a
+    box that is not four numbers, of zero size or inverted) becomes an item with ``problem``
+    set, which :func:`ingest_items` skips and counts. Image paths may contain spaces.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"CUB root not found: {root}")
@@ -135,29 +233,34 @@ def read_cub(root: str | Path, category: str = "bird") -> list[IngestItem]:
     if missing:
         raise FileNotFoundError(f"{root}: not a CUB-200-2011 folder, missing {missing}")
 
-    def table(name: str) -> dict[str, list[str]]:
+    def table(name: str) -> dict[str, tuple[str, str]]:
+        """``image id -> (the rest of its line, "file:line")``."""
         rows = {}
         for line_no, line in enumerate((root / name).read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) < 2:
-                raise ValueError(f"{root / name}:{line_no}: malformed line {line!r}")
-            rows[parts[0]] = parts[1:]
+            parts = line.strip().split(maxsplit=1)  # the rest may hold spaces (paths)
+            if parts:
+                rows[parts[0]] = (parts[1] if len(parts) > 1 else "", f"{name}:{line_no}")
         return rows
 
     images, boxes, split = table("images.txt"), table("bounding_boxes.txt"), table(
         "train_test_split.txt")
     items = []
-    for image_id, (rel,) in images.items():
+    for image_id, (rel, where) in images.items():
+        if not rel:
+            items.append(_bad_row(image_id, "no image path", where, "no path after the id"))
+            continue
         box = None
         if image_id in boxes:
-            x, y, w, h = (float(v) for v in boxes[image_id][:4])
-            box = (x, y, x + w, y + h)
+            values, box_where = boxes[image_id]
+            checked = _checked_box(values.split(), corner_size=True)
+            if isinstance(checked[0], str):
+                items.append(_bad_row(image_id, checked[0], box_where, checked[1]))
+                continue
+            box = checked
         items.append(IngestItem(
             image_id=image_id, category=category, rgb_path=root / "images" / rel,
             mask_path=(root / "segmentations" / rel).with_suffix(".png"), box=box,
-            is_train=split.get(image_id, ["1"])[0] == "1"))
+            is_train=split.get(image_id, ("1", ""))[0].strip() == "1"))
     return items
 
 
@@ -165,10 +268,13 @@ def read_csv(path: str | Path) -> list[IngestItem]:
     """Items of a CSV with columns ``category,rgb,mask`` and optional ``x0,y0,x1,y1``.
 
     Relative paths are relative to the CSV's folder. The image id is the rgb path as written.
+    A row with a missing value or a bad box becomes an item with ``problem`` set (skipped
+    and counted by :func:`ingest_items`, with the CSV's line number).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CSV not found: {path}")
+    corners = ("x0", "y0", "x1", "y1")
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
         columns = set(reader.fieldnames or [])
@@ -178,9 +284,21 @@ def read_csv(path: str | Path) -> list[IngestItem]:
                              f"{sorted(columns)})")
         items = []
         for row in reader:
+            where = f"{path.name}:{reader.line_num}"
+            image_id = (row.get("rgb") or "").strip() or where
+            empty = [k for k in ("category", "rgb", "mask") if not (row.get(k) or "").strip()]
+            if empty:
+                items.append(_bad_row(image_id, "missing value", where,
+                                      f"no value in column(s) {empty}"))
+                continue
             box = None
-            if all(row.get(k) not in (None, "") for k in ("x0", "y0", "x1", "y1")):
-                box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
+            given = [row.get(k) for k in corners]
+            if any(v not in (None, "") for v in given):
+                checked = _checked_box([v or "" for v in given])
+                if isinstance(checked[0], str):
+                    items.append(_bad_row(image_id, checked[0], where, checked[1]))
+                    continue
+                box = checked
             split = (row.get("split") or "train").strip().lower()
             items.append(IngestItem(
                 image_id=row["rgb"], category=row["category"],
@@ -205,6 +323,12 @@ def ingest_items(items: Iterable[IngestItem], out_path: str | Path, *, crop_size
     reasons: Counter[str] = Counter()
     skipped: list[tuple[str, str]] = []
     for item in tqdm(items, desc=f"ingest {out_path.stem}", unit="img", disable=not progress):
+        if item.problem is not None:  # a bad index row: counted, with its file and line
+            reason, detail = item.problem
+            reasons[reason] += 1
+            skipped.append((item.image_id, detail))
+            log.warning("skipping %s", detail)
+            continue
         try:
             rgb, mask = _load_pair(item, min_mask_fraction)
             box = item.box if item.box is not None else box_from_mask(mask)
@@ -213,8 +337,9 @@ def ingest_items(items: Iterable[IngestItem], out_path: str | Path, *, crop_size
                 raise SkipImage("empty mask inside box")
         except SkipImage as why:
             reasons[str(why)] += 1
-            skipped.append((item.image_id, str(why)))
-            log.warning("skipping %s (%s): %s", item.image_id, item.rgb_path, why)
+            skipped.append((item.image_id, why.detail or str(why)))
+            log.warning("skipping %s (%s): %s", item.image_id, item.rgb_path,
+                        why.detail or why)
             continue
         kept["images"].append(crop)
         kept["masks"].append(crop_mask)

@@ -470,7 +470,7 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
                                                      device, seed=cfg.seed))
             student.train()
             if track:
-                mlflow.log_metrics({f"agreement_before/{k}": v
+                tracking.log_metrics({f"agreement_before/{k}": v
                                     for k, v in result.agreement_before.items()})
         bar = tqdm(range(start_step, d.steps), desc=f"distill ({d.mode})", unit="step",
                    initial=start_step, total=d.steps, disable=not progress)
@@ -513,7 +513,7 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
             record["step"] = step + 1
             history.append(record)
             if track:
-                mlflow.log_metrics({k: v for k, v in record.items() if k != "step"},
+                tracking.log_metrics({k: v for k, v in record.items() if k != "step"},
                                    step=step + 1)
             bar.set_postfix(loss=f"{record['loss']:.4f}")
             if (step + 1) % d.checkpoint_every == 0 or step + 1 == d.steps:
@@ -540,7 +540,7 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
             mlflow.set_tags({f"ss3d.teacher.{k}": v for k, v in result.teachers.items()})
             train()
             finish()
-            mlflow.log_metrics({f"agreement/{k}": v for k, v in result.agreement.items()})
+            tracking.log_metrics({f"agreement/{k}": v for k, v in result.agreement.items()})
             for name, fig in result.figures.items():
                 tracking.log_figure(fig, name, close=False)
             tracking.log_checkpoint(last)

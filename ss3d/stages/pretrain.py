@@ -366,7 +366,7 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
         metrics["step"] = step
         validation.append(metrics)
         if track and runtime.is_main:
-            mlflow.log_metrics({f"val/{k}": v for k, v in metrics.items() if k != "step"},
+            tracking.log_metrics({f"val/{k}": v for k, v in metrics.items() if k != "step"},
                                step=step)
             fig = _validation_figure(val, rendered, step)
             tracking.log_figure(fig, f"validation/step_{step:06d}", close=False)
@@ -396,7 +396,7 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
             baselines.update({"sphere_mask_iou": sphere["mask_iou"],
                               "sphere_psnr": sphere["psnr"], "sphere_radius": radius})
             if track and runtime.is_main:
-                mlflow.log_metrics({f"baseline/{k}": v for k, v in baselines.items()})
+                tracking.log_metrics({f"baseline/{k}": v for k, v in baselines.items()})
         batches = _infinite(loader, sampler)
         bar = tqdm(range(start_step, cfg.pretrain.steps), desc="pretrain", unit="step",
                    initial=start_step, total=cfg.pretrain.steps,
@@ -421,7 +421,7 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
                           grad_norm=float(grad_norm), step_seconds=time.perf_counter() - tic)
             history.append(record)
             if track and runtime.is_main:
-                mlflow.log_metrics({k: v for k, v in record.items() if k != "step"},
+                tracking.log_metrics({k: v for k, v in record.items() if k != "step"},
                                    step=step + 1)
             bar.set_postfix(loss=f"{record['loss']:.4f}")
             done = step + 1

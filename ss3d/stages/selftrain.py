@@ -462,7 +462,7 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
             alignment = None if g is None else g.tolist()
         epochs.append(metrics)
         if track:
-            mlflow.log_metrics({f"epoch/{k}": v for k, v in metrics.items() if k != "epoch"},
+            tracking.log_metrics({f"epoch/{k}": v for k, v in metrics.items() if k != "epoch"},
                                step=step)
         latent = latents[fixed].to(device)
         rendered = render_chosen(net, latent, bank, fixed, chosen, intrinsics, cfg)
@@ -544,7 +544,7 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                               step_seconds=time.perf_counter() - tic)
                 history.append(record)
                 if track:
-                    mlflow.log_metrics({k: v for k, v in record.items()
+                    tracking.log_metrics({k: v for k, v in record.items()
                                         if k not in ("step", "epoch")}, step=step)
                 bar.set_postfix(loss=f"{record['loss_after_cameras']:.4f}")
             end_of_epoch(epoch, step)

@@ -1,0 +1,126 @@
+"""Ingest never dies on bad rows, and reads images and masks the same way (EXIF)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from ss3d.data.ingest import ingest_items, read_csv, read_cub, read_image_and_mask
+from ss3d.reconstruct import ReconstructionError, prepare_input
+
+
+def _pair(folder, name, *, width=60, height=40, box=(10, 5, 40, 30)):
+    """A green object on black, its mask, both ``width x height``; returns relative paths."""
+    img = np.zeros((height, width, 3), np.uint8)
+    mask = np.zeros((height, width), np.uint8)
+    x0, y0, x1, y1 = box
+    img[y0:y1, x0:x1, 1] = 255
+    mask[y0:y1, x0:x1] = 255
+    cv2.imwrite(str(folder / f"{name}.png"), img)
+    cv2.imwrite(str(folder / f"{name}_m.png"), mask)
+    return f"imgs/{name}.png", f"imgs/{name}_m.png"
+
+
+def test_bad_csv_rows_are_skipped_and_counted_with_their_line(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    good = _pair(tmp_path / "imgs", "good")
+    rows = ["category,rgb,mask,x0,y0,x1,y1",
+            f"car,{good[0]},{good[1]},10,5,40,30",      # line 2: fine
+            f"car,{good[0]}",                              # line 3: too few columns
+            f"car,{good[0]},{good[1]},10,5,10,30",         # line 4: zero width
+            f"car,{good[0]},{good[1]},10,5,abc,30",        # line 5: not a number
+            f"car,{good[0]},{good[1]},40,5,10,30",         # line 6: inverted
+            f"car,{good[0]},{good[1]},,,,"]                # line 7: box from the mask
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
+    items = read_csv(tmp_path / "list.csv")  # never raises on a bad row
+    summary = ingest_items(items, tmp_path / "c.h5", crop_size=16, progress=False)
+    assert summary["images"] == 2 and summary["skipped"] == 4
+    assert summary["skipped_reasons"] == {"missing value": 1, "zero-size box": 1,
+                                          "box not numeric": 1, "inverted box": 1}
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        details = [detail for _, detail in json.loads(f.attrs["skipped_items"])]
+    for line, word in ((3, "mask"), (4, "zero width"), (5, "abc"), (6, "ends before")):
+        assert any(d.startswith(f"list.csv:{line}:") and word in d for d in details), details
+
+
+def test_bad_cub_rows_are_skipped_and_paths_may_hold_spaces(tmp_path):
+    root = tmp_path / "cub"
+    folder = root / "images" / "001.Some Bird"
+    folder.mkdir(parents=True)
+    (root / "segmentations" / "001.Some Bird").mkdir(parents=True)
+    names = ["a b", "zero", "text", "nopath"]
+    for name in names:
+        img = np.zeros((40, 60, 3), np.uint8)
+        img[5:30, 10:40] = 200
+        mask = (img[..., 0] > 0).astype(np.uint8) * 255
+        cv2.imwrite(str(folder / f"{name}.jpg"), img)
+        cv2.imwrite(str(root / "segmentations" / "001.Some Bird" / f"{name}.png"), mask)
+    (root / "images.txt").write_text("1 001.Some Bird/a b.jpg\n2 001.Some Bird/zero.jpg\n"
+                                     "3 001.Some Bird/text.jpg\n4\n")
+    (root / "bounding_boxes.txt").write_text("1 10 5 30 25\n2 10 5 0 25\n3 10 5 x 25\n")
+    (root / "train_test_split.txt").write_text("1 1\n2 1\n3 0\n4 1\n")
+    items = read_cub(root)
+    summary = ingest_items(items, tmp_path / "cub.h5", crop_size=16, progress=False)
+    assert summary["images"] == 1
+    assert summary["skipped_reasons"] == {"zero-size box": 1, "box not numeric": 1,
+                                          "no image path": 1}
+    with h5py.File(tmp_path / "cub.h5", "r") as f:
+        assert f["image_ids"].asstr()[0] == "1"
+        assert "a b.jpg" in f["source_paths"].asstr()[0]
+        details = dict(json.loads(f.attrs["skipped_items"]))
+    assert details["2"].startswith("bounding_boxes.txt:2:")
+    assert details["4"].startswith("images.txt:4:")
+
+
+def _exif_jpeg(path, rgb: np.ndarray, orientation: int) -> None:
+    """Store ``rgb`` as a JPEG whose EXIF says how to turn it upright."""
+    image = Image.fromarray(rgb)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.save(path, exif=exif, quality=100)
+
+
+@pytest.mark.parametrize("square", [True, False])
+def test_exif_rotation_applies_to_image_and_mask_alike(tmp_path, square):
+    # stored pixels (sideways, as a phone writes them) with the object at the top left
+    height, width = (48, 48) if square else (40, 64)
+    stored = np.zeros((height, width, 3), np.uint8)
+    stored[2:14, 3:20] = (0, 255, 0)
+    mask = np.zeros((height, width), np.uint8)
+    mask[2:14, 3:20] = 255  # drawn on the stored pixels
+    _exif_jpeg(tmp_path / "photo.jpg", stored, orientation=6)  # 6: turn 90° clockwise
+    cv2.imwrite(str(tmp_path / "mask.png"), mask)
+
+    rgb, raw = read_image_and_mask(tmp_path / "photo.jpg", tmp_path / "mask.png")
+    assert rgb.shape[:2] == (width, height) == raw.shape  # upright: turned by 90°
+    inside = raw >= 128
+    assert inside.sum() == 12 * 17
+    assert rgb[inside, 1].mean() > 200 and rgb[~inside, 1].mean() < 30  # they agree
+
+    # ingest and reconstruct crop the same pixels
+    (tmp_path / "list.csv").write_text("category,rgb,mask\ncar,photo.jpg,mask.png\n")
+    ingest_items(read_csv(tmp_path / "list.csv"), tmp_path / "c.h5", crop_size=24,
+                 progress=False)
+    tensor, crop = prepare_input(tmp_path / "photo.jpg", tmp_path / "mask.png", 24, 0.1)
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        assert np.array_equal(f["images"][0], crop)
+        green = f["images"][0][f["masks"][0] > 0, 1]
+    assert green.mean() > 200
+
+
+def test_a_mask_drawn_on_the_upright_photo_is_accepted_and_other_sizes_are_named(tmp_path):
+    stored = np.zeros((40, 64, 3), np.uint8)
+    _exif_jpeg(tmp_path / "photo.jpg", stored, orientation=8)
+    upright_mask = np.zeros((64, 40), np.uint8)
+    upright_mask[5:20, 5:30] = 255
+    cv2.imwrite(str(tmp_path / "upright.png"), upright_mask)
+    rgb, raw = read_image_and_mask(tmp_path / "photo.jpg", tmp_path / "upright.png")
+    assert rgb.shape[:2] == raw.shape == (64, 40)
+    cv2.imwrite(str(tmp_path / "odd.png"), np.zeros((10, 10), np.uint8))
+    with pytest.raises(ReconstructionError, match=r"odd.png: .*10x10.*40x64 upright"):
+        prepare_input(tmp_path / "photo.jpg", tmp_path / "odd.png", 24, 0.1)
