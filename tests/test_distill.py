@@ -6,9 +6,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
 from ss3d.config import load_config
 from ss3d.engine import save_checkpoint
@@ -137,7 +140,6 @@ def test_student_is_registered_and_loads_by_name(tiny_teachers, mlflow_store):
     result = distill_stage(cfg, teachers={"synthetic": str(pretrained),
                                           "bird": str(teacher_path)}, progress=False)
     assert result.model_version == "1"
-    from mlflow.tracking import MlflowClient
 
     run = MlflowClient(mlflow_store).get_run(result.run_id)
     assert "agreement/bird" in run.data.metrics and "loss/bird" in run.data.metrics
@@ -148,6 +150,22 @@ def test_student_is_registered_and_loads_by_name(tiny_teachers, mlflow_store):
     with torch.no_grad():
         assert torch.allclose(point_outputs(loaded, images, pts)[1],
                               point_outputs(student, images, pts)[1], atol=1e-6)
+    # the pyfunc: latent codes from images, the weights in an ss3d checkpoint (no pickle)
+    import mlflow.pyfunc
+
+    pyfunc = mlflow.pyfunc.load_model("models:/ss3d-unified/1")
+    with torch.no_grad():
+        expected = student.encode(images).numpy()
+    assert np.allclose(pyfunc.predict(images.numpy()), expected, atol=1e-6)
+    client = MlflowClient(mlflow_store)
+    version = client.get_model_version("ss3d-unified", "1")
+    assert version.tags["ss3d.run_id"] == result.run_id and "bird" in version.description
+    from mlflow.artifacts import download_artifacts
+
+    local = Path(download_artifacts(artifact_uri="models:/ss3d-unified/1"))
+    files = [p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()]
+    assert "artifacts/student.pt" in files
+    assert not any(f.endswith((".pkl", ".pth")) for f in files), files
     # a resumed run continues in the same MLflow run and registers version 2
     cfg.distill.steps = 3
     again = distill_stage(cfg, teachers={"synthetic": str(pretrained),
