@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from ss3d.config import (
     parse_set_args,
 )
 from ss3d.engine import CheckpointError
+from ss3d.notebooks import NotebookError
 
 log = logging.getLogger("ss3d")
 
@@ -41,8 +43,24 @@ def _set_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+DEFAULT_CONFIG = "experiments/smoke.yaml"
+
+
+def _config_path(given: str | None) -> Path | None:
+    """``--config`` as given; without it the embedded default, found from any working folder
+    (the repository's ``experiments/smoke.yaml``, else the built-in defaults it mirrors)."""
+    if given is not None:
+        return Path(given)
+    from ss3d.tracking import repo_root
+
+    for candidate in (Path(DEFAULT_CONFIG), repo_root() / DEFAULT_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def _load(args: argparse.Namespace) -> ExperimentConfig:
-    return load_config(args.config, _set_overrides(args.set))
+    return load_config(_config_path(args.config), _set_overrides(args.set))
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -178,14 +196,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_pipeline(args: argparse.Namespace) -> int:
     from ss3d.pipeline import run_pipeline
 
-    run_pipeline(Path(args.config), overrides=_set_overrides(args.set),
+    config = _config_path(args.config)
+    if config is None:
+        raise FileNotFoundError(f"no --config given and no {DEFAULT_CONFIG} here or in the "
+                                "repository")
+    run_pipeline(config, overrides=_set_overrides(args.set),
                  output_dir=Path(args.output) if args.output else None)
     return 0
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", default="experiments/smoke.yaml",
-                   help="experiment YAML (default: %(default)s)")
+    p.add_argument("--config", "-c", default=None,
+                   help=f"experiment YAML (default: the repository's {DEFAULT_CONFIG})")
     p.add_argument("--set", "-s", action="append", metavar="KEY=VALUE",
                    help="dotted override, e.g. --set model.hidden=128 (repeatable)")
 
@@ -267,12 +289,20 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"ss3d: config error: {err}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError, CheckpointError) as err:
+    except (FileNotFoundError, ValueError, CheckpointError, NotebookError) as err:
+        if args.verbose:
+            traceback.print_exc()
         print(f"ss3d: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ss3d: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # anything unforeseen: one line, the traceback with -v
+        if args.verbose:
+            traceback.print_exc()
+        print(f"ss3d: error: {type(err).__name__}: {err}"
+              + ("" if args.verbose else " (run with -v for the traceback)"), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -17,9 +17,11 @@ range raises :class:`ConfigError` naming the key, the value and the file it came
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -444,8 +446,28 @@ def apply_overrides(cfg: ExperimentConfig, overrides: Mapping[str, Any],
     return cfg
 
 
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _numbers(cfg: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
+    """``(dotted key, value)`` of every float in the config, list items included."""
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            yield from _numbers(value, f"{key}.")
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, float):
+                yield key, item
+
+
 def validate(cfg: ExperimentConfig, source: str = "config") -> None:
     """Cross-field checks that a single field's metadata cannot express."""
+    for key, value in _numbers(cfg):
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: value {value!r} is not a finite number ({source})")
+    if not _DEVICE.fullmatch(cfg.optim.device):
+        raise ConfigError(f"optim.device: value {cfg.optim.device!r} is not 'auto', 'cpu', "
+                          f"'cuda' or 'cuda:N' ({source})")
     r = cfg.render
     for key, pair in (("render.elevation_range", r.elevation_range),
                       ("render.distance_range", r.distance_range)):
@@ -516,7 +538,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if data is None:
-        return {}
+        raise ConfigError(f"{path}: the file is empty; an experiment file sets at least "
+                          "`name:` (an empty one would run as the default 'smoke' experiment "
+                          "and write into its folders)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections, got "
                           f"{type(data).__name__}")

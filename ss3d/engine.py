@@ -53,6 +53,10 @@ class CheckpointError(ValueError):
     """A file is missing, unreadable or not an ss3d checkpoint."""
 
 
+class DeviceError(ValueError):
+    """The configured device does not exist on this machine."""
+
+
 def select_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
     """``auto`` → this rank's CUDA device when available, else CPU. Explicit names are checked."""
     if preference == "auto":
@@ -61,8 +65,12 @@ def select_device(preference: str = "auto", local_rank: int = 0) -> torch.device
         return torch.device("cpu")
     device = torch.device(preference)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"optim.device={preference!r} but CUDA is not available here; "
-                           "use 'auto' or 'cpu'")
+        raise DeviceError(f"optim.device={preference!r} but CUDA is not available here; "
+                          "use 'auto' or 'cpu'")
+    if device.type == "cuda" and device.index is not None \
+            and device.index >= torch.cuda.device_count():
+        raise DeviceError(f"optim.device={preference!r} but this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s)")
     return device
 
 

@@ -35,14 +35,19 @@ def kernel_name() -> str:
     return "ss3d" if "ss3d" in KernelSpecManager().find_kernel_specs() else "python3"
 
 
+class NotebookError(RuntimeError):
+    """A notebook failed: which one, the cell, what it raised, where the executed copy is."""
+
+
 def execute(name: str, output: str | Path, parameters: Mapping[str, Any] | None = None,
             cwd: str | Path | None = None) -> Path:
     """Execute ``notebooks/<name>.ipynb`` with papermill into ``output``; returns the path.
 
-    Raises papermill's ``PapermillExecutionError`` (with the failing cell) on error; the
-    partially executed notebook is still written to ``output`` for inspection.
+    Raises :class:`NotebookError` naming the notebook, the failing cell and its error; the
+    partially executed notebook, with the full traceback, is still written to ``output``.
     """
     import papermill
+    from papermill.exceptions import PapermillExecutionError
 
     from ss3d.tracking import repo_root
 
@@ -52,8 +57,14 @@ def execute(name: str, output: str | Path, parameters: Mapping[str, Any] | None 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    papermill.execute_notebook(str(source), str(output), parameters=dict(parameters or {}),
-                               kernel_name=kernel_name(), cwd=str(cwd or repo_root()),
-                               progress_bar=False, log_output=False)
+    try:
+        papermill.execute_notebook(str(source), str(output), parameters=dict(parameters or {}),
+                                   kernel_name=kernel_name(), cwd=str(cwd or repo_root()),
+                                   progress_bar=False, log_output=False)
+    except PapermillExecutionError as err:
+        value = str(err.evalue).strip().splitlines()
+        raise NotebookError(f"{source.name}: cell {err.exec_count} raised {err.ename}: "
+                            f"{value[0] if value else ''} (the executed notebook with the "
+                            f"traceback: {output})") from None
     log.info("executed %s in %.1fs -> %s", source.name, time.perf_counter() - start, output)
     return output

@@ -11,6 +11,7 @@ model: ``ss3d-unified`` (latest version) or ``ss3d-unified/3``.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ class Reconstruction:
     turntable: Path | None
     model: str
     input_crop: np.ndarray
+
+
+MIN_MASK_PIXELS = 64  # an 8 x 8 object: below this a crop is an upscaled blur
 
 
 def load_model_spec(spec: str, device: torch.device | str = "cpu"
@@ -86,8 +90,14 @@ def prepare_input(image_path: str | Path, mask_path: str | Path, crop_size: int,
         rgb_full, raw = read_image_and_mask(image_path, mask_path)
     except SkipImage as why:
         culprit = mask_path if "mask" in str(why) else image_path
-        raise ReconstructionError(f"{culprit}: {why.detail or why}") from None
+        wording = {"unreadable image": "not a readable image",
+                   "unreadable mask": "not a readable mask image"}
+        raise ReconstructionError(f"{culprit}: {why.detail or wording.get(str(why), why)}"
+                                  ) from None
     mask = (raw >= 128).astype(np.uint8)
+    if 0 < mask.sum() < MIN_MASK_PIXELS:
+        raise ReconstructionError(f"{mask_path}: the mask covers {int(mask.sum())} pixel(s); "
+                                  f"at least {MIN_MASK_PIXELS} are needed to see a shape")
     try:
         box = box_from_mask(mask)
     except SkipImage:
@@ -99,16 +109,29 @@ def prepare_input(image_path: str | Path, mask_path: str | Path, crop_size: int,
     return tensor, rgb
 
 
+def _check_writable(path: Path, flag: str, suffix: str, what: str) -> None:
+    """Fail before any work when ``path`` cannot be written as a ``suffix`` file."""
+    if path.is_dir():
+        raise ReconstructionError(f"{flag} {path}: is a folder; give a file name such as "
+                                  f"{path / ('mesh' + suffix)}")
+    if path.suffix.lower() != suffix:
+        raise ReconstructionError(f"{flag} {path}: {what} (use a {suffix} name)")
+    existing = next(p for p in [path.parent, *path.parent.parents] if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ReconstructionError(f"{flag} {path}: cannot write into {existing}")
+
+
 def reconstruct(image: str | Path, mask: str | Path, model: str, output: str | Path,
                 turntable: str | Path | None = None, cfg: ExperimentConfig | None = None,
                 device: str = "auto") -> Reconstruction:
     """Reconstruct one image; writes ``output`` (OBJ) and optionally a turntable GIF."""
     cfg = cfg or ExperimentConfig()
     output = Path(output)
-    if output.suffix.lower() != ".obj":
-        raise ReconstructionError(f"-o {output}: the mesh is written as OBJ (use a .obj name)")
-    if turntable is not None and Path(turntable).suffix.lower() != ".gif":
-        raise ReconstructionError(f"--turntable {turntable}: use a .gif name")
+    # everything that can be checked is checked before the model loads and the mesh is made
+    _check_writable(output, "-o", ".obj", "the mesh is written as OBJ")
+    if turntable is not None:
+        _check_writable(Path(turntable), "--turntable", ".gif", "the turntable is a GIF")
+    prepare_input(image, mask, cfg.data.crop_size, cfg.data.crop_margin)  # validates input
     dev = select_device(device)
     try:
         net, description, saved = load_model_spec(model, dev)

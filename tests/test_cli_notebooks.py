@@ -94,3 +94,38 @@ def test_render_notebook_through_papermill_cli(tmp_path):
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.params["render.image_size"] == "24"
+
+
+def test_the_default_config_is_found_from_any_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # outside the repository, no --config
+    assert main(["config", "--set", "model.hidden=16"]) == 0
+    out = capsys.readouterr().out
+    assert "name: smoke" in out and "hidden: 16" in out
+
+
+def test_unforeseen_errors_are_one_line_and_verbose_shows_the_traceback(capsys, monkeypatch):
+    import ss3d.cli
+
+    def broken(cfg):
+        raise KeyError("some.key")
+
+    monkeypatch.setattr(ss3d.cli, "dump_yaml", broken)  # what `ss3d config` calls
+    assert main(["config"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        "ss3d: error: KeyError: 'some.key' (run with -v for the traceback)"]
+    assert main(["-v", "config"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_is_named_with_its_cell(tmp_path):
+    from ss3d.notebooks import NotebookError, execute
+
+    out = tmp_path / "failed.ipynb"
+    with pytest.raises(NotebookError) as info:
+        execute("01_pretrain", out, {"overrides": {"data.root": str(tmp_path / "none")},
+                                     "progress": False})
+    message = str(info.value)
+    assert message.startswith("01_pretrain.ipynb: cell ") and "FileNotFoundError" in message
+    assert "\n" not in message and str(out) in message and out.is_file()

@@ -108,3 +108,20 @@ def test_exponent_floats_from_yaml_and_set(tmp_path):
     assert load_config(None, parse_set_args(["distill.lr=2e-4"])).distill.lr == pytest.approx(2e-4)
     with pytest.raises(ConfigError, match="optim.lr: expected float"):
         load_config(None, {"optim.lr": "fast"})
+
+
+def test_empty_files_infinite_numbers_and_unknown_devices_are_refused(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing but a comment\n")
+    with pytest.raises(ConfigError, match="empty.yaml: the file is empty"):
+        load_config(empty)
+    with pytest.raises(ConfigError, match=r"optim.lr: value inf is not a finite number"):
+        load_config(None, {"optim.lr": float("inf")})
+    nan_file = tmp_path / "nan.yaml"
+    nan_file.write_text("name: x\nselftrain:\n  grid_distances: [2.5, .nan]\n")
+    with pytest.raises(ConfigError, match=r"selftrain.grid_distances: value nan .*nan.yaml"):
+        load_config(nan_file)
+    for bad in ("gpu", "cuda0", "cuda:x"):
+        with pytest.raises(ConfigError, match=f"optim.device: value '{bad}'"):
+            load_config(None, {"optim.device": bad})
+    assert load_config(None, {"optim.device": "cuda:1"}).optim.device == "cuda:1"

@@ -386,6 +386,18 @@ def test_truncated_and_foreign_hdf5_name_the_file(renders, tmp_path):
         ImageCollection(partial)
 
 
+def test_corrupt_data_in_a_well_formed_file_names_the_file(renders, tmp_path):
+    damaged = tmp_path / "damaged.h5"
+    raw = bytearray(renders.read_bytes())
+    with h5py.File(renders, "r") as f:  # overwrite the first compressed chunk of rgb
+        offset = f["rgb"].id.get_chunk_info(0).byte_offset
+    raw[offset:offset + 64] = b"\xff" * 64
+    damaged.write_bytes(bytes(raw))
+    views = RenderedViews(damaged)  # the header and index read fine
+    with pytest.raises(H5FormatError, match="damaged.h5: corrupt data in item"):
+        [views[i] for i in range(len(views))]
+
+
 
 def test_training_after_rendering_does_not_crash(tmp_path):
     """pyrender (EGL/Mesa) then an Adam step (imports triton) used to segfault: run it in a

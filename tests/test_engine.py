@@ -20,7 +20,7 @@ def test_device_selection_on_cpu():
     assert select_device("cpu").type == "cpu"
     if not torch.cuda.is_available():
         assert select_device("auto").type == "cpu"
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
+        with pytest.raises(ValueError, match="CUDA is not available"):
             select_device("cuda")
     runtime = init_distributed("cpu")
     assert runtime.is_main and not runtime.distributed

@@ -137,6 +137,12 @@ def test_reconstruct_bad_inputs_fail_clearly_and_write_nothing(store, tmp_path, 
 
     empty = tmp_path / "empty.png"
     cv2.imwrite(str(empty), np.zeros(cv2.imread(str(mask)).shape[:2], np.uint8))
+    speck = tmp_path / "speck.png"
+    one_pixel = np.zeros(cv2.imread(str(mask)).shape[:2], np.uint8)
+    one_pixel[5, 5] = 255
+    cv2.imwrite(str(speck), one_pixel)
+    folder = tmp_path / "meshes.obj"
+    folder.mkdir()
     cases = [
         ([str(tmp_path / "missing.jpg"), "--mask", str(mask), "--model", ckpt], "not found"),
         ([str(not_image), "--mask", str(mask), "--model", ckpt], "not a readable image"),
@@ -144,6 +150,7 @@ def test_reconstruct_bad_inputs_fail_clearly_and_write_nothing(store, tmp_path, 
         ([str(image), "--mask", str(mask), "--model", str(REPO / "README.md")],
          "not a readable checkpoint"),
         ([str(image), "--mask", str(mask), "--model", "no-such-thing"], "not an existing"),
+        ([str(image), "--mask", str(speck), "--model", ckpt], "covers 1 pixel(s)"),
     ]
     out = tmp_path / "out.obj"
     for args, message in cases:
@@ -152,6 +159,10 @@ def test_reconstruct_bad_inputs_fail_clearly_and_write_nothing(store, tmp_path, 
         err = capsys.readouterr().err
         assert code == 2 and message in err, (args, err)
         assert not out.exists() and not (tmp_path / "t.gif").exists()
+    # a folder as the output fails before the model is even loaded
+    code = main(["reconstruct", str(image), "--mask", str(mask), "--model", "no-such-thing",
+                 "-o", str(folder)])
+    assert code == 2 and "is a folder" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -50,6 +50,16 @@ class _LazyH5(Dataset):
     def _read_index(self, f: h5py.File) -> None:
         raise NotImplementedError
 
+    def _item(self, index: int) -> dict:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict:
+        try:
+            return self._item(index)
+        except OSError as err:  # a file whose header reads but whose data is damaged
+            raise H5FormatError(f"{self.path}: corrupt data in item {index} ({err}); "
+                                "re-create the file (its stage reruns from scratch)") from None
+
     @property
     def file(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
@@ -131,7 +141,7 @@ class RenderedViews(_LazyH5):
             out[v] = np.concatenate(chosen)
         return out
 
-    def __getitem__(self, index: int) -> dict:
+    def _item(self, index: int) -> dict:
         row = int(self.rows[index])
         f = self.file
         # torch's per-worker seed makes numpy sampling differ across workers and epochs
@@ -196,7 +206,7 @@ class ImageCollection(_LazyH5):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: int) -> dict:
+    def _item(self, index: int) -> dict:
         row = int(self.rows[index])
         image = self.file["images"][row].astype(np.float32) / 255.0
         mask = self.file["masks"][row].astype(np.float32)
