@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= experiments/smoke.yaml
 
-.PHONY: setup smoke test test-fast lint bench ui clean-data
+.PHONY: setup smoke test test-fast lint bench ui lab clean-data
 
 # The stamp is rebuilt when the pins change, so `make test` after a pin bump reinstalls.
 $(VENV)/.setup-stamp: pyproject.toml
@@ -34,6 +34,10 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
+
+# JupyterLab on the notebooks, with the project's kernel ("ss3d (.venv)") already installed
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db

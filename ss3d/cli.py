@@ -284,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # PyOpenGL announces at INFO that an optional C speed-up is missing
+        logging.getLogger("OpenGL").setLevel(logging.WARNING)
     try:
         return args.func(args)
     except ConfigError as err:

@@ -40,8 +40,11 @@ class NotebookError(RuntimeError):
 
 
 def execute(name: str, output: str | Path, parameters: Mapping[str, Any] | None = None,
-            cwd: str | Path | None = None) -> Path:
+            cwd: str | Path | None = None, log_output: bool = False) -> Path:
     """Execute ``notebooks/<name>.ipynb`` with papermill into ``output``; returns the path.
+
+    ``log_output``: stream the notebook's printed output and progress bars to this process's
+    log as they appear (``ss3d pipeline`` does).
 
     Raises :class:`NotebookError` naming the notebook, the failing cell and its error; the
     partially executed notebook, with the full traceback, is still written to ``output``.
@@ -60,7 +63,7 @@ def execute(name: str, output: str | Path, parameters: Mapping[str, Any] | None 
     try:
         papermill.execute_notebook(str(source), str(output), parameters=dict(parameters or {}),
                                    kernel_name=kernel_name(), cwd=str(cwd or repo_root()),
-                                   progress_bar=False, log_output=False)
+                                   progress_bar=False, log_output=log_output)
     except PapermillExecutionError as err:
         value = str(err.evalue).strip().splitlines()
         raise NotebookError(f"{source.name}: cell {err.exec_count} raised {err.ename}: "

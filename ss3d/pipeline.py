@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,29 @@ from ss3d.stages.pretrain import stage_dir
 __all__ = ["run_pipeline"]
 
 log = logging.getLogger(__name__)
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{rest:02d}"
+
+
+def _previous_timings(name: str, out: Path) -> dict[str, float]:
+    """Notebook wall times of the last run of this experiment (its report, else its outputs)."""
+    for path in (tracking.repo_root() / "reports" / name / "timings.json", out / "timings.json"):
+        try:
+            return {k: float(v) for k, v in json.loads(path.read_text()).items()}
+        except (OSError, ValueError, AttributeError):
+            continue
+    return {}
+
+
+def _estimate(previous: Mapping[str, float], remaining: Sequence[str]) -> str:
+    """``"; about 12:40 left"`` from the previous run's times of the remaining notebooks."""
+    known = [previous[label] for label in remaining if label in previous]
+    if not known:
+        return ""
+    return f"; about {_clock(sum(known))} left (the last run's times)"
 
 
 def run_pipeline(config: str | Path, overrides: Mapping[str, Any] | None = None,
@@ -45,22 +69,29 @@ def run_pipeline(config: str | Path, overrides: Mapping[str, Any] | None = None,
                               "ablation": bool(cfg.selftrain.ablation and k == 0)}))
         else:
             jobs.append((name, name, stage, {}))
-    for name, label, stage, params in jobs:
-        if not notebook_path(name).is_file():
-            log.info("skipping %s: notebook not in this version of ss3d", name)
-            continue
+    jobs = [job for job in jobs if notebook_path(job[0]).is_file()]
+    previous = _previous_timings(cfg.name, out)
+    pipeline_start = time.perf_counter()
+    # the stages' progress bars reach this terminal through papermill's output log: one
+    # update every few seconds instead of one per step
+    os.environ.setdefault("TQDM_MININTERVAL", "10")
+    for k, (name, label, stage, params) in enumerate(jobs, 1):
+        elapsed = _clock(time.perf_counter() - pipeline_start)
+        print(f"[{k}/{len(jobs)}] {label}: starting at {elapsed}"
+              f"{_estimate(previous, [job[1] for job in jobs[k - 1:]])}", flush=True)
         start = time.perf_counter()
         executed = execute(name, out / f"{label}.ipynb",
                            {"experiment_file": str(config), "overrides": dict(overrides or {}),
-                            **params})
+                            **params}, log_output=True)
         timings[label] = time.perf_counter() - start
         run = tracking.latest_run(cfg.name, stage, category=params.get("category"))
         if run is not None:
             MlflowClient(tracking.tracking_uri()).log_artifact(run.info.run_id, str(executed),
                                                                "notebooks")
-        print(f"{label}: {timings[label]:.1f}s  ({executed})", flush=True)
+        print(f"[{k}/{len(jobs)}] {label}: done in {_clock(timings[label])}  ({executed})",
+              flush=True)
     total = sum(timings.values())
-    print(f"pipeline {cfg.name}: {total:.1f}s for {len(timings)} notebooks", flush=True)
+    print(f"pipeline {cfg.name}: {_clock(total)} for {len(timings)} notebooks", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / "timings.json").write_text(json.dumps(timings, indent=1))
     if report and "04_evaluate" in timings:

@@ -159,6 +159,8 @@ def write_report(cfg: ExperimentConfig, *, out_dir: str | Path | None = None,
                      for p in _convert_notebooks(notebooks_dir, tmp / "notebooks")]
         timings_file = notebooks_dir / "timings.json"
         timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
+        if timings:  # the next `ss3d pipeline` of this experiment estimates from these
+            (tmp / "timings.json").write_text(json.dumps(timings, indent=1))
         runs = _stage_runs(cfg, track)
         (tmp / "index.html").write_text(
             _index_html(cfg, data, runs, figures, gifs, notebooks, timings, eval_run),

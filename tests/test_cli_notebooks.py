@@ -129,3 +129,19 @@ def test_a_failing_notebook_is_named_with_its_cell(tmp_path):
     message = str(info.value)
     assert message.startswith("01_pretrain.ipynb: cell ") and "FileNotFoundError" in message
     assert "\n" not in message and str(out) in message and out.is_file()
+
+
+def test_pipeline_estimates_what_remains_from_the_last_run(tmp_path, monkeypatch):
+    from ss3d import pipeline
+
+    monkeypatch.setattr(pipeline.tracking, "repo_root", lambda: tmp_path)
+    assert pipeline._previous_timings("x", tmp_path / "out") == {}
+    (tmp_path / "reports" / "x").mkdir(parents=True)
+    (tmp_path / "reports" / "x" / "timings.json").write_text(
+        json.dumps({"00_render": 60, "01_pretrain": 125.4}))
+    previous = pipeline._previous_timings("x", tmp_path / "out")
+    assert pipeline._estimate(previous, ["00_render", "01_pretrain", "04_evaluate"]) == \
+        "; about 3:05 left (the last run's times)"
+    assert pipeline._estimate(previous, ["04_evaluate"]) == ""
+    (tmp_path / "reports" / "x" / "timings.json").write_text("[not, a, mapping]")
+    assert pipeline._previous_timings("x", tmp_path / "out") == {}

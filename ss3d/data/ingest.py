@@ -37,7 +37,7 @@ from pathlib import Path
 import cv2
 import h5py
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 import ss3d
 from ss3d.data.h5 import atomic_h5

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ss3d.cameras import Intrinsics
 from ss3d.data.hashing import stable_rng

@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 import pyrender  # noqa: E402
 import torch  # noqa: E402
 import trimesh  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 import ss3d  # noqa: E402
 from ss3d.cameras import Intrinsics, camera_to_world_opengl  # noqa: E402

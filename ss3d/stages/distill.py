@@ -33,7 +33,7 @@ import matplotlib.pyplot as plt
 import mlflow
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ss3d import tracking
 from ss3d.cameras import Intrinsics, pixel_rays

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from pytorch3d.ops import knn_points
 from scipy.spatial import cKDTree
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ss3d import tracking
 from ss3d.cameras import Intrinsics

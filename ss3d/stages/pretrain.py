@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: papermill streams them to `ss3d pipeline`
 
 from ss3d import tracking
 from ss3d.cameras import Intrinsics, pixel_rays

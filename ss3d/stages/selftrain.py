@@ -34,7 +34,7 @@ import mlflow
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ss3d import tracking
 from ss3d.cameras import Intrinsics, pixel_rays
