@@ -24,6 +24,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from ss3d.config import ExperimentConfig, flatten
+from ss3d.data.locks import exclusive
 
 __all__ = [
     "TAG_CATEGORY",
@@ -79,14 +80,19 @@ def configure(experiment: str) -> str:
     """Point MLflow at our store and select (creating if needed) ``experiment``; return its id."""
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is not None:
-        experiment_id = found.experiment_id
-    else:
-        root = _artifact_root(uri)
-        experiment_id = client.create_experiment(
-            experiment, artifact_location=f"{root}/{experiment}" if root else None)
+    # Two processes opening a new SQLite store at once both try to create its tables (and the
+    # experiment), and one fails; a lock beside the database makes the second wait.
+    guard = (exclusive(Path(uri[len("sqlite:///"):] + ".lock"), f"the MLflow store {uri}")
+             if uri.startswith("sqlite:///") else contextlib.nullcontext())
+    with guard:
+        client = MlflowClient(uri)
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            experiment_id = found.experiment_id
+        else:
+            root = _artifact_root(uri)
+            experiment_id = client.create_experiment(
+                experiment, artifact_location=f"{root}/{experiment}" if root else None)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 

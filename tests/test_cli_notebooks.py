@@ -145,3 +145,41 @@ def test_pipeline_estimates_what_remains_from_the_last_run(tmp_path, monkeypatch
     assert pipeline._estimate(previous, ["04_evaluate"]) == ""
     (tmp_path / "reports" / "x" / "timings.json").write_text("[not, a, mapping]")
     assert pipeline._previous_timings("x", tmp_path / "out") == {}
+
+
+@pytest.mark.slow
+def test_two_renders_into_one_root_end_with_one_intact_result(tmp_path):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    cmd = [sys.executable, "-m", "ss3d.cli", "render", "--config",
+           str(REPO / "experiments/smoke.yaml"), "--set", f"data.root={tmp_path / 'data'}",
+           *TINY, "--set", "data.models_per_category=4"]
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    second = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    outputs = [p.communicate(timeout=600) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], [o[1][-2000:] for o in outputs]
+    stderr = "".join(err for _, err in outputs)
+    assert "unreadable" not in stderr and "delete it" not in stderr
+    with h5py.File(tmp_path / "data" / "renders.h5", "r") as f:
+        assert f.attrs["complete_models"] == 8  # 4 cars + 4 held-out chairs
+    data = tmp_path / "data"
+    assert not list(data.rglob("*.tmp")) and not list(data.glob("renders.shard-*"))
+    with h5py.File(data / "collections" / "bird.h5", "r") as f:
+        assert f["images"].shape[0] == 4
+
+
+def test_papermill_reads_every_parameter_of_every_notebook():
+    """papermill's parser skips a line it cannot read (an `=` in the comment is enough) and
+    then warns "Passed unknown parameter" for a value the notebook does take."""
+    import nbformat
+    from papermill.translators import PythonTranslator
+
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        cell = next(c for c in nbformat.read(path, as_version=4).cells
+                    if "parameters" in c.metadata.get("tags", []))
+        parsed = {p.name for p in PythonTranslator.inspect(cell)}
+        declared = {line.split(":")[0].split("=")[0].strip()
+                    for line in cell.source.splitlines()
+                    if line.strip() and not line.startswith("#")}
+        assert parsed == declared, (path.name, declared - parsed)

@@ -31,6 +31,7 @@ import colorsys
 import hashlib
 import json
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1345,19 +1346,22 @@ def part_colours(category: str, index: int, seed: int = 0) -> dict[str, np.ndarr
 def write_model(mesh: trimesh.Trimesh, folder: Path) -> Path:
     """Write ``folder/models/model_normalized.{obj,mtl}`` + texture, atomically per model."""
     models = folder / "models"
-    tmp = folder.parent / f".{folder.name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "models").mkdir(parents=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # a temp folder of this process's own: two processes generating one model never share it
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    (tmp / "models").mkdir()
     text, files = trimesh.exchange.obj.export_obj(
         mesh, include_texture=True, return_texture=True, mtl_name="model_normalized.mtl",
         include_normals=False)
     (tmp / "models" / "model_normalized.obj").write_text(text)
     for name, data in files.items():
         (tmp / "models" / name).write_bytes(data)
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+    if folder.exists() and not (models / "model_normalized.obj").is_file():
+        shutil.rmtree(folder, ignore_errors=True)  # an incomplete model of an older ss3d
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process finished the same (deterministic) model first
+        shutil.rmtree(tmp, ignore_errors=True)
     return models / "model_normalized.obj"
 
 

@@ -30,6 +30,7 @@ from ss3d.data.ingest import (
     read_csv,
     read_cub,
 )
+from ss3d.data.locks import exclusive
 from ss3d.data.photos import PhotoSettings, render_photo_collection
 from ss3d.data.procedural import PROCEDURAL_CATEGORIES, generate_category
 from ss3d.data.render import RENDER_FORMAT, RenderSettings, merge_shards, render_models
@@ -163,6 +164,13 @@ def render_stage(cfg: ExperimentConfig, *, merge_only: bool = False,
         check_collections(cfg, paths)  # before any rendering
 
     def work() -> None:
+        index, count = parse_shard(cfg.render.shard)
+        piece = "merge" if merge_only else f"{index}-of-{count}"
+        with exclusive(paths.root / f".render-{piece}.lock",
+                       f"{paths.root} (render {piece})"):
+            locked_work()
+
+    def locked_work() -> None:
         result.summary["render"] = _render(cfg, paths, merge_only, progress)
         if shard_count > 1 and not merge_only:
             return  # collections and figures once, after the merge
