@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,7 +53,7 @@ def execute(name: str, output: str | Path, parameters: Mapping[str, Any] | None 
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from ss3d.tracking import repo_root
+    from ss3d.tracking import SOURCE_ENV, repo_root
 
     source = notebook_path(name)
     if not source.is_file():
@@ -60,6 +61,9 @@ def execute(name: str, output: str | Path, parameters: Mapping[str, Any] | None 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    # the kernel inherits this: its MLflow runs name the notebook as their source
+    previous = os.environ.get(SOURCE_ENV)
+    os.environ[SOURCE_ENV] = f"notebooks/{source.name}"
     try:
         papermill.execute_notebook(str(source), str(output), parameters=dict(parameters or {}),
                                    kernel_name=kernel_name(), cwd=str(cwd or repo_root()),
@@ -69,5 +73,10 @@ def execute(name: str, output: str | Path, parameters: Mapping[str, Any] | None 
         raise NotebookError(f"{source.name}: cell {err.exec_count} raised {err.ename}: "
                             f"{value[0] if value else ''} (the executed notebook with the "
                             f"traceback: {output})") from None
+    finally:
+        if previous is None:
+            os.environ.pop(SOURCE_ENV, None)
+        else:
+            os.environ[SOURCE_ENV] = previous
     log.info("executed %s in %.1fs -> %s", source.name, time.perf_counter() - start, output)
     return output

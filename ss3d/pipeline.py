@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from ss3d import tracking
 from ss3d.config import load_config
 from ss3d.notebooks import NOTEBOOKS, execute, notebook_path
-from ss3d.report import write_report
+from ss3d.report import notebook_html, write_report
 from ss3d.stages.pretrain import stage_dir
 
 __all__ = ["run_pipeline"]
@@ -85,9 +85,11 @@ def run_pipeline(config: str | Path, overrides: Mapping[str, Any] | None = None,
                             **params}, log_output=True)
         timings[label] = time.perf_counter() - start
         run = tracking.latest_run(cfg.name, stage, category=params.get("category"))
-        if run is not None:
-            MlflowClient(tracking.tracking_uri()).log_artifact(run.info.run_id, str(executed),
-                                                               "notebooks")
+        if run is not None:  # the executed notebook, and as a page the MLflow UI shows
+            client = MlflowClient(tracking.tracking_uri())
+            client.log_artifact(run.info.run_id, str(executed), "notebooks")
+            client.log_artifact(run.info.run_id, str(notebook_html(
+                executed, executed.with_suffix(".html"))), "notebooks")
         print(f"[{k}/{len(jobs)}] {label}: done in {_clock(timings[label])}  ({executed})",
               flush=True)
     total = sum(timings.values())

@@ -111,22 +111,28 @@ def _convert_notebooks(source: Path, target: Path) -> list[Path]:
     """Executed notebooks → standalone HTML (nbconvert), in pipeline order."""
     if not source.is_dir():
         return []
-    import nbformat
     from nbconvert import HTMLExporter
 
     # nbconvert's "basic" template (cells, outputs, embedded figures) in a small page of our
     # own: the full "lab" template adds ~300 KB of CSS and scripts to every committed file.
     exporter = HTMLExporter(template_name="basic")
     target.mkdir(parents=True, exist_ok=True)
-    written = []
-    for nb_path in sorted(source.glob("*.ipynb")):
-        body, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
-        out = target / f"{nb_path.stem}.html"
-        out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>"
-                       f"{html.escape(nb_path.stem)}</title><style>{NOTEBOOK_CSS}</style>"
-                       f"</head><body>{body}</body></html>", encoding="utf-8")
-        written.append(out)
-    return written
+    return [notebook_html(nb_path, target / f"{nb_path.stem}.html", exporter)
+            for nb_path in sorted(source.glob("*.ipynb"))]
+
+
+def notebook_html(nb_path: Path, out: Path, exporter: Any = None) -> Path:
+    """One executed notebook as a standalone HTML page (what MLflow and the report show)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = exporter or HTMLExporter(template_name="basic")
+    body, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
+    out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' "
+                   f"content='width=device-width, initial-scale=1'><title>"
+                   f"{html.escape(nb_path.stem)}</title><style>{NOTEBOOK_CSS}</style>"
+                   f"</head><body>{body}</body></html>", encoding="utf-8")
+    return out
 
 
 def write_report(cfg: ExperimentConfig, *, out_dir: str | Path | None = None,

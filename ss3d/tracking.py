@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -92,7 +93,12 @@ def configure(experiment: str) -> str:
         else:
             root = _artifact_root(uri)
             experiment_id = client.create_experiment(
-                experiment, artifact_location=f"{root}/{experiment}" if root else None)
+                experiment, artifact_location=f"{root}/{experiment}" if root else None,
+                # MLflow 3's UI opens an experiment of this kind in its model-training view
+                # (runs, charts, models) rather than the GenAI one (traces, evaluations)
+                tags={"mlflow.experimentKind": "custom_model_development",
+                      "mlflow.note.content": f"ss3d experiment '{experiment}': one run per "
+                      "stage (render, pretrain, selftrain per category, distill, evaluate)."})
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
@@ -109,6 +115,40 @@ def git_state() -> tuple[str, bool]:
         return commit, dirty
     except (OSError, subprocess.SubprocessError):
         return "unknown", False
+
+
+# The config sections a stage reads: its run logs only these as params (the rest would be
+# noise in the UI's params table). Root keys (name, seed, output_dir) go with every stage.
+_ROOT = ("name", "seed", "output_dir")
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "render": (*_ROOT, "data", "render"),
+    "ingest": (*_ROOT, "data"),
+    "pretrain": (*_ROOT, "data", "render", "model", "optim", "pretrain"),
+    "selftrain": (*_ROOT, "data", "model", "optim", "selftrain"),
+    "distill": (*_ROOT, "data", "model", "optim", "distill"),
+    "evaluate": (*_ROOT, "data", "model", "evaluate"),
+}
+# where a stage runs from: `ss3d pipeline` names the notebook for its kernel
+SOURCE_ENV = "SS3D_SOURCE"
+
+
+def _source_tags(stage: str, category: str | None, consumed: Sequence[str]) -> dict[str, str]:
+    """``mlflow.source.name`` (the notebook or CLI command, not ``ipykernel_launcher.py``) and
+    a one-line run description."""
+    source = os.environ.get(SOURCE_ENV)
+    if not source:
+        argv0 = Path(sys.argv[0]).name if sys.argv else ""
+        if argv0 in ("ss3d", "cli.py", "__main__.py") and len(sys.argv) > 1:
+            source = f"ss3d {sys.argv[1]}"
+        elif "ipykernel" in argv0:
+            source = "a Jupyter notebook"
+        else:
+            source = argv0 or "python"
+    what = f"{stage} of {category}" if category else stage
+    inputs = f"; consumed runs {', '.join(consumed)}" if consumed else ""
+    return {"mlflow.source.name": source,
+            "mlflow.source.type": "NOTEBOOK" if source.endswith(".ipynb") else "LOCAL",
+            "mlflow.note.content": f"ss3d {what}, run from {source}{inputs}."}
 
 
 @contextlib.contextmanager
@@ -132,9 +172,12 @@ def start_run(cfg: ExperimentConfig, stage: str, *, category: str | None = None,
                     TAG_DIRTY: str(dirty).lower(), TAG_CONSUMED: ",".join(consumed)}
             if category is not None:
                 tags[TAG_CATEGORY] = category
+            tags.update(_source_tags(stage, category, consumed))
             tags.update(extra_tags or {})
             mlflow.set_tags(tags)
-            params = {k: (str(v)[:_MAX_PARAM_CHARS]) for k, v in flatten(cfg).items()}
+            sections = STAGE_SECTIONS.get(stage.split("-")[0])  # selftrain-ablation too
+            params = {k: (str(v)[:_MAX_PARAM_CHARS]) for k, v in flatten(cfg).items()
+                      if sections is None or k.split(".")[0] in sections}
             mlflow.log_params(params)
         else:
             mlflow.set_tag("ss3d.resumed", "true")

@@ -49,6 +49,16 @@ def test_runs_params_tags_artifacts_and_lineage(mlflow_store, tmp_path):
     assert artifacts == {"figures/curve.png"}
     assert tracking.artifact_path(pre_id, "checkpoints/last.pt").read_bytes() == b"x" * 10
     assert client.get_run(run2.info.run_id).data.tags[tracking.TAG_CONSUMED] == pre_id
+    # a stage logs its own config sections only, and names where it ran from
+    assert "pretrain.steps" in stored.data.params and "seed" in stored.data.params
+    assert not any(k.startswith(("selftrain.", "distill.", "evaluate."))
+                   for k in stored.data.params)
+    bird = client.get_run(run2.info.run_id).data
+    assert "selftrain.hypotheses" in bird.params and "pretrain.steps" not in bird.params
+    assert stored.data.tags["mlflow.source.name"] not in ("", "ipykernel_launcher.py")
+    assert pre_id in bird.tags["mlflow.note.content"]
+    experiment = client.get_experiment_by_name("unit")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
     found = tracking.latest_run("unit", "pretrain")
     assert found is not None and found.info.run_id == pre_id
@@ -56,6 +66,15 @@ def test_runs_params_tags_artifacts_and_lineage(mlflow_store, tmp_path):
         run2.info.run_id
     assert tracking.latest_run("unit", "selftrain", category="car") is None
     assert tracking.latest_run("no-such-experiment", "pretrain") is None
+
+
+def test_a_notebook_run_names_the_notebook_as_its_source(mlflow_store, monkeypatch):
+    monkeypatch.setenv(tracking.SOURCE_ENV, "notebooks/01_pretrain.ipynb")
+    with tracking.start_run(load_config(None, {"name": "unit4"}), "pretrain") as run:
+        pass
+    tags = MlflowClient(mlflow_store).get_run(run.info.run_id).data.tags
+    assert tags["mlflow.source.name"] == "notebooks/01_pretrain.ipynb"
+    assert tags["mlflow.source.type"] == "NOTEBOOK"
 
 
 def test_failed_run_is_not_latest_and_resume_continues(mlflow_store):

@@ -539,7 +539,9 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
         consumed = [r for _, r in found.values() if r]
         with tracking.start_run(cfg, STAGE, consumed=consumed, run_id=run_id) as run:
             result.run_id = run.info.run_id
-            mlflow.set_tags({f"ss3d.teacher.{k}": v for k, v in result.teachers.items()})
+            # lineage by run id (the UI links runs); a teacher given as a file keeps its path
+            mlflow.set_tags({f"ss3d.teacher.{k}": run or str(path)
+                             for k, (path, run) in found.items()})
             train()
             finish()
             tracking.log_metrics({f"agreement/{k}": v for k, v in result.agreement.items()})

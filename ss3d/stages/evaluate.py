@@ -860,12 +860,15 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
             result.run_id = run.info.run_id
             work()
             for s in result.summary:
-                prefix = f"{s['set']}.{s['category']}.{s['model'].replace(': ', '.')}"
-                # MLflow metric names allow no '@': fscore@0.1 -> fscore_0.1
+                # "synthetic/airplane/pretrained.fscore_0.05": the UI groups charts by the
+                # part before the last '/', one section per set and category. MLflow metric
+                # names allow no '@' or ':' (fscore@0.1 -> fscore_0.1)
+                model = s["model"].replace(": ", "-").replace(" ", "_")
+                prefix = f"{s['set']}/{s['category']}/{model}"
                 mlflow.log_metrics({f"{prefix}.{m}".replace(" ", "_").replace("@", "_"): s[m]
                                     for m in METRICS if m in s and math.isfinite(s[m])})
             for r in result.ratios:
-                mlflow.log_metric(f"ratio.{r['set']}.{r['category']}", r["ratio"])
+                mlflow.log_metric(f"ratio/{r['set']}/{r['category']}", r["ratio"])
             mlflow.log_artifact(str(out / "evaluation.json"))
             mlflow.log_artifact(str(out / "tables.md"))
             for name, fig in result.figures.items():
