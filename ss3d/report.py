@@ -36,7 +36,18 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;
 color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,td:nth-child(2),
 th{text-align:left}tr.baseline td{color:#777;font-style:italic}img{max-width:100%}
-.gifs img{width:160px;margin:4px}code{background:#f3f3f3;padding:1px 4px}.note{color:#a40}"""
+.gifs{display:flex;flex-wrap:wrap;gap:8px}.gifs figure{margin:0}figcaption{font-size:12px;
+color:#555;max-width:640px}.scroll{overflow-x:auto;max-width:100%}code{background:#f3f3f3;
+padding:1px 4px}.note{color:#a40}"""
+# what each figure shows, for its caption (figures not listed get their file name)
+FIGURE_CAPTIONS = {
+    "fscore_bars": "F@0.05 per category and model with 95% intervals, beside the baselines.",
+    "reconstructions_synthetic": "Held-out synthetic models: input image, ground truth and "
+                                 "each model's mesh from the same view.",
+    "reconstructions_collection": "Collection test photos: input crop, the hidden ground-truth "
+                                  "model and each model's mesh.",
+}
+RATIO_AIM = 0.95  # distillation: student F@0.1 at least this fraction of the teacher's
 
 
 NOTEBOOK_CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:1em auto;
@@ -92,18 +103,54 @@ def _stage_runs(cfg: ExperimentConfig, track: bool) -> list[dict[str, Any]]:
             if run is None:
                 continue
             rows.append({"stage": stage, "category": category or "", "run_id": run.info.run_id,
+                         "experiment_id": run.info.experiment_id,
                          "wall_seconds": run.data.metrics.get("wall_seconds"),
                          "metrics": run.data.metrics})
     return rows
 
 
+def _caption(path: str) -> str:
+    stem = Path(path).stem
+    for prefix, text in FIGURE_CAPTIONS.items():
+        if stem.startswith(prefix):
+            detail = stem[len(prefix):].strip("_").replace("_", " ")
+            return f"{text}{f' ({detail})' if detail else ''}"
+    return stem.replace("_", " ")
+
+
+def _mlflow_link(run: dict[str, Any]) -> str:
+    """The run id, linked to the run's page in a local `make ui` (http://127.0.0.1:5000)."""
+    return (f"<a href='http://127.0.0.1:5000/#/experiments/{run['experiment_id']}/runs/"
+            f"{run['run_id']}'><code>{run['run_id']}</code></a>")
+
+
+def _warnings(data: dict[str, Any], runs: list[dict[str, Any]]) -> list[str]:
+    """Results below their aims, said in words next to the tables."""
+    notes = [f"Distillation on {r['set']} {r['category']}: student/teacher F@0.1 ratio "
+             f"{r['ratio']:.2f} is below the aim of {RATIO_AIM}."
+             for r in data.get("ratios", []) if r.get("ratio", 1.0) < RATIO_AIM]
+    notes += [f"Student–teacher agreement on {c} dropped during distillation ({before} -> "
+              f"{after}): the student drifted from this teacher."
+              for c, before, after in _agreement_rows(runs)
+              if _number(after) < _number(before)]
+    return notes
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
 def _html_table(header: list[str], rows: list[list[str]], classes: list[str] | None = None
                 ) -> str:
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+    out = ["<div class='scroll'><table><tr>" +
+           "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
     for i, row in enumerate(rows):
         cls = f' class="{classes[i]}"' if classes and classes[i] else ""
         out.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
-    out.append("</table>")
+    out.append("</table></div>")
     return "\n".join(out)
 
 
@@ -215,7 +262,8 @@ def _agreement_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
 def _index_html(cfg: ExperimentConfig, data: dict[str, Any], runs: list[dict[str, Any]],
                 figures: list[str], gifs: list[str], notebooks: list[str],
                 timings: dict[str, float], eval_run: str | None) -> str:
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>ss3d report: "
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' "
+             f"content='width=device-width, initial-scale=1'><title>ss3d report: "
              f"{html.escape(cfg.name)}</title><style>{CSS}</style></head><body>",
              f"<h1>ss3d report — experiment <code>{html.escape(cfg.name)}</code></h1>",
              f"<p>Written {time.strftime('%Y-%m-%d %H:%M')} by <code>ss3d report</code>. "
@@ -223,10 +271,15 @@ def _index_html(cfg: ExperimentConfig, data: dict[str, Any], runs: list[dict[str
     if timings:
         total = sum(timings.values())
         parts.append(f"<p><b>Main job wall time: {total / 60:.1f} min</b> (" + ", ".join(
-            f"{html.escape(k)} {v:.0f}s" for k, v in timings.items()) + ").</p>")
+            f"{html.escape(k)} {v:.0f}s" for k, v in timings.items()) + f").{_timing_note(cfg)}"
+            "</p>")
     line = _pretrain_line(runs)
     if line:
         parts.append(f"<p>{html.escape(line)}</p>")
+    notes = _warnings(data, runs)
+    if notes:
+        parts.append("<ul class='note'>" + "".join(f"<li>{html.escape(n)}</li>"
+                                                   for n in notes) + "</ul>")
     if data.get("verdicts"):
         parts.append("<h2>What beats what</h2><p>F@0.05 of every learned model against every "
                      "baseline: “beats” only where the two 95% intervals do not overlap.</p><ul>")
@@ -250,22 +303,29 @@ def _index_html(cfg: ExperimentConfig, data: dict[str, Any], runs: list[dict[str
         parts.append(_html_table(["category", "before distillation", "after"], agreement))
     if figures:
         parts.append("<h2>Figures</h2>")
-        parts += [f"<p><img src='{f}' alt='{html.escape(f)}'></p>" for f in figures]
+        parts += [f"<figure><img src='{f}' alt='{html.escape(_caption(f))}'><figcaption>"
+                  f"{html.escape(_caption(f))}</figcaption></figure>" for f in figures]
     if gifs:
-        parts.append("<h2>Turntables (most advanced model per category)</h2><div class='gifs'>")
-        parts += [f"<img src='{g}' title='{html.escape(g)}' alt='{html.escape(g)}'>"
+        parts.append("<h2>Turntables (most advanced model per category)</h2><p>Predicted "
+                     "meshes with their predicted colours, turning once, shown at the size "
+                     "they were rendered (<code>evaluate.figure_size</code>).</p>"
+                     "<div class='gifs'>")
+        parts += [f"<figure><img src='{g}' alt='{html.escape(Path(g).stem)}'><figcaption>"
+                  f"{html.escape(Path(g).stem.replace('_', ' '))}</figcaption></figure>"
                   for g in gifs]
         parts.append("</div>")
     if notebooks:
         parts.append("<h2>Executed notebooks</h2><ul>")
         parts += [f"<li><a href='{n}'>{html.escape(Path(n).stem)}</a></li>" for n in notebooks]
         parts.append("</ul>")
-    parts.append("<h2>MLflow runs</h2><p>Open with <code>mlflow ui --backend-store-uri "
-                 "sqlite:///mlflow.db</code> in the repository root.</p>")
+    parts.append("<h2>MLflow runs</h2><p>Start the UI with <code>make ui</code> in the "
+                 "repository root; the run ids link to it (http://127.0.0.1:5000). Wall time "
+                 "here is the stage's own, as logged in MLflow; the header's times are per "
+                 "notebook, including start-up.</p>")
     if runs:
         parts.append(_html_table(["stage", "category", "run id", "wall time (s)"],
                                  [[r["stage"], html.escape(r["category"]),
-                                   f"<code>{r['run_id']}</code>", fmt(r["wall_seconds"], 0)]
+                                   _mlflow_link(r), fmt(r["wall_seconds"], 0)]
                                   for r in runs]))
     if eval_run:
         parts.append(f"<p>Evaluation run: <code>{eval_run}</code>.</p>")
@@ -276,6 +336,14 @@ def _index_html(cfg: ExperimentConfig, data: dict[str, Any], runs: list[dict[str
     return "\n".join(parts)
 
 
+def _timing_note(cfg: ExperimentConfig) -> str:
+    if cfg.selftrain.ablation and cfg.data.collections:
+        first = cfg.data.collections[0]
+        return (f" 02_selftrain_{first} includes its H = 1 ablation run (a second "
+                "self-training of the same collection).")
+    return ""
+
+
 def _readme(cfg: ExperimentConfig, data: dict[str, Any], tables_md: str,
             runs: list[dict[str, Any]], figures: list[str], gifs: list[str],
             notebooks: list[str], timings: dict[str, float]) -> str:
@@ -283,11 +351,12 @@ def _readme(cfg: ExperimentConfig, data: dict[str, Any], tables_md: str,
              f"Open `index.html` for the full report. {BASELINES_TEXT}", ""]
     if timings:
         lines += [f"**Main job wall time: {sum(timings.values()) / 60:.1f} min** (" + ", ".join(
-            f"{k} {v:.0f}s" for k, v in timings.items()) + ").", ""]
+            f"{k} {v:.0f}s" for k, v in timings.items()) + f").{_timing_note(cfg)}", ""]
     line = _pretrain_line(runs)
     if line:
         lines += [line, ""]
-    lines += [tables_md, ""]
+    lines += [f"* **{n}**" for n in _warnings(data, runs)]
+    lines += ["", tables_md, ""]
     agreement = _agreement_rows(runs)
     if agreement:
         lines += ["### Student–teacher agreement (mask IoU, random poses)", "",

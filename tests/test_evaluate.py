@@ -89,10 +89,32 @@ def test_report_links_only_to_files_that_exist(store, tmp_path):
     text = index.read_text()
     links = re.findall(r"(?:href|src)='([^']+)'", text)
     assert links, "the report shows figures"
-    for link in links:
+    local = [link for link in links if not link.startswith("http://127.0.0.1:5000/")]
+    for link in local:
         assert (index.parent / link).is_file(), link
+    ui = [link for link in links if link not in local]  # run ids link to `make ui`
+    assert ui and all(re.search(r"#/experiments/\w+/runs/[0-9a-f]{32}$", u) for u in ui)
     assert "selftrained-bird" in text and "baseline: sphere" in text
     assert "<code>" in text and (index.parent / "README.md").is_file()
+    # narrow screens: a viewport, and every table inside a horizontally scrolling box
+    assert "name='viewport'" in text
+    assert text.count("<table>") == text.count("<div class='scroll'><table>") > 0
+    assert text.count("<figure>") == text.count("<figcaption>") >= len(
+        [link for link in local if link.endswith((".png", ".gif"))])
+
+
+def test_report_flags_results_below_their_aims():
+    from ss3d.report import _warnings
+
+    data = {"ratios": [{"set": "collection", "category": "bird", "ratio": 0.94},
+                       {"set": "collection", "category": "airplane", "ratio": 1.01}]}
+    runs = [{"stage": "distill", "metrics": {"agreement_before/bird": 0.8, "agreement/bird": 0.7,
+                                             "agreement_before/airplane": 0.5,
+                                             "agreement/airplane": 0.6}}]
+    notes = _warnings(data, runs)
+    assert len(notes) == 2
+    assert "bird" in notes[0] and "0.94 is below the aim of 0.95" in notes[0]
+    assert "agreement on bird dropped" in notes[1]
 
 
 def test_report_without_evaluation_says_what_to_run(tmp_path, mlflow_store):
