@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= experiments/smoke.yaml
 
-.PHONY: setup smoke test test-fast lint bench ui lab clean-data
+.PHONY: setup browser smoke test test-fast lint bench ui lab clean-data
 
 # The stamp is rebuilt when the pins change, so `make test` after a pin bump reinstalls.
 $(VENV)/.setup-stamp: pyproject.toml
@@ -22,7 +22,15 @@ setup: $(VENV)/.setup-stamp
 smoke: setup
 	$(BIN)/ss3d pipeline --config $(CONFIG)
 
-test: setup
+# Headless Chromium for the report's browser test: Debian's package, installed when missing.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "install Chromium (the report's browser test needs it)"; exit 1; }; \
+	  echo "installing Debian's chromium for the report's browser test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "slow or not slow"
 

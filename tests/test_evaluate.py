@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -301,3 +302,46 @@ def test_pose_table_carries_wilson_intervals():
     table = tables([], [pose], [])[0]
     assert "0.80 [0.49, 0.94]" in table.rows[0]
     assert abs(half_widths([], [pose])["pose acc@30"] - (0.9433 - 0.4902) / 2) < 1e-3
+
+
+# The report in a real browser: headless Chromium at 500 px wide (`.ci/run` installs it).
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Runs once the page (and every image) has loaded; the result lands in the dumped DOM.
+CHECK = """<script>window.addEventListener('load', () => {
+  const width = window.innerWidth;
+  const images = [...document.images].map(i => ({src: i.getAttribute('src'),
+                                                 ok: i.complete && i.naturalWidth > 0}));
+  const tables = [...document.querySelectorAll('table')].map(t => {
+    const box = t.parentElement.getBoundingClientRect();
+    return {right: box.right, scrolls: t.parentElement.scrollWidth > box.width};
+  });
+  const out = document.createElement('pre');
+  out.id = 'ss3d-check';
+  out.textContent = JSON.stringify({width, page: document.documentElement.scrollWidth,
+                                    images, tables});
+  document.body.appendChild(out);
+});</script>"""
+
+
+@pytest.mark.slow
+def test_report_in_headless_chromium_at_500_px(store, tmp_path):
+    assert CHROMIUM, "headless Chromium is needed (.ci/run installs Debian's chromium)"
+    _, cfg, _, _, _ = store
+    index = write_report(cfg, out_dir=tmp_path / "report")
+    page = index.with_name("checked.html")
+    page.write_text(index.read_text().replace("</body>", CHECK + "</body>"))
+    proc = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=500,900",
+         "--virtual-time-budget=10000", "--allow-file-access-from-files", "--dump-dom",
+         page.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r"<pre id=\"ss3d-check\">(.*?)</pre>", proc.stdout, re.S)
+    assert found, proc.stderr[-2000:]
+    result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert result["width"] <= 500
+    assert result["images"] and all(i["ok"] for i in result["images"]), result["images"]
+    assert result["page"] <= result["width"], "the page is wider than the window"
+    assert result["tables"], "the report has tables"
+    assert all(t["right"] <= result["width"] + 0.5 for t in result["tables"]), result["tables"]
+    assert any(t["scrolls"] for t in result["tables"]), "at 500 px some table must scroll"
