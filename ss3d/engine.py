@@ -278,8 +278,11 @@ def save_checkpoint(path: str | Path, *, stage: str, step: int, config: dict[str
 def load_checkpoint(path: str | Path, *, model: torch.nn.Module | None = None,
                     optimizer: torch.optim.Optimizer | None = None,
                     map_location: str | torch.device = "cpu",
-                    restore_rng: bool = False) -> dict[str, Any]:
+                    restore_rng: bool = False, stage: str | None = None) -> dict[str, Any]:
     """Read a checkpoint, optionally loading it into ``model`` / ``optimizer``.
+
+    ``stage``: the stage that resumes from it; a checkpoint of another stage is refused
+    before anything is loaded (its optimiser and MLflow run belong elsewhere).
 
     Raises:
         CheckpointError: naming the file, when it is missing, unreadable or not ours.
@@ -306,6 +309,9 @@ def load_checkpoint(path: str | Path, *, model: torch.nn.Module | None = None,
     if payload.get("version", 0) > CHECKPOINT_VERSION:
         raise CheckpointError(f"{path}: checkpoint version {payload['version']} is newer than "
                               f"this ss3d supports ({CHECKPOINT_VERSION})")
+    if stage is not None and payload.get("stage") != stage:
+        raise CheckpointError(f"{path}: a '{payload.get('stage')}' checkpoint; resuming "
+                              f"{stage} needs one written by {stage}")
     if model is not None:
         unwrap(model).load_state_dict(payload["model"])
     if optimizer is not None and payload.get("optimizer") is not None:

@@ -137,3 +137,16 @@ def test_an_interrupted_save_leaves_nothing_after_the_next_save(tmp_path):
     save_checkpoint(path, stage="pretrain", step=1, config={}, model=model)
     assert path.is_file() and not stale.exists() and other.exists()
     load_checkpoint(path)
+
+
+def test_resuming_from_another_stages_checkpoint_is_refused_before_loading(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    path = save_checkpoint(tmp_path / "pre.pt", stage="pretrain", step=3, config={},
+                           model=model)
+    other = torch.nn.Linear(2, 2)
+    before = other.weight.clone()
+    with pytest.raises(CheckpointError, match="pre.pt: a 'pretrain' checkpoint; resuming "
+                                              "selftrain needs one written by selftrain"):
+        load_checkpoint(path, model=other, stage="selftrain")
+    assert torch.equal(other.weight, before)
+    assert load_checkpoint(path, stage="pretrain")["step"] == 3

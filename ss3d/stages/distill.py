@@ -446,7 +446,8 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
     agreement_before: dict[str, float] = {}
     if resume:
         payload = load_checkpoint(last if resume is True else Path(resume), model=student,
-                                  optimizer=optimizer, map_location=device, restore_rng=True)
+                                  optimizer=optimizer, map_location=device, restore_rng=True,
+                                  stage=STAGE)
         start_step, run_id = payload["step"], payload.get("mlflow_run_id")
         history = payload["extra"]["history"]
         agreement_before = payload["extra"].get("agreement_before", {})

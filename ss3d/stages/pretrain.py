@@ -344,7 +344,8 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
     if resume:
         ckpt_path = last if resume is True else Path(resume)
         payload = load_checkpoint(ckpt_path, model=net, optimizer=optimizer,
-                                  map_location=device, restore_rng=True)
+                                  map_location=device, restore_rng=True,
+                                  stage=STAGE)
         start_step, run_id = payload["step"], payload.get("mlflow_run_id")
         extra = payload.get("extra", {})
         history, validation = extra.get("history", []), extra.get("validation", [])

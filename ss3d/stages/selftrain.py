@@ -396,7 +396,8 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     epochs: list[dict[str, float]] = []
     if resume:
         payload = load_checkpoint(last if resume is True else Path(resume), model=net,
-                                  optimizer=optimizer, map_location=device, restore_rng=True)
+                                  optimizer=optimizer, map_location=device, restore_rng=True,
+                                  stage=STAGE)
         bank.load_state_dict(payload["extra"]["bank"])
         start_step, run_id = payload["step"], payload.get("mlflow_run_id")
         start_epoch = payload["extra"]["epoch"]
