@@ -229,6 +229,12 @@ class SelftrainConfig:
     n_cam_iters: int = _f(15, ge=0)
     epochs: int = _f(4, ge=1)
     stage_one_epochs: int = _f(2, ge=0)
+    # Each evaluation scores every hypothesis of every image and renders every image: on the
+    # embedded run ~25 s, as much as an epoch of training. Every 2nd epoch still shows the
+    # start, the end of the cameras-only phase (with the default 2 of 4) and the end.
+    eval_every: int = _f(2, ge=1, help="Epochs between evaluations of the chosen cameras "
+                         "(pose accuracy, mask IoU, figures); the start and the last epoch are "
+                         "always evaluated.")
     # 1e-4 lowered the mask IoU of the chosen cameras from 0.54 to 0.44 within one phase-B
     # epoch on the embedded bird (Adam's first steps move every weight by ~lr); 1e-5 keeps it.
     lr: float = _f(1e-5, gt=0.0, help="Network learning rate in phase B (fine-tuning).")

@@ -295,7 +295,11 @@ def load_checkpoint(path: str | Path, *, model: torch.nn.Module | None = None,
         # here (the default unpickler would call whatever the file names, before any check).
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        if "global" not in str(err).lower():  # not a pickle that names code: a broken file
+            raise CheckpointError(f"{path}: not a readable checkpoint (not a torch.save "
+                                  "file, or a truncated one)") from None
+        first = next((line.strip() for line in str(err).splitlines()
+                      if "global" in line.lower()), "")
         raise CheckpointError(
             f"{path}: refused: the file holds Python objects other than tensors and plain "
             f"data, which could run code when loaded ({first[:200]}). ss3d checkpoints since "

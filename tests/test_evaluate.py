@@ -79,7 +79,8 @@ def test_every_stage_is_evaluated_beside_baselines(store):
     assert saved["summary"] == json.loads(json.dumps(result.summary, default=float))
     assert list((out / "turntables").glob("*.gif"))
     run = MlflowClient(uri).get_run(result.run_id)
-    assert "collection.bird.distilled.fscore_0.1" in run.data.metrics
+    assert "collection/bird/distilled.fscore_0.1" in run.data.metrics
+    assert "ratio/collection/bird" in run.data.metrics
     assert run.data.tags["ss3d.stage"] == "evaluate"
     assert len(run.data.tags["ss3d.consumed_runs"].split(",")) == 3
 

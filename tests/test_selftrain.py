@@ -36,7 +36,7 @@ SELF = {**TINY, "data.collections": ["bird"], "data.images_per_collection": 6,
         "selftrain.hypotheses": 3, "selftrain.n_cam_iters": 2, "selftrain.epochs": 2,
         "selftrain.stage_one_epochs": 1, "selftrain.camera_rays": 16,
         "selftrain.camera_samples": 6, "selftrain.selection_resolution": 8,
-        "selftrain.rays_per_image": 32, "optim.batch_size": 3}
+        "selftrain.rays_per_image": 32, "optim.batch_size": 3, "selftrain.eval_every": 1}
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +185,15 @@ def test_missing_pretrained_says_what_to_run(tmp_path, mlflow_store):
         find_pretrained(cfg)
     with pytest.raises(MissingPretrainedError, match="nope.pt"):
         find_pretrained(cfg, tmp_path / "nope.pt")
+
+
+def test_evaluations_every_second_epoch_keep_the_start_and_the_end(tiny_setup, mlflow_store):
+    root, pretrained = tiny_setup
+    cfg = _cfg(root, **{"name": "cadence", "selftrain.epochs": 3,
+                        "selftrain.eval_every": 2})
+    result = selftrain_stage(cfg, pretrained=pretrained, progress=False, track=False)
+    assert [e["epoch"] for e in result.epochs] == [0, 2, 3]
+    assert {h["epoch"] for h in result.history} == {1, 2, 3}  # every epoch still trains
 
 
 def test_selftrain_runs_logs_and_resumes_with_identical_hypotheses(tiny_setup, mlflow_store):

@@ -548,7 +548,8 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                     tracking.log_metrics({k: v for k, v in record.items()
                                         if k not in ("step", "epoch")}, step=step)
                 bar.set_postfix(loss=f"{record['loss_after_cameras']:.4f}")
-            end_of_epoch(epoch, step)
+            if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs:
+                end_of_epoch(epoch, step)
             checkpoint(step, epoch + 1)
         if not last.exists():
             checkpoint(step, s.epochs)
