@@ -8,18 +8,20 @@ Notebooks of stages that do not exist yet are skipped with a message.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from mlflow.tracking import MlflowClient
 
 from ss3d import tracking
-from ss3d.config import load_config
+from ss3d.config import ExperimentConfig, load_config
 from ss3d.notebooks import NOTEBOOKS, execute, notebook_path
 from ss3d.report import notebook_html, write_report
 from ss3d.stages.pretrain import stage_dir
@@ -27,6 +29,39 @@ from ss3d.stages.pretrain import stage_dir
 __all__ = ["run_pipeline"]
 
 log = logging.getLogger(__name__)
+
+
+class NotebookOutput(logging.Filter):
+    """Passes what a notebook prints (its progress bars included), trimmed, and drops
+    papermill's bookkeeping lines around every cell."""
+
+    BOOKKEEPING = ("Executing Cell", "Ending Cell", "Executing notebook", "Input Notebook",
+                   "Output Notebook", "Working directory", "Passed unknown parameter")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage().replace("\r", "\n").strip()
+        if not text or text.startswith(self.BOOKKEEPING):
+            return False
+        record.msg, record.args = "\n".join(f"    {line.rstrip()}" for line in
+                                             text.splitlines() if line.strip()), None
+        return True
+
+
+@contextlib.contextmanager
+def notebook_output_to_terminal() -> Iterator[None]:
+    """While notebooks run: their output, indented under the pipeline's own lines."""
+    logger = logging.getLogger("papermill")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(NotebookOutput())
+    saved = logger.propagate, logger.level
+    logger.addHandler(handler)
+    logger.propagate, logger.level = False, logging.INFO
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate, logger.level = saved
 
 
 def _clock(seconds: float) -> str:
@@ -59,7 +94,6 @@ def run_pipeline(config: str | Path, overrides: Mapping[str, Any] | None = None,
     config = Path(config).resolve()
     cfg = load_config(config, overrides)  # validate everything before the first notebook
     out = Path(output_dir) if output_dir else stage_dir(cfg, "notebooks")
-    timings: dict[str, float] = {}
     jobs: list[tuple[str, str, str, dict[str, Any]]] = []
     for name, stage in NOTEBOOKS:
         if name == "02_selftrain":  # one self-training per collection; ablation on the first
@@ -71,10 +105,27 @@ def run_pipeline(config: str | Path, overrides: Mapping[str, Any] | None = None,
             jobs.append((name, name, stage, {}))
     jobs = [job for job in jobs if notebook_path(job[0]).is_file()]
     previous = _previous_timings(cfg.name, out)
-    pipeline_start = time.perf_counter()
     # the stages' progress bars reach this terminal through papermill's output log: one
     # update every few seconds instead of one per step
     os.environ.setdefault("TQDM_MININTERVAL", "10")
+    with notebook_output_to_terminal():
+        timings = _run_jobs(jobs, config, overrides, out, cfg, previous)
+    total = sum(timings.values())
+    print(f"pipeline {cfg.name}: {_clock(total)} for {len(timings)} notebooks", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "timings.json").write_text(json.dumps(timings, indent=1))
+    if report and "04_evaluate" in timings:
+        index = write_report(cfg, notebooks_dir=out)
+        print(f"report: {index}", flush=True)
+    return timings
+
+
+def _run_jobs(jobs: list[tuple[str, str, str, dict[str, Any]]], config: Path,
+              overrides: Mapping[str, Any] | None, out: Path, cfg: ExperimentConfig,
+              previous: Mapping[str, float]) -> dict[str, float]:
+    """Execute the notebooks in order, with a start and an end line for each."""
+    timings: dict[str, float] = {}
+    pipeline_start = time.perf_counter()
     for k, (name, label, stage, params) in enumerate(jobs, 1):
         elapsed = _clock(time.perf_counter() - pipeline_start)
         print(f"[{k}/{len(jobs)}] {label}: starting at {elapsed}"
@@ -92,11 +143,4 @@ def run_pipeline(config: str | Path, overrides: Mapping[str, Any] | None = None,
                 executed, executed.with_suffix(".html"))), "notebooks")
         print(f"[{k}/{len(jobs)}] {label}: done in {_clock(timings[label])}  ({executed})",
               flush=True)
-    total = sum(timings.values())
-    print(f"pipeline {cfg.name}: {_clock(total)} for {len(timings)} notebooks", flush=True)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "timings.json").write_text(json.dumps(timings, indent=1))
-    if report and "04_evaluate" in timings:
-        index = write_report(cfg, notebooks_dir=out)
-        print(f"report: {index}", flush=True)
     return timings

@@ -183,3 +183,23 @@ def test_papermill_reads_every_parameter_of_every_notebook():
                     for line in cell.source.splitlines()
                     if line.strip() and not line.startswith("#")}
         assert parsed == declared, (path.name, declared - parsed)
+
+
+def test_pipeline_shows_notebook_output_without_papermills_bookkeeping():
+    import logging
+
+    from ss3d.pipeline import NotebookOutput
+
+    keep = NotebookOutput()
+
+    def shown(message: str) -> str | None:
+        record = logging.LogRecord("papermill", logging.INFO, __file__, 1, message, None, None)
+        return record.getMessage() if keep.filter(record) else None
+
+    assert shown("Executing Cell 5---------------------------------------") is None
+    assert shown("Ending Cell 4------------------------------------------") is None
+    assert shown("\n") is None
+    assert shown("pretrain:  40%|####      | 120/300 [00:50<01:15]\r") == \
+        "    pretrain:  40%|####      | 120/300 [00:50<01:15]"
+    assert shown("step 100: held-out mask IoU 0.61\nstep 200: 0.66\n") == \
+        "    step 100: held-out mask IoU 0.61\n    step 200: 0.66"
