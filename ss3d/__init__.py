@@ -6,6 +6,12 @@ are shared by all of them.
 """
 
 import os
+import warnings
+
+# Our progress bars are plain text (papermill streams them to `ss3d pipeline`); a dependency
+# that imports tqdm.auto inside a notebook kernel without ipywidgets would otherwise print
+# "TqdmWarning: IProgress not found" into every notebook.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 # pyrender must pick its OpenGL platform before OpenGL is first imported; EGL renders headless
 # on the CPU (Mesa) and on NVIDIA nodes alike. Users can still override it.

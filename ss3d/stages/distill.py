@@ -518,7 +518,7 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
             if track:
                 tracking.log_metrics({k: v for k, v in record.items() if k != "step"},
                                    step=step + 1)
-            bar.set_postfix(loss=f"{record['loss']:.4f}")
+            bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
             if (step + 1) % d.checkpoint_every == 0 or step + 1 == d.steps:
                 checkpoint(step + 1)
         if not last.exists():

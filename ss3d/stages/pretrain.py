@@ -424,7 +424,7 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
             if track and runtime.is_main:
                 tracking.log_metrics({k: v for k, v in record.items() if k != "step"},
                                    step=step + 1)
-            bar.set_postfix(loss=f"{record['loss']:.4f}")
+            bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
             done = step + 1
             if done % cfg.pretrain.val_every == 0 or done == cfg.pretrain.steps:
                 metrics = validate(done)

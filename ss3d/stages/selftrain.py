@@ -547,7 +547,7 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                 if track:
                     tracking.log_metrics({k: v for k, v in record.items()
                                         if k not in ("step", "epoch")}, step=step)
-                bar.set_postfix(loss=f"{record['loss_after_cameras']:.4f}")
+                bar.set_postfix(loss=f"{record['loss_after_cameras']:.4f}", refresh=False)
             if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs:
                 end_of_epoch(epoch, step)
             checkpoint(step, epoch + 1)
