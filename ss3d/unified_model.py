@@ -21,6 +21,10 @@ from mlflow.pyfunc import PythonModel
 
 
 class UnifiedModel(PythonModel):
+    # MLflow would wrap predict() for type-hint validation and warn that it has no hints; the
+    # logged signature (images -> latents) already states the input and output.
+    _skip_type_hint_validation = True
+
     def load_context(self, context) -> None:  # noqa: ANN001 (MLflow's context type)
         from ss3d.model import load_network
 

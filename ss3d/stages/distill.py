@@ -582,8 +582,6 @@ def register_student(student: ReconstructionNet, cfg: ExperimentConfig, *,
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
 
-    import ss3d.unified_model
-
     net = copy.deepcopy(unwrap(student)).to("cpu").eval()  # the caller's copy stays put
     size = cfg.data.crop_size
     example = np.zeros((1, 3, size, size), np.float32)
@@ -596,6 +594,8 @@ def register_student(student: ReconstructionNet, cfg: ExperimentConfig, *,
             # MLflow asks for predict() type hints or an input example; the explicit
             # signature already states the input and output shapes
             warnings.simplefilter("ignore", UserWarning)
+            import ss3d.unified_model
+
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=ss3d.unified_model.__file__,
                 artifacts={"checkpoint": str(weights)},
