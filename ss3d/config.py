@@ -582,13 +582,16 @@ def parse_set_args(items: list[str] | None) -> dict[str, Any]:
 
 
 def config_from_namespace(namespace: Mapping[str, Any], experiment_file: str = "",
-                          overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+                          overrides: Mapping[str, Any] | None = None,
+                          parameters: Mapping[str, Any] | None = None) -> ExperimentConfig:
     """Build the config inside a notebook from its (papermill-injected) parameters.
 
     ``papermill -f experiments/x.yaml`` injects the YAML's top-level keys as variables: the
     section dicts (``data = {...}``) and root scalars (``name``, ``seed``). They are applied on
     top of the defaults and ``experiment_file`` (if given), then ``overrides`` (dotted keys,
-    ``None`` values ignored so that notebook parameters can default to "not set").
+    as ``ss3d pipeline --set`` passes them), then ``parameters``: the notebook's convenience
+    parameters by dotted key (``{"render.image_size": image_size}``), where ``None`` means
+    "not set" and leaves the value of ``overrides`` or the experiment in place.
     """
     cfg = load_config(experiment_file or None)
     injected: dict[str, Any] = {}
@@ -599,7 +602,10 @@ def config_from_namespace(namespace: Mapping[str, Any], experiment_file: str = "
         apply_overrides(cfg, injected, source="notebook parameters")
     if overrides:
         apply_overrides(cfg, {k: v for k, v in overrides.items() if v is not None},
-                        source="notebook parameters")
+                        source="notebook overrides")
+    given = {k: v for k, v in (parameters or {}).items() if v is not None}
+    if given:
+        apply_overrides(cfg, given, source="notebook parameters")
     return cfg
 
 

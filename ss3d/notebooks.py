@@ -78,5 +78,5 @@ def execute(name: str, output: str | Path, parameters: Mapping[str, Any] | None 
             os.environ.pop(SOURCE_ENV, None)
         else:
             os.environ[SOURCE_ENV] = previous
-    log.info("executed %s in %.1fs -> %s", source.name, time.perf_counter() - start, output)
+    log.debug("executed %s in %.1fs -> %s", source.name, time.perf_counter() - start, output)
     return output

@@ -88,9 +88,10 @@ def _estimate(previous: Mapping[str, float], remaining: Sequence[str]) -> str:
 
 
 def run_pipeline(config: str | Path, overrides: Mapping[str, Any] | None = None,
-                 output_dir: str | Path | None = None, report: bool = True) -> dict[str, float]:
-    """Execute every available notebook in order, then write ``reports/<name>/``; returns the
-    wall time per notebook (s)."""
+                 output_dir: str | Path | None = None, report: bool = True,
+                 report_dir: str | Path | None = None) -> dict[str, float]:
+    """Execute every available notebook in order, then write ``reports/<name>/`` (or
+    ``report_dir``); returns the wall time per notebook (s)."""
     config = Path(config).resolve()
     cfg = load_config(config, overrides)  # validate everything before the first notebook
     out = Path(output_dir) if output_dir else stage_dir(cfg, "notebooks")
@@ -115,7 +116,7 @@ def run_pipeline(config: str | Path, overrides: Mapping[str, Any] | None = None,
     out.mkdir(parents=True, exist_ok=True)
     (out / "timings.json").write_text(json.dumps(timings, indent=1))
     if report and "04_evaluate" in timings:
-        index = write_report(cfg, notebooks_dir=out)
+        index = write_report(cfg, notebooks_dir=out, out_dir=report_dir)
         print(f"report: {index}", flush=True)
     return timings
 

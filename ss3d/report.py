@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import shutil
 import tempfile
 import time
@@ -174,6 +175,8 @@ def notebook_html(nb_path: Path, out: Path, exporter: Any = None) -> Path:
     from nbconvert import HTMLExporter
 
     exporter = exporter or HTMLExporter(template_name="basic")
+    # nbconvert warns on every figure without alt text (matplotlib output has none)
+    logging.getLogger("traitlets").setLevel(logging.ERROR)
     body, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
     out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' "
                    f"content='width=device-width, initial-scale=1'><title>"

@@ -203,3 +203,41 @@ def test_pipeline_shows_notebook_output_without_papermills_bookkeeping():
         "    pretrain:  40%|####      | 120/300 [00:50<01:15]"
     assert shown("step 100: held-out mask IoU 0.61\nstep 200: 0.66\n") == \
         "    step 100: held-out mask IoU 0.61\n    step 200: 0.66"
+
+
+@pytest.mark.slow
+def test_pipeline_runs_every_notebook_with_the_overrides_it_was_given(tmp_path, mlflow_store,
+                                                                      capsys):
+    """What `make smoke` runs, at tiny size. Every override must reach every notebook: the
+    notebooks' own parameters (image_size, categories, steps, ...) left unset used to erase
+    the pipeline's values for the same keys."""
+    from ss3d.pipeline import run_pipeline
+
+    overrides = {
+        "name": "tiny-pipeline", "data.root": str(tmp_path / "data"),
+        "output_dir": str(tmp_path / "out"), "data.categories": ["car"],
+        "data.heldout_categories": ["chair"], "data.models_per_category": 3,
+        "render.image_size": 24, "render.views_per_model": 2, "render.surface_samples": 64,
+        "render.volume_samples": 64, "data.images_per_collection": 8,
+        "data.collection_instances": 4, "data.collection_image_size": 48,
+        "data.crop_size": 24, "pretrain.steps": 4, "pretrain.val_every": 2,
+        "selftrain.epochs": 2, "selftrain.stage_one_epochs": 1, "selftrain.n_cam_iters": 1,
+        "selftrain.hypotheses": 2, "distill.steps": 2, "evaluate.models_per_category": 1,
+        "evaluate.collection_images": 2, "evaluate.grid_resolution": 16}
+    timings = run_pipeline(REPO / "experiments/smoke.yaml", overrides=overrides,
+                           report_dir=tmp_path / "report")
+    assert list(timings) == ["00_render", "01_pretrain", "02_selftrain_bird",
+                             "02_selftrain_airplane", "03_distill", "04_evaluate"]
+    with h5py.File(tmp_path / "data" / "renders.h5", "r") as f:
+        assert f["rgb"].shape[2:4] == (24, 24)
+        assert set(f["category"].asstr()[:]) == {"car", "chair"}
+    runs = MlflowClient(mlflow_store).search_runs(
+        [MlflowClient(mlflow_store).get_experiment_by_name("tiny-pipeline").experiment_id])
+    pretrain = next(r for r in runs if r.data.tags["ss3d.stage"] == "pretrain")
+    assert pretrain.data.params["pretrain.steps"] == "4"
+    assert pretrain.data.tags["mlflow.source.name"] == "notebooks/01_pretrain.ipynb"
+    assert (tmp_path / "report" / "index.html").is_file()
+    assert set(json.loads((tmp_path / "report" / "timings.json").read_text())) == set(timings)
+    out = capsys.readouterr().out
+    assert "[1/6] 00_render: starting at 0:00" in out and "[6/6] 04_evaluate: done in" in out
+    assert "Executing Cell" not in out

@@ -100,6 +100,20 @@ def test_papermill_style_namespace(tmp_path):
     assert cfg.render.image_size == 32 and cfg.model.hidden == ExperimentConfig().model.hidden
 
 
+def test_an_unset_notebook_parameter_keeps_the_pipelines_override():
+    # `ss3d pipeline --set render.image_size=24` reaches the notebook as an override; the
+    # notebook's own `image_size = None` (not set) must not erase it
+    cfg = config_from_namespace({}, overrides={"render.image_size": 24, "data.root": "/x"},
+                                parameters={"render.image_size": None, "data.root": None,
+                                            "pretrain.steps": 7})
+    assert cfg.render.image_size == 24 and cfg.data.root == "/x"
+    assert cfg.pretrain.steps == 7
+    # a parameter that is set wins over the override
+    cfg = config_from_namespace({}, overrides={"render.image_size": 24},
+                                parameters={"render.image_size": 32})
+    assert cfg.render.image_size == 32
+
+
 def test_exponent_floats_from_yaml_and_set(tmp_path):
     # PyYAML reads 5e-4 (no dot) as a string; float fields accept it, other strings still fail
     path = tmp_path / "lr.yaml"

@@ -601,7 +601,7 @@ def register_student(student: ReconstructionNet, cfg: ExperimentConfig, *,
                 artifacts={"checkpoint": str(weights)},
                 registered_model_name=REGISTERED_MODEL,
                 signature=infer_signature(example, latent),
-                pip_requirements=[f"torch=={torch.__version__}", "ss3d"])
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "ss3d"])
     version = getattr(info, "registered_model_version", None)
     if version is None:
         return None
