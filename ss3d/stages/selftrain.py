@@ -472,7 +472,8 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                 lambda p: net.query(p, latent), torch.full((len(fixed),), az, device=device),
                 torch.full((len(fixed),), 20.0, device=device),
                 torch.full((len(fixed),), 2.0, device=device), intrinsics,
-                n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds)["rgb"]
+                n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds,
+                radius=cfg.model.object_radius)["rgb"]
                 for az in (0.0, 90.0, 180.0)], dim=1).cpu()}
         fig = _figure(fixed_images, fixed_masks, rendered, bank.weights(fixed), novel, step)
         result.figures["hypotheses"] = fig
