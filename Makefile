@@ -48,6 +48,7 @@ lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 ui: setup
+	@echo "MLflow UI: http://127.0.0.1:5000 - click 'Model training' (top left) for runs and charts"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
 clean-data:

@@ -321,8 +321,11 @@ def _index_html(cfg: ExperimentConfig, data: dict[str, Any], runs: list[dict[str
         parts.append("<h2>Executed notebooks</h2><ul>")
         parts += [f"<li><a href='{n}'>{html.escape(Path(n).stem)}</a></li>" for n in notebooks]
         parts.append("</ul>")
+    experiment_link = (f" (<a href='http://127.0.0.1:5000/#/experiments/"
+                       f"{runs[0]['experiment_id']}/runs'>the experiment's runs table</a>)"
+                       if runs else "")
     parts.append("<h2>MLflow runs</h2><p>Start the UI with <code>make ui</code> in the "
-                 "repository root; the run ids link to it (http://127.0.0.1:5000). Wall time "
+                 f"repository root; the run ids link to it{experiment_link}. Wall time "
                  "here is the stage's own, as logged in MLflow; the header's times are per "
                  "notebook, including start-up.</p>")
     if runs:
