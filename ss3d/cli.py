@@ -118,21 +118,30 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_selftrain(args: argparse.Namespace) -> int:
-    from ss3d.stages.selftrain import selftrain_stage
+    from ss3d.stages.selftrain import selftrain_stage, single_hypothesis_ablation
 
     cfg = _load(args)
     result = selftrain_stage(cfg, pretrained=args.pretrained, resume=args.resume or False)
-    final = result.epochs[-1] if result.epochs else {}
     print(f"self-training {cfg.selftrain.category} done in {result.wall_seconds:.0f}s; "
           f"checkpoint {result.checkpoint}")
+    _print_selftrain(f"H = {cfg.selftrain.hypotheses}", result)
+    if args.ablation:
+        single = single_hypothesis_ablation(cfg, result, pretrained=args.pretrained)
+        print(f"H = 1 ablation done in {single.wall_seconds:.0f}s; checkpoint "
+              f"{single.checkpoint}")
+        _print_selftrain("H = 1", single)
+    return 0
+
+
+def _print_selftrain(label: str, result: Any) -> None:
+    final = result.epochs[-1] if result.epochs else {}
+    line = f"{label}: "
     if final:
-        line = f"mask IoU (chosen cameras) {final['mask_iou']:.3f}"
+        line += f"mask IoU (chosen cameras) {final['mask_iou']:.3f}"
         if "pose_acc30" in final:
             line += (f"; pose acc@30 {final['pose_acc30']:.2f}, best-of-H "
                      f"{final['pose_best_of_h_acc30']:.2f}")
-        print(line)
-    print(f"MLflow run {result.run_id}")
-    return 0
+    print(f"{line}; MLflow run {result.run_id}")
 
 
 def _parse_teachers(items: list[str] | None) -> dict[str, str]:
@@ -258,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "experiment's latest pre-training run)")
             p.add_argument("--resume", nargs="?", const=True, metavar="CHECKPOINT",
                            help="continue from the last self-training checkpoint")
+            p.add_argument("--ablation", action="store_true",
+                           help="then run H = 1 with the same budget (the multi-hypothesis "
+                           "check), as its own MLflow run")
         if name == "distill":
             p.add_argument("--teacher", action="append", metavar="NAME=CHECKPOINT",
                            help="teacher override: 'synthetic' or a collection category "

@@ -297,3 +297,25 @@ def test_ablation_reuses_the_pose_grid(tiny_setup):
     with pytest.raises(ValueError, match="grid_losses has shape"):
         selftrain_stage(single, pretrained=pretrained, progress=False, track=False,
                         grid_losses=first.grid_losses[:2])
+
+
+def test_cli_runs_the_h1_ablation_beside_the_run(tiny_setup, mlflow_store, tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from ss3d import tracking
+    from ss3d.cli import main
+    from ss3d.config import dump_yaml
+
+    root, pretrained = tiny_setup
+    experiment = tmp_path / "tiny.yaml"
+    experiment.write_text(dump_yaml(_cfg(root, **{"name": "cli-ablation"})))
+    assert main(["selftrain", "--config", str(experiment), "--pretrained", str(pretrained),
+                 "--ablation"]) == 0
+    out = capsys.readouterr().out
+    assert "H = 3: mask IoU" in out and "H = 1: mask IoU" in out
+    main_run = tracking.latest_run("cli-ablation", "selftrain", category="bird")
+    ablation = tracking.latest_run("cli-ablation", "selftrain-ablation", category="bird")
+    assert main_run is not None and ablation is not None
+    assert ablation.info.run_id != main_run.info.run_id
+    params = MlflowClient(mlflow_store).get_run(ablation.info.run_id).data.params
+    assert params["selftrain.hypotheses"] == "1" and ablation.data.tags["ss3d.ablation"] == "H1"

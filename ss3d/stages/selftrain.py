@@ -23,6 +23,7 @@ training.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -587,3 +588,18 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     result.wall_seconds = time.perf_counter() - start_wall
     return result
 
+
+ABLATION_TAG = "ss3d.ablation"
+
+
+def single_hypothesis_ablation(cfg: ExperimentConfig, reference: SelftrainResult, *,
+                               pretrained: str | Path | None = None, progress: bool = True,
+                               track: bool = True) -> SelftrainResult:
+    """The H = 1 ablation of ``reference`` (a multi-hypothesis run of ``cfg``): the same data,
+    pre-trained model and budget with one camera per image, logged as stage
+    ``selftrain-ablation`` so later stages never take it as a teacher. Reuses the reference's
+    pose-grid scores, which do not depend on H. ``cfg`` is not changed."""
+    single = copy.deepcopy(cfg)
+    single.selftrain.hypotheses = 1
+    return selftrain_stage(single, pretrained=pretrained, progress=progress, track=track,
+                           run_tags={ABLATION_TAG: "H1"}, grid_losses=reference.grid_losses)
