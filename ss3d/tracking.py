@@ -94,8 +94,8 @@ def configure(experiment: str) -> str:
             root = _artifact_root(uri)
             experiment_id = client.create_experiment(
                 experiment, artifact_location=f"{root}/{experiment}" if root else None,
-                # MLflow 3's UI opens an experiment of this kind in its model-training view
-                # (runs, charts, models) rather than the GenAI one (traces, evaluations)
+                # marks the experiment as model training for MLflow 3; its UI still opens
+                # in GenAI mode (checked, 3.17): the README says how to switch
                 tags={"mlflow.experimentKind": "custom_model_development",
                       "mlflow.note.content": f"ss3d experiment '{experiment}': one run per "
                       "stage (render, pretrain, selftrain per category, distill, evaluate)."})
