@@ -1,4 +1,4 @@
-"""The single camera convention of ss3d (DESIGN.md §2).
+"""The single camera convention of ss3d (README: Conventions).
 
 Canonical object frame: +Y up, object centred at the origin inside [-0.5, 0.5]^3.
 A camera is given by spherical coordinates ``(azimuth, elevation, distance)`` in degrees /

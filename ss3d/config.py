@@ -176,7 +176,7 @@ class RenderConfig:
 
 @dataclass
 class ModelConfig:
-    """Encoder + FiLM-SIREN decoder (DESIGN.md §1.1)."""
+    """Encoder + FiLM-SIREN decoder (README: Pre-training)."""
 
     encoder: str = _f("resnet18", choices=("resnet18", "resnet34"))
     encoder_size: int = _f(64, ge=32)

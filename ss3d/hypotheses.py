@@ -1,4 +1,4 @@
-"""Multi-hypothesis camera bank for self-training (DESIGN.md §1.4).
+"""Multi-hypothesis camera bank for self-training (README: Self-training).
 
 Every image of a collection owns ``H`` camera hypotheses and ``H`` logits of a categorical
 distribution over them, stored as ``(N, H)`` tensors keyed by the collection's stable image ids

@@ -1,4 +1,4 @@
-"""The reconstruction network (DESIGN.md §1.1): ResNet encoder → latent → FiLM-modulated SIREN.
+"""The reconstruction network (README: Pre-training): ResNet encoder, latent, FiLM-SIREN.
 
 ``net.encode(images (B, 3, H, W)) -> latent (B, L)``
 ``net.query(points (B, ..., 3), latent (B, L)) -> (rgb_logits (B, ..., 3), density (B, ..., 1))``
@@ -6,7 +6,7 @@
 The FiLM values of an image are computed once per image and broadcast over all of its points:
 the latent is never copied per ray or per sample.
 
-Two deliberate departures from the plain recipe, both measured in DESIGN.md §1.7:
+Two deliberate departures from the plain recipe, both chosen by measurement during development:
 * density = relu(density_scale · raw), zero outside the object cube;
 * the last layer of the FiLM head is zero-initialised, so training starts as an unconditional
   SIREN (frequency 1, shift 0 for every image) and learns the conditioning.

@@ -1,4 +1,4 @@
-"""MLflow helpers: every ss3d run is an MLflow run (DESIGN.md §2).
+"""MLflow helpers: every ss3d run is an MLflow run (README: Conventions).
 
 * Store: ``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<repo root>/mlflow.db`` so that
   ``mlflow ui`` started in the repo root shows everything. Artifacts of a SQLite store go next to

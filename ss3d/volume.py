@@ -1,4 +1,4 @@
-"""Differentiable emission-absorption volume rendering (DESIGN.md §1.2).
+"""Differentiable emission-absorption volume rendering (README: Pre-training).
 
 Small composable parts in the spirit of PyTorch3D's ``renderer/implicit``:
 

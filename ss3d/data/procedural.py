@@ -14,7 +14,7 @@ nose cone is red and the tail fin blue, with a small per-instance jitter in hue,
 value), and front and back differ as on real objects (cockpit and nose, head- and tail-lights,
 beak and head vs tail, screen vs lid back, seat vs back, the bin's front label and pedal), so
 that colour supervision means something and front and back views are distinguishable
-(DESIGN.md §1.7: near-symmetric shapes make camera selection ambiguous).
+(near-symmetric shapes made camera selection ambiguous in our measurements).
 :func:`describe_model` / :func:`part_colours` report the part colours the texture atlas uses.
 
 Frame: +Y up; the "front" of every category points to +X (nose, hood, beak, the laptop's

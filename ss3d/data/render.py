@@ -1,4 +1,4 @@
-"""Off-screen pyrender renders of textured meshes, written to HDF5 (DESIGN.md §2).
+"""Off-screen pyrender renders of textured meshes, written to HDF5 (README: Conventions).
 
 Cameras come from :mod:`ss3d.cameras` (spherical → OpenGL pose, shared intrinsics), so the
 renders and the volume renderer agree pixel for pixel.

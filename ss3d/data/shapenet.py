@@ -5,7 +5,7 @@
 
 Models are loaded with trimesh as a list of textured meshes (one per material, as pyrender
 wants them) and normalised into the canonical cube: bounding-box centre at the origin, longest
-side 1, so the object fits [-0.5, 0.5]^3 (DESIGN.md §2).
+side 1, so the object fits [-0.5, 0.5]^3 (README: Conventions).
 """
 
 from __future__ import annotations

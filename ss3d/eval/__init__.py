@@ -1,4 +1,4 @@
-"""Evaluation (DESIGN.md §1.6): mesh extraction, 3D/2D metrics, baselines.
+"""Evaluation (README: Evaluation): mesh extraction, 3D/2D metrics, baselines.
 
 * :mod:`ss3d.eval.mesh` — density grid → marching cubes (PyTorch3D) → vertex-coloured mesh,
   dense or coarse-to-fine;

@@ -1,4 +1,4 @@
-"""3D metrics (DESIGN.md §1.6), on points sampled from both surfaces.
+"""3D metrics (README: Evaluation), on points sampled from both surfaces.
 
 Conventions (both shapes in the canonical cube, side 1, so distances are fractions of it):
 

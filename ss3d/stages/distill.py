@@ -1,4 +1,4 @@
-"""Stage 3: distil every category model into one unified student (DESIGN.md §1.5).
+"""Stage 3: distil every category model into one unified student (README: Distillation).
 
 Teachers: the pre-trained synthetic model (``"synthetic"``) and the self-trained model of each
 collection category, found in MLflow (latest finished run per category) or given as paths.

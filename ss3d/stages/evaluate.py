@@ -1,4 +1,4 @@
-"""Evaluation of every stage of an experiment (DESIGN.md §1.6).
+"""Evaluation of every stage of an experiment (README: Evaluation).
 
 Models: the pre-trained model, each category's self-trained model and the distilled student,
 found in MLflow (latest finished runs) or in ``<output_dir>/<name>/``; stages that have not

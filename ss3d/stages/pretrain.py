@@ -1,4 +1,4 @@
-"""Stage 1: synthetic pre-training with known cameras (DESIGN.md §1.3).
+"""Stage 1: synthetic pre-training with known cameras (README: Pre-training).
 
 ``ss3d pretrain --config experiments/smoke.yaml [--resume]`` and notebooks/01_pretrain call
 :func:`pretrain_stage`. Per step and object: one rendered view is the encoder input, ``K`` other
@@ -228,7 +228,7 @@ def supervision_rays(batch: dict[str, torch.Tensor], intrinsics: Intrinsics,
 
 def render_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], intrinsics: Intrinsics,
                 cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
-    """Mean of mask MSE and colour MSE on the sampled rays (DESIGN.md §1.2)."""
+    """Mean of mask MSE and colour MSE on the sampled rays (README: Pre-training)."""
     origins, dirs, near, far = supervision_rays(batch, intrinsics, cfg)
     depths, points = sample_along_rays(origins, dirs, near, far, cfg.model.n_samples,
                                        stratified=True)

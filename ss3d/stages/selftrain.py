@@ -1,4 +1,4 @@
-"""Stage 2: category-specific self-training with multi-hypothesis cameras (DESIGN.md §1.4).
+"""Stage 2: category-specific self-training with multi-hypothesis cameras (README: Self-training).
 
 Before the first epoch (``selftrain.init=grid``, the default) every image's hypotheses start at
 the best poses of a coarse grid, one per azimuth sector, scored with the pre-trained network;
@@ -16,7 +16,7 @@ The encoder's BatchNorm statistics stay frozen throughout (:func:`train_mode`).
 
 The chosen pose of an image is its highest-weight hypothesis (``selftrain.select=weights``, the
 paper) or its lowest full-image loss at ``selection_resolution`` (``select=loss``, the default:
-DESIGN.md §1.7 measured that a low-noise loss picks better). Both are logged, with best-of-H,
+in our measurements a low-noise loss picked better). Both are logged, with best-of-H,
 against the hidden true cameras of rendered collections — for evaluation only, never for
 training.
 """
