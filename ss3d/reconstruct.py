@@ -79,9 +79,9 @@ def load_model_spec(spec: str, device: torch.device | str = "cpu"
                               f"id or '{REGISTERED_MODEL}[/VERSION]'")
 
 
-def prepare_input(image_path: str | Path, mask_path: str | Path, crop_size: int,
-                  margin: float) -> tuple[torch.Tensor, np.ndarray]:
-    """The network input ``(3, S, S)`` and the crop as uint8 ``(S, S, 3)``."""
+def read_input(image_path: str | Path, mask_path: str | Path
+               ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """Checked, upright ``rgb (H, W, 3)``, ``mask (H, W)`` {0, 1} and the object's box."""
     image_path, mask_path = Path(image_path), Path(mask_path)
     for label, p in (("image", image_path), ("mask", mask_path)):
         if not p.is_file():
@@ -102,9 +102,17 @@ def prepare_input(image_path: str | Path, mask_path: str | Path, crop_size: int,
         box = box_from_mask(mask)
     except SkipImage:
         raise ReconstructionError(f"{mask_path}: the mask is empty (no pixel >= 128)") from None
+    return rgb_full, mask, box
+
+
+def prepare_input(image_path: str | Path, mask_path: str | Path, crop_size: int,
+                  margin: float, loaded: tuple | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    """The network input ``(3, S, S)`` and the crop as uint8 ``(S, S, 3)``; ``loaded``: what
+    :func:`read_input` already returned for these files."""
+    rgb_full, mask, box = loaded or read_input(image_path, mask_path)
     rgb, crop_mask, _ = square_crop(rgb_full, mask, box, crop_size, margin)
     if crop_mask.sum() == 0:
-        raise ReconstructionError(f"{mask_path}: the mask vanishes at {crop_size} px")
+        raise ReconstructionError(f"{Path(mask_path)}: the mask vanishes at {crop_size} px")
     tensor = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
     return tensor, rgb
 
@@ -131,7 +139,7 @@ def reconstruct(image: str | Path, mask: str | Path, model: str, output: str | P
     _check_writable(output, "-o", ".obj", "the mesh is written as OBJ")
     if turntable is not None:
         _check_writable(Path(turntable), "--turntable", ".gif", "the turntable is a GIF")
-    prepare_input(image, mask, cfg.data.crop_size, cfg.data.crop_margin)  # validates input
+    loaded = read_input(image, mask)  # the files, read and checked once
     dev = select_device(device)
     try:
         net, description, saved = load_model_spec(model, dev)
@@ -140,7 +148,7 @@ def reconstruct(image: str | Path, mask: str | Path, model: str, output: str | P
     data = saved.get("data", {}) if isinstance(saved, dict) else {}
     crop_size = int(data.get("crop_size", cfg.data.crop_size))
     margin = float(data.get("crop_margin", cfg.data.crop_margin))
-    inputs, crop = prepare_input(image, mask, crop_size, margin)
+    inputs, crop = prepare_input(image, mask, crop_size, margin, loaded)
     e = cfg.evaluate
     with torch.no_grad():
         latent = net.encode(inputs[None].to(dev))

@@ -130,18 +130,10 @@ def _warnings(data: dict[str, Any], runs: list[dict[str, Any]]) -> list[str]:
     notes = [f"Distillation on {r['set']} {r['category']}: student/teacher F@0.1 ratio "
              f"{r['ratio']:.2f} is below the aim of {RATIO_AIM}."
              for r in data.get("ratios", []) if r.get("ratio", 1.0) < RATIO_AIM]
-    notes += [f"Student–teacher agreement on {c} dropped during distillation ({before} -> "
-              f"{after}): the student drifted from this teacher."
-              for c, before, after in _agreement_rows(runs)
-              if _number(after) < _number(before)]
+    notes += [f"Student–teacher agreement on {c} dropped during distillation ({fmt(before)} "
+              f"-> {fmt(after)}): the student drifted from this teacher."
+              for c, before, after in _agreement(runs) if after < before]
     return notes
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return float("nan")
 
 
 def _html_table(header: list[str], rows: list[list[str]], classes: list[str] | None = None
@@ -252,14 +244,19 @@ def _pretrain_line(runs: list[dict[str, Any]]) -> str:
     return ""
 
 
-def _agreement_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+def _agreement(runs: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
+    """``(category, student–teacher mask IoU before, after)`` of the latest distillation."""
     for r in runs:
         if r["stage"] == "distill":
             m = r["metrics"]
             cats = sorted(k.split("/", 1)[1] for k in m if k.startswith("agreement/"))
-            return [[html.escape(c), fmt(m.get(f"agreement_before/{c}")),
-                     fmt(m.get(f"agreement/{c}"))] for c in cats]
+            return [(c, m.get(f"agreement_before/{c}", float("nan")), m[f"agreement/{c}"])
+                    for c in cats]
     return []
+
+
+def _agreement_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+    return [[html.escape(c), fmt(before), fmt(after)] for c, before, after in _agreement(runs)]
 
 
 def _index_html(cfg: ExperimentConfig, data: dict[str, Any], runs: list[dict[str, Any]],
