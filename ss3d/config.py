@@ -192,6 +192,9 @@ class ModelConfig:
                          "(the paper).")
     object_radius: float = _f(0.9, gt=0.0, help="r of the 'sphere' ray bounds.")
     n_samples: int = _f(32, ge=2, help="Samples per ray.")
+    fused_layers: bool = _f(True, help="FiLM-SIREN hidden layers as one fused op with a "
+                            "hand-written backward (ss3d.fused); false = plain autograd ops "
+                            "(the baseline; same parameters and checkpoints).")
 
 
 @dataclass

@@ -23,6 +23,7 @@ import torchvision
 from torch import nn
 
 from ss3d.config import ModelConfig
+from ss3d.fused import film_sine, film_sine_reference
 
 __all__ = ["FiLMSiren", "ImageEncoder", "ReconstructionNet", "build_model", "load_network"]
 
@@ -85,9 +86,10 @@ class FiLMSiren(nn.Module):
     """
 
     def __init__(self, latent_dim: int = 256, hidden: int = 64, layers: int = 3,
-                 omega_0: float = 30.0):
+                 omega_0: float = 30.0, fused: bool = True):
         super().__init__()
         self.hidden, self.n_layers, self.omega_0 = hidden, layers, omega_0
+        self.fused = fused
         dims = [3] + [hidden] * layers
         self.linears = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(layers))
         self.out = nn.Linear(hidden, 4)
@@ -122,10 +124,11 @@ class FiLMSiren(nn.Module):
         # (B, layers, hidden) FiLM tensors instead of the big (B, N, hidden) activations saves
         # two memory-bound passes per layer (this MLP is bandwidth-bound on CPU).
         freq, shift = self.omega_0 * freq, self.omega_0 * shift
+        layer_fn = film_sine if self.fused else film_sine_reference
         h = points
         for i, layer in enumerate(self.linears):
-            # (B, 1, hidden) broadcasts over the N points of each image: no copies
-            h = torch.sin(torch.addcmul(shift[:, i, None], freq[:, i, None], layer(h)))
+            # FiLM values are (B, hidden) per image, applied to all N points without copies
+            h = layer_fn(h, layer.weight, layer.bias, freq[:, i], shift[:, i])
         return self.out(h)
 
 
@@ -137,7 +140,8 @@ class ReconstructionNet(nn.Module):
         self.cfg = cfg
         self.encoder = ImageEncoder(cfg.encoder, cfg.latent_dim, cfg.encoder_size,
                                     cfg.pretrained_weights)
-        self.decoder = FiLMSiren(cfg.latent_dim, cfg.hidden, cfg.layers, cfg.omega_0)
+        self.decoder = FiLMSiren(cfg.latent_dim, cfg.hidden, cfg.layers, cfg.omega_0,
+                                 cfg.fused_layers)
         self.density_scale = cfg.density_scale
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:

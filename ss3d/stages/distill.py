@@ -44,6 +44,7 @@ from ss3d.engine import (
     autocast,
     init_distributed,
     load_checkpoint,
+    make_adam,
     save_checkpoint,
     seed_everything,
     unwrap,
@@ -438,7 +439,7 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
                        device, on_device=d.teachers_on_device)
     student, _ = load_network(found[SYNTHETIC][0], device)
     student.train()
-    optimizer = torch.optim.Adam(student.parameters(), lr=d.lr)
+    optimizer = make_adam(student.parameters(), d.lr)
     out_dir = stage_dir(cfg, STAGE)
     last = out_dir / "last.pt"
     start_step, run_id = 0, None

@@ -36,6 +36,7 @@ from ss3d.engine import (
     grad_scaler,
     init_distributed,
     load_checkpoint,
+    make_adam,
     save_checkpoint,
     seed_everything,
 )
@@ -333,8 +334,7 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
 
     net = ReconstructionNet(cfg.model)
     model = runtime.wrap(net)
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.optim.lr,
-                                 weight_decay=cfg.optim.weight_decay)
+    optimizer = make_adam(net.parameters(), cfg.optim.lr, cfg.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(cfg, s))
     scaler = grad_scaler(device, cfg.optim.amp)
     start_step, run_id = 0, None

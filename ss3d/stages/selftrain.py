@@ -46,6 +46,7 @@ from ss3d.engine import (
     autocast,
     init_distributed,
     load_checkpoint,
+    make_adam,
     save_checkpoint,
     seed_everything,
 )
@@ -388,7 +389,7 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     net = ReconstructionNet(cfg.model).to(device)
     load_checkpoint(ckpt_in, model=net, map_location=device)
     train_mode(net)
-    optimizer = torch.optim.Adam(net.parameters(), lr=s.lr)
+    optimizer = make_adam(net.parameters(), s.lr)
     start_step, start_epoch, run_id = 0, 0, None
     # the previous epoch's chosen hypotheses (None before the pre-search evaluation)
     last_choice: torch.Tensor | None = None
