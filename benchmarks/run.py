@@ -1,22 +1,31 @@
 """Speed benchmarks, measured side by side in one process (machines are noisy: read ratios).
 
-    make bench            # or: .venv/bin/python benchmarks/run.py [--repeat 5]
+    make bench            # or: .venv/bin/python benchmarks/run.py [--repeat 5] [--only step]
 
 1. pyrender throughput at the smoke image size, supersample 1 vs 2 (views/s).
-2. One pre-training step (forward + backward) of the smoke model:
-   FiLM with omega_0 folded into the FiLM values (ours) vs the literal formula, and the
-   same number of samples placed in the object cube (ours) vs in dist ± r (the paper).
-3. Mesh extraction of a smoke-sized network: dense grid vs coarse-to-fine (decoder queries and
-   time at the same resolution).
-4. Distillation teachers: one grouped forward per teacher (ours) vs one forward per image.
+2. One pre-training step (forward + backward + Adam) at smoke and paper sizes, the levers added
+   one at a time from the baseline (plain autograd FiLM-SIREN layers, fp32, foreach Adam: the
+   implementation before the speed work) to today's default (fused layers, bf16 autocast where
+   the CPU or GPU has it, fused Adam). Rounds are interleaved so that machine noise hits every
+   variant alike; seconds per step, ray-samples per second and the ratio to the baseline.
+3. A paper-size self-training step (H = 10 hypotheses, batch 8): one camera-search iteration
+   and one phase-B network update, time and peak memory, baseline vs today's default, each in
+   its own process (peak resident memory on CPU, peak allocated memory on CUDA).
+4. Ray bounds: samples in the object cube (ours) vs in dist ± r (the paper), smoke step.
+5. Mesh extraction of a smoke-sized network: dense grid vs coarse-to-fine.
+6. Distillation teachers: one grouped forward per teacher (ours) vs one forward per image.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import statistics
+import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,8 +36,17 @@ from ss3d.cameras import Intrinsics  # noqa: E402
 from ss3d.config import load_config  # noqa: E402
 from ss3d.data.procedural import make_model  # noqa: E402
 from ss3d.data.render import MeshRenderer  # noqa: E402
-from ss3d.model import FiLMSiren, ReconstructionNet  # noqa: E402
+from ss3d.engine import amp_dtype, autocast, make_adam, select_device  # noqa: E402
+from ss3d.model import ReconstructionNet  # noqa: E402
 from ss3d.stages.pretrain import render_loss  # noqa: E402
+
+# The paper's sizes (experiments/paper.yaml): ResNet-34 on 224 px, FiLM-SIREN 5 x 256,
+# 5 views x 340 rays x 80 samples per object.
+PAPER = {"model.encoder": "resnet34", "model.encoder_size": 224, "model.latent_dim": 512,
+         "model.hidden": 256, "model.layers": 5, "model.n_samples": 80,
+         "model.ray_bounds": "sphere", "pretrain.views_per_object": 5,
+         "pretrain.rays_per_view": 340, "render.image_size": 224}
+SIZES = {"smoke": ({}, None), "paper": (PAPER, 1)}  # overrides, batch size (None: config's)
 
 
 def timed(fn, repeat: int) -> float:
@@ -59,51 +77,219 @@ def bench_render(repeat: int) -> None:
           f"supersample 2: {results[2]:.0f} views/s (ratio {results[1] / results[2]:.2f}x)")
 
 
-class LiteralFiLMSiren(FiLMSiren):
-    """sin(omega_0 * (freq * W h + shift)) written literally (the reference formula)."""
-
-    def forward(self, points, freq, shift):
-        h = points
-        for i, layer in enumerate(self.linears):
-            h = torch.sin(self.omega_0 * (freq[:, i, None] * layer(h) + shift[:, i, None]))
-        return self.out(h)
+@dataclass
+class Variant:
+    label: str
+    fused_layers: bool
+    amp: bool
+    fused_adam: bool
 
 
-def bench_step(repeat: int) -> None:
-    cfg = load_config(None)
-    torch.manual_seed(0)
-    b, k, r = cfg.optim.batch_size, cfg.pretrain.views_per_object, cfg.pretrain.rays_per_view
+# cumulative: each row adds one lever to the row above
+VARIANTS = [
+    Variant("baseline (plain layers, fp32)", False, False, False),
+    Variant("+ bf16 autocast", False, True, False),
+    Variant("+ fused FiLM-SIREN layers", True, True, False),
+    Variant("+ fused Adam (default)", True, True, True),
+    Variant("default without autocast", True, False, True),
+]
+
+
+def synthetic_batch(cfg, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """A pre-training batch of the config's sizes (random content: timing only)."""
+    g = torch.Generator().manual_seed(0)
+    b, k, r = batch_size, cfg.pretrain.views_per_object, cfg.pretrain.rays_per_view
     size = cfg.render.image_size
-    batch = {
-        "image": torch.rand(b, 3, size, size),
-        "azimuth": torch.rand(b, k) * 360, "elevation": torch.rand(b, k) * 150 - 75,
-        "distance": torch.full((b, k), 1.9),
-        "pixels": torch.rand(b, k, r, 2) * size, "rgb": torch.rand(b, k, r, 3),
-        "mask": (torch.rand(b, k, r) > 0.5).float(),
-    }
-    intr = Intrinsics.from_fov(cfg.render.fov_degrees, size)
+    batch = {"image": torch.rand(b, 3, size, size, generator=g),
+             "azimuth": torch.rand(b, k, generator=g) * 360,
+             "elevation": torch.rand(b, k, generator=g) * 150 - 75,
+             "distance": torch.full((b, k), 1.9),
+             "pixels": torch.rand(b, k, r, 2, generator=g) * size,
+             "rgb": torch.rand(b, k, r, 3, generator=g),
+             "mask": (torch.rand(b, k, r, generator=g) > 0.5).float()}
+    return {key: v.to(device) for key, v in batch.items()}
+
+
+def bench_step(repeat: int, sizes: list[str], device: torch.device) -> dict:
+    """Pre-training step time of each :data:`VARIANTS` entry, interleaved rounds."""
+    results = {}
+    native = amp_dtype(device) is not None
+    for size in sizes:
+        overrides, batch_size = SIZES[size]
+        steps = {}
+        for v in VARIANTS:
+            if v.amp and not native:
+                continue  # no bf16/fp16 here: autocast would be a no-op, the row a duplicate
+            cfg = load_config(None, {**overrides, "model.fused_layers": v.fused_layers})
+            torch.manual_seed(0)
+            net = ReconstructionNet(cfg.model).to(device)
+            opt = (make_adam(net.parameters(), 1e-4) if v.fused_adam
+                   else torch.optim.Adam(net.parameters(), lr=1e-4, foreach=True))
+            batch = synthetic_batch(cfg, batch_size or cfg.optim.batch_size, device)
+            intr = Intrinsics.from_fov(cfg.render.fov_degrees, cfg.render.image_size)
+
+            def step(net=net, opt=opt, batch=batch, intr=intr, cfg=cfg, amp=v.amp):
+                with autocast(device, amp):
+                    loss = render_loss(net, batch, intr, cfg)["loss"]
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+
+            step()  # warm-up (allocator, oneDNN kernels)
+            samples = (batch["pixels"].shape[0] * cfg.pretrain.views_per_object
+                       * cfg.pretrain.rays_per_view * cfg.model.n_samples)
+            steps[v.label] = (step, samples, [])
+        for _ in range(repeat):  # interleaved: noise hits every variant alike
+            for _label, (step, _samples, times) in steps.items():
+                tic = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - tic)
+        cfg = load_config(None, overrides)
+        print(f"pre-training step, {size} size (batch {batch_size or cfg.optim.batch_size}, "
+              f"{cfg.pretrain.views_per_object}x{cfg.pretrain.rays_per_view} rays x "
+              f"{cfg.model.n_samples} samples, SIREN {cfg.model.layers}x{cfg.model.hidden}, "
+              f"{cfg.model.encoder}, {device}, {torch.get_num_threads()} threads, "
+              f"median of {repeat}):")
+        base = statistics.median(steps[VARIANTS[0].label][2])
+        results[size] = {}
+        for label, (_step, samples, times) in steps.items():
+            t = statistics.median(times)
+            results[size][label] = {"seconds": t, "ratio": base / t}
+            print(f"  {label:32s} {t * 1000:8.0f} ms  {samples / t / 1e6:6.2f} M samples/s  "
+                  f"{base / t:5.2f}x baseline")
+        if not native:
+            print("  (no native bf16/fp16 on this device: autocast rows skipped)")
+    return results
+
+
+def selftrain_child(variant: str, device_name: str, b: int = 8) -> None:
+    """One paper-size self-training step in this process; prints a JSON line."""
+    from ss3d.hypotheses import CameraBank
+    from ss3d.stages.selftrain import _gather, _sample_pixels, hypothesis_losses
+
+    device = torch.device(device_name)
+    v = {"baseline": VARIANTS[0], "default": VARIANTS[3]}[variant]
+    cfg = load_config(None, {**PAPER, "model.fused_layers": v.fused_layers,
+                             "optim.amp": v.amp, "selftrain.hypotheses": 10,
+                             "selftrain.camera_rays": 340, "selftrain.camera_samples": 40})
+    s, h = cfg.selftrain, cfg.selftrain.hypotheses
+    torch.manual_seed(0)
+    net = ReconstructionNet(cfg.model).to(device)
+    opt = (make_adam(net.parameters(), 1e-5) if v.fused_adam
+           else torch.optim.Adam(net.parameters(), lr=1e-5, foreach=True))
+    images = torch.rand(b, 3, 224, 224, device=device)
+    masks = (torch.rand(b, 1, 224, 224, device=device) > 0.5).float()
+    intr = Intrinsics.from_fov(cfg.render.fov_degrees, 224)
+    bank = CameraBank([str(i) for i in range(b)], h)
+    raw = [r.to(device).requires_grad_(True) for r in bank.raw(torch.arange(b))]
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+
+    sync()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with torch.no_grad():
+        latent = net.encode(images)
+    # 1. one camera-search iteration: B x H cameras, network frozen, gradient to the cameras
+    tic = time.perf_counter()
+    net.requires_grad_(False)
+    pixels = _sample_pixels(masks.cpu(), s.camera_rays).to(device)
+    t_rgb, t_mask = _gather(images, masks, pixels)
+    losses = hypothesis_losses(net, latent, t_rgb, t_mask, pixels, *bank.decode(*raw), intr,
+                               cfg, s.camera_samples)
+    losses.sum().backward()
+    net.requires_grad_(True)
+    sync()
+    camera_seconds = time.perf_counter() - tic
+    # 2. one phase-B update: the network on the weighted loss of all B x H hypotheses
+    tic = time.perf_counter()
+    with autocast(device, cfg.optim.amp):
+        latent = net.encode(images)
+    pixels = _sample_pixels(masks.cpu(), s.rays_per_image).to(device)
+    t_rgb, t_mask = _gather(images, masks, pixels)
+    cams = [c.detach() for c in bank.decode(*raw)]
+    losses = hypothesis_losses(net, latent, t_rgb, t_mask, pixels, *cams, intr, cfg,
+                               cfg.model.n_samples)
+    loss = (torch.full((b, h), 1.0 / h, device=device) * losses).sum(-1).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
+    print(json.dumps({"camera_seconds": camera_seconds,
+                      "network_seconds": time.perf_counter() - tic, "peak_bytes": peak,
+                      "points_camera": b * h * s.camera_rays * s.camera_samples,
+                      "points_network": b * h * s.rays_per_image * cfg.model.n_samples}))
+
+
+def _selftrain_run(variant: str, device: torch.device, batch: int) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--selftrain-child", variant,
+                           "--selftrain-batch", str(batch), "--device", str(device)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        reason = ("killed: out of memory" if proc.returncode in (-9, 137)
+                  else (proc.stderr.strip().splitlines() or ["failed"])[-1])
+        print(f"  batch {batch}, {variant:9s} did not finish ({reason})", flush=True)
+        return {"error": reason}
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    memory = "peak allocated" if device.type == "cuda" else "peak resident (above start)"
+    print(f"  batch {batch}, {variant:9s} camera-search iteration {out['camera_seconds']:6.2f} s, "
+          f"phase-B update {out['network_seconds']:6.2f} s, {memory} "
+          f"{out['peak_bytes'] / 2**30:5.2f} GiB", flush=True)
+    return out
+
+
+def bench_selftrain(device: torch.device) -> dict:
+    """Paper-size self-training step, baseline vs default, each in a fresh process.
+
+    Batch 8 first; where either variant does not fit in memory, both again at batch 2 so that
+    there is a side-by-side ratio.
+    """
+    print("paper-size self-training step (H = 10, 224 px, SIREN 5x256; camera search 340 rays "
+          "x 40 samples, phase B 256 rays x 80 samples), one process per variant:", flush=True)
+    results = {}
+    for batch in (8, 2):
+        runs = {variant: _selftrain_run(variant, device, batch)
+                for variant in ("default", "baseline")}
+        results[f"batch_{batch}"] = runs
+        if all("camera_seconds" in r for r in runs.values()):
+            d, b = runs["default"], runs["baseline"]
+            print(f"  batch {batch}, default vs baseline: camera iteration "
+                  f"{b['camera_seconds'] / d['camera_seconds']:.2f}x faster, phase B "
+                  f"{b['network_seconds'] / d['network_seconds']:.2f}x faster, peak memory "
+                  f"{b['peak_bytes'] / max(d['peak_bytes'], 1):.2f}x smaller")
+            break
+    return results
+
+
+def bench_bounds(repeat: int) -> None:
+    cfg = load_config(None)
+    batch = synthetic_batch(cfg, cfg.optim.batch_size, torch.device("cpu"))
+    intr = Intrinsics.from_fov(cfg.render.fov_degrees, cfg.render.image_size)
     timings = {}
-    for label, literal, bounds in [("ours (folded FiLM, cube bounds)", False, "cube"),
-                                   ("literal FiLM formula", True, "cube"),
-                                   ("sphere bounds (paper)", False, "sphere")]:
+    for bounds in ("cube", "sphere"):
         run_cfg = load_config(None, {"model.ray_bounds": bounds})
+        torch.manual_seed(0)
         net = ReconstructionNet(run_cfg.model)
-        if literal:
-            literal_decoder = LiteralFiLMSiren(run_cfg.model.latent_dim, run_cfg.model.hidden,
-                                               run_cfg.model.layers, run_cfg.model.omega_0)
-            literal_decoder.load_state_dict(net.decoder.state_dict())
-            net.decoder = literal_decoder
 
         def step(net=net, run_cfg=run_cfg):
             net.zero_grad()
-            render_loss(net, batch, intr, run_cfg)["loss"].backward()
+            with autocast(torch.device("cpu")):
+                loss = render_loss(net, batch, intr, run_cfg)["loss"]
+            loss.backward()
 
-        timings[label] = timed(step, repeat)
-    base = timings["ours (folded FiLM, cube bounds)"]
-    print(f"pre-training step (batch {b}, {k}x{r} rays, {cfg.model.n_samples} samples, "
-          f"SIREN {cfg.model.layers}x{cfg.model.hidden}, {torch.get_num_threads()} threads):")
-    for label, t in timings.items():
-        print(f"  {label:34s} {t * 1000:7.0f} ms  ({t / base:.2f}x ours)")
+        timings[bounds] = timed(step, repeat)
+    print(f"ray bounds, smoke step (same samples per ray): cube {timings['cube'] * 1000:.0f} ms, "
+          f"sphere (paper) {timings['sphere'] * 1000:.0f} ms "
+          f"({timings['sphere'] / timings['cube']:.2f}x; the cube puts every sample where the "
+          f"object can be)")
 
 
 def bench_mesh(repeat: int) -> None:
@@ -160,14 +346,44 @@ def bench_teachers(repeat: int) -> None:
           f"({t_single / t_grouped:.2f}x)")
 
 
+SECTIONS = ("render", "step", "selftrain", "bounds", "mesh", "teachers")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--sizes", nargs="+", choices=tuple(SIZES), default=list(SIZES),
+                        help="Sizes of the pre-training step section.")
+    parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:N'.")
+    parser.add_argument("--json", type=Path, help="Also write the step and self-training "
+                        "figures to this JSON file.")
+    parser.add_argument("--selftrain-child", choices=("baseline", "default"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--selftrain-batch", type=int, default=8, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    bench_render(args.repeat)
-    bench_step(args.repeat)
-    bench_mesh(args.repeat)
-    bench_teachers(args.repeat)
+    device = select_device(args.device)
+    if args.selftrain_child:
+        selftrain_child(args.selftrain_child, str(device), args.selftrain_batch)
+        return
+    print(f"ss3d benchmarks on {device} ({torch.get_num_threads()} threads, torch "
+          f"{torch.__version__}, autocast dtype {amp_dtype(device)})", flush=True)
+    figures = {}
+    if "render" in args.only:
+        bench_render(args.repeat)
+    if "step" in args.only:
+        figures["step"] = bench_step(args.repeat, args.sizes, device)
+    if "selftrain" in args.only:
+        figures["selftrain"] = bench_selftrain(device)
+    if "bounds" in args.only:
+        bench_bounds(args.repeat)
+    if "mesh" in args.only:
+        bench_mesh(args.repeat)
+    if "teachers" in args.only:
+        bench_teachers(args.repeat)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

@@ -214,7 +214,7 @@ class OptimConfig:
 
 @dataclass
 class PretrainConfig:
-    steps: int = _f(300, ge=1)
+    steps: int = _f(600, ge=1)
     views_per_object: int = _f(3, ge=1, help="Supervision views per object and step.")
     rays_per_view: int = _f(256, ge=1)
     foreground_fraction: float = _f(0.1, ge=0.0, le=1.0,

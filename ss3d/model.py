@@ -6,6 +6,10 @@
 The FiLM values of an image are computed once per image and broadcast over all of its points:
 the latent is never copied per ray or per sample.
 
+The hidden layers run as one fused op each (:mod:`ss3d.fused`: FiLM folded into per-image
+weights, a hand-written backward) unless ``model.fused_layers`` is false; both paths have the
+same parameters, so checkpoints load either way.
+
 Two deliberate departures from the plain recipe, both chosen by measurement during development:
 * density = relu(density_scale · raw), zero outside the object cube;
 * the last layer of the FiLM head is zero-initialised, so training starts as an unconditional
@@ -120,9 +124,8 @@ class FiLMSiren(nn.Module):
     def forward(self, points: torch.Tensor, freq: torch.Tensor,
                 shift: torch.Tensor) -> torch.Tensor:
         """``points (B, N, 3)``, FiLM ``(B, layers, hidden)`` -> ``(B, N, 4)``."""
-        # omega_0 (freq W h + shift) = (omega_0 freq) W h + omega_0 shift: scaling the small
-        # (B, layers, hidden) FiLM tensors instead of the big (B, N, hidden) activations saves
-        # two memory-bound passes per layer (this MLP is bandwidth-bound on CPU).
+        # omega_0 (freq W h + shift) = (omega_0 freq) W h + omega_0 shift: scale the small
+        # (B, layers, hidden) FiLM tensors, never the big (B, N, hidden) activations
         freq, shift = self.omega_0 * freq, self.omega_0 * shift
         layer_fn = film_sine if self.fused else film_sine_reference
         h = points
