@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= experiments/smoke.yaml
 
-.PHONY: setup browser smoke test test-fast lint bench ui lab clean-data
+.PHONY: setup browser smoke test test-fast lint bench gpu-check ui lab clean-data
 
 # The stamp is rebuilt when the pins change, so `make test` after a pin bump reinstalls.
 $(VENV)/.setup-stamp: pyproject.toml
@@ -42,6 +42,11 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
+
+# Every stage at tiny size on the GPU (bf16, fp16 + GradScaler), torchrun, paper-size step times
+# and peak memory -> outputs/gpu-check.json. Without CUDA it runs its CPU dry run.
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py --out outputs/gpu-check.json
 
 # JupyterLab on the notebooks, with the project's kernel ("ss3d (.venv)") already installed
 lab: setup

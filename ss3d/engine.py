@@ -105,12 +105,21 @@ def cpu_bf16_supported() -> bool:
 def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
     """The autocast dtype for ``device``, or None for plain fp32.
 
-    CUDA: bf16 where supported, else fp16 (with a GradScaler). CPU: bf16 only where the CPU has
-    native bf16 instructions (:func:`cpu_bf16_supported`).
+    CUDA: bf16 where supported, else fp16 (with a GradScaler); ``SS3D_CUDA_AMP=fp16`` (or
+    ``bf16``) forces one, e.g. to check the fp16 + GradScaler path on a bf16 GPU
+    (``make gpu-check`` does). CPU: bf16 only where the CPU has native bf16 instructions
+    (:func:`cpu_bf16_supported`).
     """
     if not enabled:
         return None
     if device.type == "cuda":
+        forced = os.environ.get("SS3D_CUDA_AMP", "").strip().lower()
+        if forced in ("fp16", "float16"):
+            return torch.float16
+        if forced in ("bf16", "bfloat16"):
+            return torch.bfloat16
+        if forced:
+            raise DeviceError(f"SS3D_CUDA_AMP={forced!r}: use fp16 or bf16")
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu" and cpu_bf16_supported():
         return torch.bfloat16
@@ -137,8 +146,12 @@ def make_adam(params: Any, lr: float, weight_decay: float = 0.0) -> torch.optim.
 
 
 def grad_scaler(device: torch.device, enabled: bool = True) -> torch.amp.GradScaler:
-    """A GradScaler that is active only for fp16 autocast (bf16 needs none)."""
-    active = (enabled and device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    """A GradScaler that is active only for fp16 autocast (bf16 needs none).
+
+    Every training stage steps through one (``scale → backward → unscale_ → clip → step →
+    update``): without it fp16 gradients underflow; where it is inactive it passes through.
+    """
+    active = device.type == "cuda" and amp_dtype(device, enabled) == torch.float16
     return torch.amp.GradScaler("cuda", enabled=active)
 
 

@@ -42,6 +42,7 @@ from ss3d.data.datasets import ImageCollection, RenderedViews
 from ss3d.engine import (
     CheckpointError,
     autocast,
+    grad_scaler,
     init_distributed,
     load_checkpoint,
     make_adam,
@@ -440,6 +441,7 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
     student, _ = load_network(found[SYNTHETIC][0], device)
     student.train()
     optimizer = make_adam(student.parameters(), d.lr)
+    scaler = grad_scaler(device, cfg.optim.amp)  # fp16 on CUDA only; a pass-through elsewhere
     out_dir = stage_dir(cfg, STAGE)
     last = out_dir / "last.pt"
     start_step, run_id = 0, None
@@ -507,10 +509,12 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
                     cfg, tuple(p[rows_d] for p in pred), target))
             loss = losses.mean()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
             if cfg.optim.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.optim.grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             record = {"loss": float(loss.detach()), "step_seconds": time.perf_counter() - tic}
             for name, (rows, _) in targets.items():
                 record[f"loss/{name}"] = float(losses[rows.to(device)].mean().detach())

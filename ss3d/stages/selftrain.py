@@ -44,6 +44,7 @@ from ss3d.data import taxonomy
 from ss3d.data.datasets import ImageCollection, read_hidden_cameras
 from ss3d.engine import (
     autocast,
+    grad_scaler,
     init_distributed,
     load_checkpoint,
     make_adam,
@@ -390,6 +391,7 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     load_checkpoint(ckpt_in, model=net, map_location=device)
     train_mode(net)
     optimizer = make_adam(net.parameters(), s.lr)
+    scaler = grad_scaler(device, cfg.optim.amp)  # fp16 on CUDA only; a pass-through elsewhere
     start_step, start_epoch, run_id = 0, 0, None
     # the previous epoch's chosen hypotheses (None before the pre-search evaluation)
     last_choice: torch.Tensor | None = None
@@ -538,10 +540,12 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                                                    dist, intrinsics, cfg, cfg.model.n_samples)
                         loss = (weights.detach() * losses).sum(-1).mean()
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
                     if cfg.optim.grad_clip > 0:
                         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
-                    optimizer.step()
+                    scaler.step(optimizer)
+                    scaler.update()
                     record["network_loss"] = float(loss.detach())
                 step += 1
                 record.update(step=step, epoch=epoch + 1,
