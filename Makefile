@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= experiments/smoke.yaml
 
-.PHONY: setup browser smoke test test-fast lint bench gpu-check ui lab clean-data
+.PHONY: setup browser postgres smoke test test-fast lint bench gpu-check ui lab clean-data
 
 # The stamp is rebuilt when the pins change, so `make test` after a pin bump reinstalls.
 $(VENV)/.setup-stamp: pyproject.toml
@@ -30,7 +30,15 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: setup browser
+# PostgreSQL for the tracking-server test: Debian's package, installed when initdb is missing.
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null || { echo "install PostgreSQL (the tracking-server test needs it)"; exit 1; }; \
+	  echo "installing Debian's postgresql for the tracking-server test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+
+test: setup browser postgres
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "slow or not slow"
 

@@ -73,24 +73,35 @@ class FiLMSine(torch.autograd.Function):
         return out
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):  # type: ignore[override]
         x_c, w_c, b_c, weight, bias, freq = ctx.saved_tensors
         x_dtype, shift_dtype = ctx.input_dtypes
+        need_x, need_w, need_b, need_f, need_s = ctx.needs_input_grad
+        grad_x = grad_weight = grad_bias = grad_freq = grad_shift = None
         with torch.autocast(x_c.device.type, enabled=False):
             # recompute the pre-activation, then dz = grad * cos(z) in the same buffer
             grad_z = torch.baddbmm(b_c[:, None, :], x_c, w_c.transpose(1, 2))
             grad_z.cos_().mul_(grad_out.to(grad_z.dtype))
-            grad_x = torch.bmm(grad_z, w_c).to(x_dtype) if ctx.needs_input_grad[0] else None
-            # the small tensors in fp32 (or wider): (B, O, I) and (B, O)
+            if need_x:
+                grad_x = torch.bmm(grad_z, w_c).to(x_dtype)
+            # the small tensors in fp32 (or wider): (B, O, I) and (B, O). The camera search
+            # freezes the network and needs none of them: no weight-gradient matmul there.
             wide = _wide(weight.dtype)
-            grad_w_mod = torch.bmm(grad_z.transpose(1, 2), x_c).to(wide)
-            grad_b_mod = grad_z.sum(1).to(wide)  # sum(dtype=fp32) of bf16 is 7x slower
             freq_w = freq.to(wide)
-            grad_weight = (grad_w_mod * freq_w[:, :, None]).sum(0).to(weight.dtype)
-            grad_bias = (grad_b_mod * freq_w).sum(0).to(bias.dtype)
-            grad_freq = ((grad_w_mod * weight.to(wide)).sum(-1)
-                         + grad_b_mod * bias.to(wide)).to(freq.dtype)
-            grad_shift = grad_b_mod.to(shift_dtype)
+            if need_w or need_f:
+                grad_w_mod = torch.bmm(grad_z.transpose(1, 2), x_c).to(wide)
+                if need_w:
+                    grad_weight = (grad_w_mod * freq_w[:, :, None]).sum(0).to(weight.dtype)
+            if need_b or need_f or need_s:
+                grad_b_mod = grad_z.sum(1).to(wide)  # sum(dtype=fp32) of bf16: 7x slower
+                if need_b:
+                    grad_bias = (grad_b_mod * freq_w).sum(0).to(bias.dtype)
+                if need_f:
+                    grad_freq = ((grad_w_mod * weight.to(wide)).sum(-1)
+                                 + grad_b_mod * bias.to(wide)).to(freq.dtype)
+                if need_s:
+                    grad_shift = grad_b_mod.to(shift_dtype)
         return grad_x, grad_weight, grad_bias, grad_freq, grad_shift
 
 

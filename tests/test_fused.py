@@ -102,3 +102,20 @@ def test_network_config_switch(fused: bool):
     assert net.decoder.fused is fused
     rgb, density = net(torch.rand(1, 3, 64, 64), torch.rand(1, 10, 3) - 0.5)
     assert rgb.shape == (1, 10, 3) and density.shape == (1, 10, 1)
+
+
+def test_frozen_network_gets_only_the_input_gradient():
+    """The camera search: parameters and FiLM frozen, gradient to the points only."""
+    x, weight, bias, freq, shift = _inputs(2, 64, 8, 8, torch.float32, omega=30.0, seed=5)
+    frozen = [t.detach() for t in (weight, bias, freq, shift)]
+    upstream = torch.randn(2, 64, 8, generator=torch.Generator().manual_seed(6))
+    (fused,) = torch.autograd.grad(film_sine(x, *frozen), x, upstream)
+    (plain,) = torch.autograd.grad(film_sine_reference(x, *frozen), x, upstream)
+    assert torch.allclose(fused, plain, rtol=1e-4, atol=1e-3)
+
+
+def test_double_backward_is_refused():
+    inputs = _inputs(1, 4, 3, 3, torch.float64)
+    (grad_x,) = torch.autograd.grad(film_sine(*inputs).sum(), inputs[0], create_graph=True)
+    with pytest.raises(RuntimeError):
+        grad_x.sum().backward()
