@@ -86,7 +86,7 @@ def test_bf16_autocast_runs_in_bf16_and_stays_close():
         assert out.dtype == torch.bfloat16
         grads = torch.autograd.grad(out, inputs, upstream.to(torch.bfloat16))
         assert all(g.dtype == t.dtype for g, t in zip(grads, inputs))  # fp32 parameter grads
-        results[name] = [float((a.detach().float() - b).norm() / b.norm())
+        results[name] = [float((a.detach().float() - b.detach()).norm() / b.detach().norm())
                          for a, b in zip((out, *grads), reference)]
     # bf16 keeps 8 bits (z ~ 30 rad: ~0.1 rad steps), so neither path is exact; the fused one
     # must be about as close to fp32 as autocast's plain layer (measured: 4-7% vs 4-5%)

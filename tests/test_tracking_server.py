@@ -84,7 +84,7 @@ def mlflow_server(pg_port: int, artifacts: Path) -> Iterator[str]:
     mlflow_cli = Path(sys.executable).with_name("mlflow")
     proc = subprocess.Popen(
         [str(mlflow_cli), "server", "--backend-store-uri",
-         f"postgresql://postgres@127.0.0.1:{pg_port}/mlflow", "--artifacts-destination",
+         f"postgresql+psycopg2://postgres@127.0.0.1:{pg_port}/mlflow", "--artifacts-destination",
          str(artifacts), "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
