@@ -273,6 +273,16 @@ class SelftrainConfig:
                         "first collection (the pipeline's multi-hypothesis check).")
     mask_weight: float = _f(0.2, ge=0.0)
     rgb_weight: float = _f(0.8, ge=0.0)
+    network_target: str = _f("weighted", choices=("weighted", "chosen"),
+                             help="What phase B trains the network on: every hypothesis "
+                             "weighted by its softmax weight (the paper), or only each image's "
+                             "best-scoring hypothesis of the step (one render per image).")
+    gate_margin: float = _f(0.0, ge=0.0, help="Phase B leaves out images whose best hypothesis "
+                            "does not score at least this fraction below the runner-up "
+                            "(ambiguous poses); 0 keeps every image.")
+    rehearsal: float = _f(0.0, ge=0.0, help="Weight of a synthetic pre-training batch (known "
+                          "cameras) added to every phase-B step so the prior is not forgotten; "
+                          "0 = off.")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from ss3d.stages.pretrain import pretrain_stage
 from ss3d.stages.selftrain import (
     MissingPretrainedError,
     initialise_from_grid,
+    network_weights,
     optimise_cameras,
     pose_grid,
     selection_losses,
@@ -236,6 +237,64 @@ def test_phase_a_leaves_the_network_untouched(tiny_setup):
     assert any("running_mean" in k for k in before)
     for key in before:
         assert torch.equal(before[key], after[key]), key
+
+
+def test_network_weights_choose_and_gate():
+    scores = torch.tensor([[0.10, 0.30, 0.50],    # clear winner: hypothesis 0
+                           [0.20, 0.21, 0.60],    # ambiguous: runner-up within 5%
+                           [0.40, 0.35, 0.10]])   # clear winner: hypothesis 2
+    weights = torch.softmax(torch.randn(3, 3, generator=torch.Generator().manual_seed(0)), -1)
+    assert torch.equal(network_weights(scores, weights, "weighted"), weights)
+    chosen = network_weights(scores, weights, "chosen")
+    assert torch.equal(chosen, torch.eye(3)[[0, 0, 2]])
+    gated = network_weights(scores, weights, "chosen", gate_margin=0.2)
+    assert torch.equal(gated.sum(-1), torch.tensor([1.0, 0.0, 1.0]))  # image 1 left out
+    gated_weighted = network_weights(scores, weights, "weighted", gate_margin=0.2)
+    assert torch.equal(gated_weighted[1], torch.zeros(3))
+    assert torch.equal(gated_weighted[[0, 2]], weights[[0, 2]])
+    with pytest.raises(ValueError, match="unknown network target"):
+        network_weights(scores, weights, "everything")
+
+
+def test_phase_b_on_chosen_poses_with_gating_and_rehearsal(tiny_setup):
+    """Phase B trains on each image's chosen pose, leaves ambiguous images out, and mixes in
+    synthetic batches whose cameras are the renders' known ones."""
+    root, pretrained = tiny_setup
+    cfg = _cfg(root, **{"name": "phase-b-options", "selftrain.network_target": "chosen",
+                        "selftrain.gate_margin": 1e9, "selftrain.rehearsal": 0.5})
+    result = selftrain_stage(cfg, pretrained=pretrained, progress=False, track=False)
+    phase_b = [h for h in result.history if h["epoch"] == 2]
+    # a margin no image can clear: every image is ambiguous, only the rehearsal trains
+    assert phase_b and all(h["network_images"] == 0 for h in phase_b)
+    assert all(h["rehearsal_loss"] > 0 and h["network_loss"] == pytest.approx(
+        0.5 * h["rehearsal_loss"], rel=1e-4) for h in phase_b)
+    before = load_checkpoint(pretrained)["model"]
+    after = load_checkpoint(result.checkpoint)["model"]
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the rehearsal trained it
+    # without gating, every image of the batch trains the network
+    cfg = _cfg(root, **{"name": "phase-b-chosen", "selftrain.network_target": "chosen"})
+    result = selftrain_stage(cfg, pretrained=pretrained, progress=False, track=False)
+    phase_b = [h for h in result.history if h["epoch"] == 2]
+    assert all(h["network_images"] == cfg.optim.batch_size for h in phase_b)
+    assert all("rehearsal_loss" not in h for h in phase_b)
+
+
+def test_rehearsal_batches_carry_the_renders_known_cameras(tiny_setup):
+    import h5py
+
+    from ss3d.stages.selftrain import _synthetic_batches
+
+    root, _ = tiny_setup
+    cfg = _cfg(root)
+    batches, intrinsics = _synthetic_batches(cfg, torch.device("cpu"))
+    batch = next(batches)
+    with h5py.File(data_paths(cfg).renders, "r") as f:
+        azimuths = set(torch.from_numpy(f["azimuth"][:]).flatten().round(decimals=3).tolist())
+    assert set(batch["azimuth"].flatten().round(decimals=3).tolist()) <= azimuths
+    assert intrinsics.width == cfg.render.image_size
+    with pytest.raises(FileNotFoundError, match="needs the synthetic renders"):
+        _synthetic_batches(load_config(None, {**SELF, "data.root": str(root / "none")}),
+                           torch.device("cpu"))
 
 
 @pytest.mark.slow

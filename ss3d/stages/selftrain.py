@@ -41,7 +41,7 @@ from ss3d import tracking
 from ss3d.cameras import Intrinsics, pixel_rays
 from ss3d.config import ExperimentConfig, to_dict
 from ss3d.data import taxonomy
-from ss3d.data.datasets import ImageCollection, read_hidden_cameras
+from ss3d.data.datasets import ImageCollection, RenderedViews, read_hidden_cameras
 from ss3d.engine import (
     autocast,
     grad_scaler,
@@ -56,11 +56,12 @@ from ss3d.metrics import mask_iou
 from ss3d.model import ReconstructionNet
 from ss3d.stages.data import data_paths
 from ss3d.stages.pretrain import latest_checkpoint, stage_dir
+from ss3d.stages.pretrain import render_loss as synthetic_render_loss
 from ss3d.viz import finish_grid
 from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
 
 __all__ = ["SelftrainResult", "find_pretrained", "hypothesis_losses", "image_losses",
-           "initialise_from_grid", "pose_grid", "selftrain_stage"]
+           "initialise_from_grid", "network_weights", "pose_grid", "selftrain_stage"]
 
 log = logging.getLogger(__name__)
 STAGE = "selftrain"
@@ -249,6 +250,54 @@ def selection_losses(net: ReconstructionNet, latent: torch.Tensor, images: torch
                         s.selection_resolution, s.camera_samples)
 
 
+def network_weights(scores: torch.Tensor, weights: torch.Tensor, target: str = "weighted",
+                    gate_margin: float = 0.0) -> torch.Tensor:
+    """Per-hypothesis weights ``(B, H)`` of phase B's network loss.
+
+    Args:
+        scores: ``(B, H)`` the step's low-noise full-image losses of the optimised cameras.
+        weights: ``(B, H)`` the bank's softmax weights.
+        target: ``weighted`` = ``weights`` (the paper: every pose trains the network in
+            proportion to its weight); ``chosen`` = one-hot on each image's lowest score.
+        gate_margin: an image whose best score is not at least this fraction below its
+            runner-up gets an all-zero row, i.e. it is left out of the network update: with
+            two poses explaining the image about equally well, training on either can teach
+            the shape the wrong side.
+    """
+    if target == "chosen":
+        out = F.one_hot(scores.argmin(-1), scores.shape[-1]).to(weights.dtype)
+    elif target == "weighted":
+        out = weights.clone()
+    else:
+        raise ValueError(f"unknown network target {target!r}: use weighted or chosen")
+    if gate_margin > 0 and scores.shape[-1] > 1:
+        best, runner_up = scores.topk(2, dim=-1, largest=False).values.unbind(-1)
+        ambiguous = runner_up - best < gate_margin * best.clamp(min=1e-12)
+        out[ambiguous] = 0
+    return out
+
+
+def _synthetic_batches(cfg: ExperimentConfig, device: torch.device):
+    """Endless pre-training batches (known cameras) for phase-B rehearsal, and intrinsics."""
+    renders = data_paths(cfg).renders
+    if not renders.is_file():
+        raise FileNotFoundError(f"selftrain.rehearsal > 0 needs the synthetic renders, not found "
+                                f"at {renders} (run `ss3d render` or set rehearsal to 0)")
+    views = RenderedViews(renders, categories=cfg.data.categories, splits=("train",),
+                          views_per_object=cfg.pretrain.views_per_object,
+                          rays_per_view=cfg.pretrain.rays_per_view,
+                          foreground_fraction=cfg.pretrain.foreground_fraction)
+    loader = DataLoader(views, batch_size=min(cfg.optim.batch_size, len(views)), shuffle=True,
+                        drop_last=True, num_workers=cfg.data.num_workers)
+
+    def batches():
+        while True:
+            for batch in loader:
+                yield {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    return batches(), views.intrinsics
+
+
 def pose_grid(cfg: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The coarse pose grid of ``selftrain.init=grid``: azimuth, elevation, distance, each
     ``(P,)`` with ``P = grid_azimuths · len(grid_elevations) · len(grid_distances)``."""
@@ -412,6 +461,8 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                         shuffle=True, drop_last=len(dataset) > cfg.optim.batch_size,
                         num_workers=cfg.data.num_workers)  # BatchNorm needs batches > 1
     logit_lr = s.logit_lr
+    # synthetic batches with known cameras mixed into phase B (None when off)
+    rehearsal = _synthetic_batches(cfg, device) if s.rehearsal > 0 else None
     result = SelftrainResult(run_id=run_id, checkpoint=last, bank=bank)
     fixed = torch.arange(min(4, len(dataset)))
     fixed_batch = [dataset[int(i)] for i in fixed]
@@ -530,15 +581,35 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                           "loss_after_cameras": float(after.mean()),
                           "weight_entropy": float(-(weights * weights.clamp(min=1e-9).log())
                                                   .sum(-1).mean())}
+                update_network = phase_b
                 if phase_b:
+                    target = network_weights(scores, weights.detach().cpu(), s.network_target,
+                                             s.gate_margin).to(device)
+                    rows = (target.sum(-1) > 0).nonzero()[:, 0]
+                    record["network_images"] = float(len(rows))
+                    # every image ambiguous and no rehearsal: no network update this step
+                    update_network = len(rows) > 0 or rehearsal is not None
+                if update_network:
                     with autocast(device, cfg.optim.amp):
-                        latent = net.encode(images)
-                        pixels = _sample_pixels(masks, s.rays_per_image)
-                        t_rgb, t_mask = _gather(images, masks, pixels)
-                        az, el, dist = bank.decode(*(r.to(device) for r in raw))
-                        losses = hypothesis_losses(net, latent, t_rgb, t_mask, pixels, az, el,
-                                                   dist, intrinsics, cfg, cfg.model.n_samples)
-                        loss = (weights.detach() * losses).sum(-1).mean()
+                        loss = torch.zeros((), device=device)
+                        if len(rows):
+                            latent = net.encode(images[rows])
+                            pixels = _sample_pixels(masks[rows], s.rays_per_image)
+                            t_rgb, t_mask = _gather(images[rows], masks[rows], pixels)
+                            cams = bank.decode(*(r.to(device)[rows] for r in raw))
+                            w = target[rows]
+                            if s.network_target == "chosen":  # one render per image, not H
+                                pick = w.argmax(-1, keepdim=True)
+                                cams, w = [c.gather(1, pick) for c in cams], w.gather(1, pick)
+                            losses = hypothesis_losses(net, latent, t_rgb, t_mask, pixels,
+                                                       *cams, intrinsics, cfg,
+                                                       cfg.model.n_samples)
+                            loss = (w * losses).sum(-1).mean()
+                        if rehearsal is not None:
+                            synthetic = synthetic_render_loss(net, next(rehearsal[0]),
+                                                              rehearsal[1], cfg)["loss"]
+                            record["rehearsal_loss"] = float(synthetic.detach())
+                            loss = loss + s.rehearsal * synthetic
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
                     scaler.unscale_(optimizer)
