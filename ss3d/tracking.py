@@ -256,8 +256,11 @@ def artifact_path(run: Run | str, relative: str) -> Path:
         if local.exists():
             return local
     target = tempfile.mkdtemp(prefix="ss3d-artifact-")
+    # the same store as the lookup above: mlflow's own default may be another one (a URI set
+    # earlier in this process with mlflow.set_tracking_uri)
     return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=relative,
-                                                    dst_path=target))
+                                                    dst_path=target,
+                                                    tracking_uri=tracking_uri()))
 
 
 def latest_run(experiment: str, stage: str, *, category: str | None = None,
