@@ -43,7 +43,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ss3d.config import load_config  # noqa: E402
+from ss3d.config import format_set_args, load_config  # noqa: E402
 from ss3d.engine import amp_dtype, select_device  # noqa: E402
 
 # Small enough for a CPU in a minute, large enough that every stage does real work.
@@ -182,13 +182,9 @@ def tiny_stages(device: torch.device, root: Path, name: str) -> dict[str, Any]:
 def torchrun_pretrain(device: torch.device, root: Path) -> dict[str, Any]:
     overrides = {**TINY, "name": "gpu-check-torchrun", "data.root": str(root / "data"),
                  "output_dir": str(root / "outputs"), "optim.device": str(device)}
-    sets = []
-    for key, value in overrides.items():
-        text = json.dumps(value) if isinstance(value, list) else str(value)
-        sets += ["--set", f"{key}={text}"]
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), "--standalone", "--nproc-per-node", "1", "-m", "ss3d.cli",
-           "pretrain", *sets]
+           "pretrain", *format_set_args(overrides)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=os.environ.copy())
     if proc.returncode != 0:
         raise RuntimeError(f"torchrun exited {proc.returncode}: {proc.stderr.strip()[-800:]}")

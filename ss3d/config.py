@@ -17,6 +17,7 @@ range raises :class:`ConfigError` naming the key, the value and the file it came
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import types
@@ -45,6 +46,7 @@ __all__ = [
     "config_from_namespace",
     "flatten",
     "load_config",
+    "format_set_args",
     "parse_set_args",
     "to_dict",
 ]
@@ -592,6 +594,16 @@ def parse_set_args(items: list[str] | None) -> dict[str, Any]:
             value = text
         out[key.strip()] = value
     return out
+
+
+def format_set_args(overrides: Mapping[str, Any]) -> list[str]:
+    """The inverse of :func:`parse_set_args`: ``["--set", "key=value", ...]`` for a command line
+    (lists written in YAML flow style, which the parser reads back)."""
+    args: list[str] = []
+    for key, value in overrides.items():
+        text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+        args += ["--set", f"{key}={text}"]
+    return args
 
 
 def config_from_namespace(namespace: Mapping[str, Any], experiment_file: str = "",

@@ -39,6 +39,8 @@ __all__ = [
     "cpu_bf16_supported",
     "init_distributed",
     "make_adam",
+    "move_batch",
+    "optimiser_step",
     "load_checkpoint",
     "save_checkpoint",
     "seed_everything",
@@ -153,6 +155,27 @@ def grad_scaler(device: torch.device, enabled: bool = True) -> torch.amp.GradSca
     """
     active = device.type == "cuda" and amp_dtype(device, enabled) == torch.float16
     return torch.amp.GradScaler("cuda", enabled=active)
+
+
+def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """A loader batch with its tensors on ``device`` (other values as they are)."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in batch.items()}
+
+
+def optimiser_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                   scaler: torch.amp.GradScaler, parameters: Any,
+                   grad_clip: float) -> torch.Tensor:
+    """One update of every training stage: zero_grad → scaled backward → unscale → clip →
+    step → scaler update. Returns the gradient norm before clipping (``grad_clip <= 0``
+    measures it without clipping)."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else 1e9)
+    scaler.step(optimizer)
+    scaler.update()
+    return grad_norm
 
 
 @dataclass

@@ -7,6 +7,7 @@ from ss3d.config import (
     ExperimentConfig,
     config_from_namespace,
     flatten,
+    format_set_args,
     from_dict,
     load_config,
     parse_set_args,
@@ -139,3 +140,11 @@ def test_empty_files_infinite_numbers_and_unknown_devices_are_refused(tmp_path):
         with pytest.raises(ConfigError, match=f"optim.device: value '{bad}'"):
             load_config(None, {"optim.device": bad})
     assert load_config(None, {"optim.device": "cuda:1"}).optim.device == "cuda:1"
+
+
+def test_set_args_round_trip():
+    overrides = {"data.categories": ["car", "chair"], "optim.lr": 0.002, "name": "x",
+                 "data.root": "/tmp/a b", "model.fused_layers": False}
+    args = format_set_args(overrides)
+    assert args[0::2] == ["--set"] * len(overrides)
+    assert parse_set_args(args[1::2]) == overrides

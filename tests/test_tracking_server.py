@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import os
 import shutil
 import socket
@@ -25,6 +24,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ss3d import tracking
+from ss3d.config import format_set_args
 from ss3d.engine import load_checkpoint
 
 from .conftest import REPO
@@ -110,10 +110,8 @@ def mlflow_server(pg_port: int, artifacts: Path) -> Iterator[str]:
 
 
 def _ss3d(stage: str, overrides: dict, env: dict) -> subprocess.Popen:
-    sets = []
-    for key, value in overrides.items():
-        sets += ["--set", f"{key}={json.dumps(value) if isinstance(value, list) else value}"]
-    return subprocess.Popen([sys.executable, "-m", "ss3d.cli", stage, *sets], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "ss3d.cli", stage,
+                             *format_set_args(overrides)], cwd=REPO,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

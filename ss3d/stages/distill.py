@@ -46,6 +46,7 @@ from ss3d.engine import (
     init_distributed,
     load_checkpoint,
     make_adam,
+    optimiser_step,
     save_checkpoint,
     seed_everything,
     unwrap,
@@ -508,13 +509,7 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
                 losses = losses.index_add(0, rows_d, per_image_loss(
                     cfg, tuple(p[rows_d] for p in pred), target))
             loss = losses.mean()
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            if cfg.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.optim.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+            optimiser_step(loss, optimizer, scaler, student.parameters(), cfg.optim.grad_clip)
             record = {"loss": float(loss.detach()), "step_seconds": time.perf_counter() - tic}
             for name, (rows, _) in targets.items():
                 record[f"loss/{name}"] = float(losses[rows.to(device)].mean().detach())

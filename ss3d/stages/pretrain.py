@@ -37,6 +37,8 @@ from ss3d.engine import (
     init_distributed,
     load_checkpoint,
     make_adam,
+    move_batch,
+    optimiser_step,
     save_checkpoint,
     seed_everything,
 )
@@ -193,7 +195,17 @@ def sphere_field(radius: float, colour: torch.Tensor):
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
-def _infinite(loader: DataLoader, sampler: DistributedSampler | None) -> Iterator[dict]:
+def training_views(cfg: ExperimentConfig, renders: Path) -> RenderedViews:
+    """The pre-training samples of the experiment's training categories (also self-training's
+    rehearsal batches)."""
+    return RenderedViews(renders, categories=cfg.data.categories, splits=("train",),
+                         views_per_object=cfg.pretrain.views_per_object,
+                         rays_per_view=cfg.pretrain.rays_per_view,
+                         foreground_fraction=cfg.pretrain.foreground_fraction)
+
+
+def endless(loader: DataLoader, sampler: DistributedSampler | None = None) -> Iterator[dict]:
+    """The loader's batches, epoch after epoch (a distributed sampler gets each epoch's seed)."""
     epoch = 0
     while True:
         if sampler is not None:
@@ -319,10 +331,7 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
     seed_everything(cfg.seed + runtime.rank)
     device = runtime.device
 
-    train_set = RenderedViews(renders, categories=cfg.data.categories, splits=("train",),
-                              views_per_object=cfg.pretrain.views_per_object,
-                              rays_per_view=cfg.pretrain.rays_per_view,
-                              foreground_fraction=cfg.pretrain.foreground_fraction)
+    train_set = training_views(cfg, renders)
     val = ValidationSet.from_renders(renders, cfg.data.categories, ("val", "test"),
                                      cfg.pretrain.val_models, cfg.pretrain.val_views)
     sampler = DistributedSampler(train_set) if runtime.distributed else None
@@ -398,24 +407,17 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
                               "sphere_psnr": sphere["psnr"], "sphere_radius": radius})
             if track and runtime.is_main:
                 tracking.log_metrics({f"baseline/{k}": v for k, v in baselines.items()})
-        batches = _infinite(loader, sampler)
+        batches = endless(loader, sampler)
         bar = tqdm(range(start_step, cfg.pretrain.steps), desc="pretrain", unit="step",
                    initial=start_step, total=cfg.pretrain.steps,
                    disable=not (progress and runtime.is_main))
         for step in bar:
             tic = time.perf_counter()
-            batch = next(batches)
-            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-                     for k, v in batch.items()}
+            batch = move_batch(next(batches), device)
             with autocast(device, cfg.optim.amp):
                 losses = render_loss(model, batch, intrinsics, cfg)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(losses["loss"]).backward()
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                net.parameters(), cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else 1e9)
-            scaler.step(optimizer)
-            scaler.update()
+            grad_norm = optimiser_step(losses["loss"], optimizer, scaler, net.parameters(),
+                                       cfg.optim.grad_clip)
             scheduler.step()
             record = {k: float(v.detach()) for k, v in losses.items()}
             record.update(step=step + 1, lr=optimizer.param_groups[0]["lr"],

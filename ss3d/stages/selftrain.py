@@ -41,13 +41,15 @@ from ss3d import tracking
 from ss3d.cameras import Intrinsics, pixel_rays
 from ss3d.config import ExperimentConfig, to_dict
 from ss3d.data import taxonomy
-from ss3d.data.datasets import ImageCollection, RenderedViews, read_hidden_cameras
+from ss3d.data.datasets import ImageCollection, read_hidden_cameras
 from ss3d.engine import (
     autocast,
     grad_scaler,
     init_distributed,
     load_checkpoint,
     make_adam,
+    move_batch,
+    optimiser_step,
     save_checkpoint,
     seed_everything,
 )
@@ -55,7 +57,7 @@ from ss3d.hypotheses import CameraBank, frame_alignment, pose_metrics
 from ss3d.metrics import mask_iou
 from ss3d.model import ReconstructionNet
 from ss3d.stages.data import data_paths
-from ss3d.stages.pretrain import latest_checkpoint, stage_dir
+from ss3d.stages.pretrain import endless, latest_checkpoint, stage_dir, training_views
 from ss3d.stages.pretrain import render_loss as synthetic_render_loss
 from ss3d.viz import finish_grid
 from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
@@ -283,19 +285,11 @@ def _synthetic_batches(cfg: ExperimentConfig, device: torch.device):
     if not renders.is_file():
         raise FileNotFoundError(f"selftrain.rehearsal > 0 needs the synthetic renders, not found "
                                 f"at {renders} (run `ss3d render` or set rehearsal to 0)")
-    views = RenderedViews(renders, categories=cfg.data.categories, splits=("train",),
-                          views_per_object=cfg.pretrain.views_per_object,
-                          rays_per_view=cfg.pretrain.rays_per_view,
-                          foreground_fraction=cfg.pretrain.foreground_fraction)
+    views = training_views(cfg, renders)
     loader = DataLoader(views, batch_size=min(cfg.optim.batch_size, len(views)), shuffle=True,
                         drop_last=True, num_workers=cfg.data.num_workers)
-
-    def batches():
-        while True:
-            for batch in loader:
-                yield {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-    return batches(), views.intrinsics
+    batches = (move_batch(batch, device) for batch in endless(loader))
+    return batches, views.intrinsics
 
 
 def pose_grid(cfg: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -610,13 +604,8 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                                                               rehearsal[1], cfg)["loss"]
                             record["rehearsal_loss"] = float(synthetic.detach())
                             loss = loss + s.rehearsal * synthetic
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                    if cfg.optim.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
+                    optimiser_step(loss, optimizer, scaler, net.parameters(),
+                                   cfg.optim.grad_clip)
                     record["network_loss"] = float(loss.detach())
                 step += 1
                 record.update(step=step, epoch=epoch + 1,
