@@ -164,17 +164,28 @@ def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def optimiser_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
-                   scaler: torch.amp.GradScaler, parameters: Any,
-                   grad_clip: float) -> torch.Tensor:
-    """One update of every training stage: zero_grad → scaled backward → unscale → clip →
-    step → scaler update. Returns the gradient norm before clipping (``grad_clip <= 0``
-    measures it without clipping)."""
+                   scaler: torch.amp.GradScaler, parameters: Any, grad_clip: float, *,
+                   runtime: Runtime | None = None,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> torch.Tensor:
+    """One update of every training stage: zero_grad → scaled backward → gradient average over
+    ranks → unscale → clip → step → scaler update → schedule.
+
+    Every rank must call it the same number of times (it all-reduces); a rank with nothing to
+    learn from in a step passes a zero loss. Returns the gradient norm before clipping
+    (``grad_clip <= 0`` measures it without clipping).
+    """
+    params = [p for p in parameters if p.requires_grad]
     optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
+    if loss.requires_grad:
+        scaler.scale(loss).backward()
+    if runtime is not None and runtime.distributed:
+        runtime.average_gradients(params)
     scaler.unscale_(optimizer)
-    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else 1e9)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else 1e9)
     scaler.step(optimizer)
     scaler.update()
+    if scheduler is not None:
+        scheduler.step()
     return grad_norm
 
 
@@ -200,15 +211,61 @@ class Runtime:
         if self.is_main:
             log.info(message, *args)
 
-    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        """DDP-wrap ``model`` when running under torchrun; identity otherwise."""
-        model = model.to(self.device)
-        if not self.distributed:
-            return model
-        from torch.nn.parallel import DistributedDataParallel
+    def local_batch(self, global_batch: int, what: str = "optim.batch_size") -> int:
+        """This rank's share of a global batch; the same global batch on any number of ranks
+        trains the same way (gradients are averaged over ranks)."""
+        if global_batch % self.world_size:
+            raise ValueError(f"{what}={global_batch} is the global batch and must divide "
+                             f"evenly over {self.world_size} processes")
+        return global_batch // self.world_size
 
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids)
+    def shard(self, count: int) -> torch.Tensor:
+        """The item indices ``(≈count / world,)`` this rank owns: every ``world``-th from its
+        rank, so shards differ in size by at most one and cover ``0..count-1`` once."""
+        return torch.arange(self.rank, count, self.world_size)
+
+    def broadcast_module(self, module: torch.nn.Module) -> None:
+        """Rank 0's parameters and buffers on every rank (what DDP does at construction)."""
+        if not self.distributed:
+            return
+        for tensor in [*module.parameters(), *module.buffers()]:
+            moved = tensor.data.to(self.device)
+            torch.distributed.broadcast(moved, src=0)
+            tensor.data.copy_(moved)
+
+    def average_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
+        """Average ``.grad`` over ranks in one all-reduce of the flattened gradients.
+
+        This is DDP's arithmetic without its module wrapper, on purpose: self-training's
+        losses are not one forward call of a module (encoder, camera search through a frozen
+        decoder, queries at searched cameras), and a rank can have no image to train on in a
+        step (phase-B gating); DDP needs the former and would hang on the latter. A parameter
+        without a gradient on this rank contributes zeros.
+        """
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
+        flat = torch.cat([g.reshape(-1).float() for g in grads])
+        torch.distributed.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for p, g in zip(parameters, grads):
+            n = g.numel()
+            p.grad = flat[offset:offset + n].view_as(g).to(g.dtype)
+            offset += n
+
+    def all_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum of ``tensor`` over ranks (a copy; ``tensor`` itself when not distributed).
+
+        Used to merge per-rank pieces that are zero outside each rank's own items (the camera
+        bank's rows, per-image scores)."""
+        if not self.distributed:
+            return tensor
+        moved = tensor.detach().to(self.device, copy=True)
+        torch.distributed.all_reduce(moved)
+        return moved.to(tensor.device)
+
+    def barrier(self) -> None:
+        if self.distributed:
+            torch.distributed.barrier()
 
 
 def init_distributed(device_preference: str = "auto") -> Runtime:

@@ -24,7 +24,7 @@ from ss3d import tracking
 from ss3d.config import ExperimentConfig, load_config
 from ss3d.notebooks import NOTEBOOKS, execute, notebook_path
 from ss3d.report import notebook_html, write_report
-from ss3d.stages.pretrain import stage_dir
+from ss3d.stages.shell import stage_dir
 
 __all__ = ["run_pipeline"]
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from ss3d.cameras import Intrinsics
 from ss3d.config import load_config
-from ss3d.engine import load_checkpoint, save_checkpoint
+from ss3d.engine import Runtime, load_checkpoint, save_checkpoint
 from ss3d.hypotheses import CameraBank, aligned_rotation_errors, geodesic_degrees
 from ss3d.hypotheses import rotation_matrices as rot
 from ss3d.stages.data import build_rendered_collection, data_paths
@@ -104,6 +104,9 @@ class AnalyticCar(nn.Module):
         super().__init__()
         self.dummy = nn.Parameter(torch.zeros(1))  # a frozen "network"
 
+    def encode(self, images):
+        return torch.zeros(images.shape[0], 1)
+
     def query(self, points, latent):
         x, y, z = points[..., 0], points[..., 1], points[..., 2]
         body = (x.abs() < 0.45) & (y.abs() < 0.12) & (z.abs() < 0.2)
@@ -163,7 +166,8 @@ def test_grid_initialisation_finds_the_pose_and_keeps_hypotheses_spread():
     bank = CameraBank(["a", "b", "c"], 4, seed=0)
     latents = torch.zeros(3, 1)
     with torch.no_grad():
-        losses = initialise_from_grid(net, dataset, latents, bank, cfg, progress=False)
+        losses = initialise_from_grid(net, dataset, bank, cfg, Runtime(torch.device("cpu")),
+                                      torch.arange(3), progress=False)
         assert losses.shape == (3, 24 * 3 * 3)
         az, el, dist = bank.cameras()
         assert ((az >= torch.arange(4) * 90) & (az < (torch.arange(4) + 1) * 90)).all()
@@ -180,7 +184,7 @@ def test_grid_initialisation_finds_the_pose_and_keeps_hypotheses_spread():
 
 def test_missing_pretrained_says_what_to_run(tmp_path, mlflow_store):
     cfg = load_config(None, {"name": "nothing-here", "output_dir": str(tmp_path)})
-    from ss3d.stages.selftrain import find_pretrained
+    from ss3d.stages.shell import find_pretrained
 
     with pytest.raises(MissingPretrainedError, match="01_pretrain"):
         find_pretrained(cfg)
@@ -286,7 +290,7 @@ def test_rehearsal_batches_carry_the_renders_known_cameras(tiny_setup):
 
     root, _ = tiny_setup
     cfg = _cfg(root)
-    batches, intrinsics = _synthetic_batches(cfg, torch.device("cpu"))
+    batches, intrinsics = _synthetic_batches(cfg, torch.device("cpu"), 2)
     batch = next(batches)
     with h5py.File(data_paths(cfg).renders, "r") as f:
         azimuths = set(torch.from_numpy(f["azimuth"][:]).flatten().round(decimals=3).tolist())
@@ -294,7 +298,7 @@ def test_rehearsal_batches_carry_the_renders_known_cameras(tiny_setup):
     assert intrinsics.width == cfg.render.image_size
     with pytest.raises(FileNotFoundError, match="needs the synthetic renders"):
         _synthetic_batches(load_config(None, {**SELF, "data.root": str(root / "none")}),
-                           torch.device("cpu"))
+                           torch.device("cpu"), 2)
 
 
 @pytest.mark.slow

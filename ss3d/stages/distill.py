@@ -54,8 +54,7 @@ from ss3d.engine import (
 from ss3d.metrics import mask_iou
 from ss3d.model import ReconstructionNet, load_network
 from ss3d.stages.data import data_paths, find_renders
-from ss3d.stages.pretrain import latest_checkpoint, stage_dir
-from ss3d.stages.selftrain import find_pretrained
+from ss3d.stages.shell import find_pretrained, latest_checkpoint, stage_dir
 from ss3d.viz import finish_grid
 from ss3d.volume import ray_bounds, render_images, render_rays
 

@@ -64,8 +64,8 @@ from ss3d.geometry import merge_meshes, occupancy, sample_surface
 from ss3d.metrics import mask_iou, psnr
 from ss3d.model import ReconstructionNet, load_network
 from ss3d.stages.data import data_paths, find_renders
-from ss3d.stages.pretrain import latest_checkpoint, mean_object_radius, sphere_field, stage_dir
-from ss3d.stages.selftrain import find_pretrained
+from ss3d.stages.pretrain import mean_object_radius, sphere_field
+from ss3d.stages.shell import find_pretrained, latest_checkpoint, stage_dir
 from ss3d.viz import finish_grid
 from ss3d.volume import render_images
 

@@ -19,61 +19,27 @@ from typing import Any
 
 import h5py
 import matplotlib.pyplot as plt
-import mlflow
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm  # plain text bars: papermill streams them to `ss3d pipeline`
 
-from ss3d import tracking
 from ss3d.cameras import Intrinsics, pixel_rays
-from ss3d.config import ExperimentConfig, to_dict
+from ss3d.config import ExperimentConfig
 from ss3d.data.datasets import RenderedViews
-from ss3d.engine import (
-    Runtime,
-    autocast,
-    grad_scaler,
-    init_distributed,
-    load_checkpoint,
-    make_adam,
-    move_batch,
-    optimiser_step,
-    save_checkpoint,
-    seed_everything,
-)
+from ss3d.engine import autocast, grad_scaler, make_adam, move_batch, optimiser_step
 from ss3d.metrics import mask_iou, psnr
 from ss3d.model import ReconstructionNet
 from ss3d.stages.data import data_paths, find_renders
+from ss3d.stages.shell import StageRun, stage_dir
 from ss3d.viz import finish_grid
 from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
 
-__all__ = ["PretrainResult", "ValidationSet", "latest_checkpoint", "pretrain_stage",
-           "stage_dir"]
+__all__ = ["PretrainResult", "ValidationSet", "pretrain_stage", "sphere_baseline",
+           "training_views"]
 
 log = logging.getLogger(__name__)
 STAGE = "pretrain"
-
-
-def stage_dir(cfg: ExperimentConfig, stage: str = STAGE) -> Path:
-    root = Path(cfg.output_dir)
-    if not root.is_absolute():
-        root = tracking.repo_root() / root
-    return root / cfg.name / stage
-
-
-def latest_checkpoint(cfg: ExperimentConfig, stage: str, category: str | None = None,
-                      track: bool = True) -> tuple[Path, str | None] | None:
-    """``last.pt`` of the experiment's latest finished ``stage`` run (and its run id), else the
-    local ``<output_dir>/<name>/<stage>[-<category>]/last.pt``, else None."""
-    if track:
-        run = tracking.latest_run(cfg.name, stage, category=category)
-        if run is not None:
-            path = tracking.artifact_path(run, "checkpoints/last.pt")
-            if path.is_file():
-                return path, run.info.run_id
-    local = stage_dir(cfg, stage if category is None else f"{stage}-{category}") / "last.pt"
-    return (local, None) if local.is_file() else None
 
 
 @dataclass
@@ -179,6 +145,19 @@ def mean_object_radius(path: Path, rows: np.ndarray) -> float:
         occ = np.stack([f["volume_occupancy"][r, :q] for r in rows]).mean()
     volume = float(occ) * 1.1**3
     return (3.0 * volume / (4.0 * math.pi)) ** (1.0 / 3.0)
+
+
+def sphere_baseline(renders: Path, rows: np.ndarray, val: ValidationSet, cfg: ExperimentConfig,
+                    device: torch.device) -> dict[str, float]:
+    """Validation metrics of a sphere with the mean volume of the training models ``rows``,
+    coloured with the mean foreground colour of the validation views."""
+    radius = mean_object_radius(renders, rows)
+    fg = val.rgb[val.masks > 0.5]
+    colour = fg.mean(0) if len(fg) else torch.full((3,), 0.5)
+    sphere = validation_metrics(render_validation(sphere_field(radius, colour), val, cfg,
+                                                  device), val)
+    return {"sphere_mask_iou": sphere["mask_iou"], "sphere_psnr": sphere["psnr"],
+            "sphere_radius": radius}
 
 
 def sphere_field(radius: float, colour: torch.Tensor):
@@ -310,13 +289,17 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
                    track: bool = True) -> PretrainResult:
     """Pre-train on the experiment's synthetic renders; returns the final checkpoint and logs.
 
+    Under ``torchrun`` every process trains on its share of each global batch
+    (``optim.batch_size``) and the gradients are averaged: any number of processes trains the
+    same way, up to the order of the samples.
+
     Args:
         renders: rendered-set HDF5 (default: ``<data.root>/renders.h5``).
         resume: ``True`` to continue from ``<output_dir>/<name>/pretrain/last.pt``, or a
             checkpoint path; the step count, optimiser, RNG and MLflow run continue.
     """
-    start_wall = time.perf_counter()
-    runtime: Runtime = init_distributed(cfg.optim.device)
+    run = StageRun(cfg, STAGE, out_dir=stage_dir(cfg, STAGE), track=track, progress=progress,
+                   seed=cfg.seed)
     render_run_id = None
     if renders:
         renders = Path(renders)
@@ -326,130 +309,96 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
         raise FileNotFoundError(
             f"no rendered data at {renders}: run notebooks/00_render.ipynb or "
             f"`ss3d render --config <experiment>.yaml` first")
-    out_dir = stage_dir(cfg)
-    last = out_dir / "last.pt"
-    seed_everything(cfg.seed + runtime.rank)
-    device = runtime.device
+    runtime, device = run.runtime, run.device
 
     train_set = training_views(cfg, renders)
     val = ValidationSet.from_renders(renders, cfg.data.categories, ("val", "test"),
                                      cfg.pretrain.val_models, cfg.pretrain.val_views)
     sampler = DistributedSampler(train_set) if runtime.distributed else None
-    loader = DataLoader(train_set, batch_size=min(cfg.optim.batch_size, len(train_set)),
+    global_batch = min(cfg.optim.batch_size, len(train_set))
+    loader = DataLoader(train_set, batch_size=runtime.local_batch(global_batch),
                         shuffle=sampler is None, sampler=sampler, drop_last=True,
                         num_workers=cfg.data.num_workers,
                         persistent_workers=cfg.data.num_workers > 0)
     intrinsics = train_set.intrinsics
 
-    net = ReconstructionNet(cfg.model)
-    model = runtime.wrap(net)
+    net = ReconstructionNet(cfg.model).to(device)
+    runtime.broadcast_module(net)  # one initialisation on every rank
     optimizer = make_adam(net.parameters(), cfg.optim.lr, cfg.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(cfg, s))
     scaler = grad_scaler(device, cfg.optim.amp)
-    start_step, run_id = 0, None
     history: list[dict[str, float]] = []
     validation: list[dict[str, float]] = []
     baselines: dict[str, float] = {}
-    if resume:
-        ckpt_path = last if resume is True else Path(resume)
-        payload = load_checkpoint(ckpt_path, model=net, optimizer=optimizer,
-                                  map_location=device, restore_rng=True,
-                                  stage=STAGE)
-        start_step, run_id = payload["step"], payload.get("mlflow_run_id")
+    start_step = 0
+    payload = run.resume(resume, model=net, optimizer=optimizer)
+    if payload is not None:
+        start_step = payload["step"]
         extra = payload.get("extra", {})
         history, validation = extra.get("history", []), extra.get("validation", [])
         baselines = extra.get("baselines", {})
         scheduler.last_epoch = start_step
-        runtime.info("resuming pre-training from %s at step %d", ckpt_path, start_step)
-    result = PretrainResult(run_id=run_id, checkpoint=last)
-
-    def field_fn_for(latent: torch.Tensor):
-        return lambda idx, p: net.query(p, latent[idx])
+        runtime.info("resuming pre-training at step %d", start_step)
+    result = PretrainResult(run_id=None, checkpoint=run.checkpoint)
 
     def validate(step: int) -> dict[str, float]:
         net.eval()
         with torch.no_grad(), autocast(device, cfg.optim.amp):
             latent = net.encode(val.images.to(device))
-            rendered = render_validation(field_fn_for(latent), val, cfg, device)
+            rendered = render_validation(lambda idx, p: net.query(p, latent[idx]), val, cfg,
+                                         device)
         net.train()
         metrics = validation_metrics(rendered, val)
         metrics["step"] = step
         validation.append(metrics)
-        if track and runtime.is_main:
-            tracking.log_metrics({f"val/{k}": v for k, v in metrics.items() if k != "step"},
-                               step=step)
-            fig = _validation_figure(val, rendered, step)
-            tracking.log_figure(fig, f"validation/step_{step:06d}", close=False)
-            result.figures["validation"] = fig
-        else:
-            result.figures["validation"] = _validation_figure(val, rendered, step)
+        run.log_metrics(metrics, step=step, prefix="val/")
+        result.figures["validation"] = _validation_figure(val, rendered, step)
+        run.log_figure(result.figures["validation"], f"validation/step_{step:06d}")
         return metrics
 
-    def checkpoint(step: int) -> None:
-        if runtime.is_main:
-            save_checkpoint(last, stage=STAGE, step=step, config=to_dict(cfg), model=net,
-                            optimizer=optimizer, mlflow_run_id=result.run_id,
-                            extra={"history": history, "validation": validation,
-                                   "baselines": baselines, "renders": str(renders)})
+    def save(step: int) -> None:
+        run.save(step=step, model=net, optimizer=optimizer,
+                 extra={"history": history, "validation": validation, "baselines": baselines,
+                        "renders": str(renders)})
 
-    def train() -> None:
+    with run.open(consumed=[render_run_id]):
+        run.set_tag("ss3d.renders", str(renders))
         if not baselines:
             # Baselines first: the untrained network and a sphere of the mean object size.
             untrained = validate(0)
             baselines.update({"untrained_mask_iou": untrained["mask_iou"],
                               "untrained_psnr": untrained["psnr"]})
-            radius = mean_object_radius(renders, train_set.rows)
-            fg = val.rgb[val.masks > 0.5]
-            colour = fg.mean(0) if len(fg) else torch.full((3,), 0.5)
-            sphere = validation_metrics(render_validation(sphere_field(radius, colour), val,
-                                                          cfg, device), val)
-            baselines.update({"sphere_mask_iou": sphere["mask_iou"],
-                              "sphere_psnr": sphere["psnr"], "sphere_radius": radius})
-            if track and runtime.is_main:
-                tracking.log_metrics({f"baseline/{k}": v for k, v in baselines.items()})
+            baselines.update(sphere_baseline(renders, train_set.rows, val, cfg, device))
+            run.log_metrics(baselines, prefix="baseline/")
         batches = endless(loader, sampler)
-        bar = tqdm(range(start_step, cfg.pretrain.steps), desc="pretrain", unit="step",
-                   initial=start_step, total=cfg.pretrain.steps,
-                   disable=not (progress and runtime.is_main))
+        bar = run.bar(range(start_step, cfg.pretrain.steps), desc="pretrain", unit="step",
+                      initial=start_step, total=cfg.pretrain.steps)
         for step in bar:
             tic = time.perf_counter()
             batch = move_batch(next(batches), device)
             with autocast(device, cfg.optim.amp):
-                losses = render_loss(model, batch, intrinsics, cfg)
+                losses = render_loss(net, batch, intrinsics, cfg)
             grad_norm = optimiser_step(losses["loss"], optimizer, scaler, net.parameters(),
-                                       cfg.optim.grad_clip)
-            scheduler.step()
+                                       cfg.optim.grad_clip, runtime=runtime,
+                                       scheduler=scheduler)
             record = {k: float(v.detach()) for k, v in losses.items()}
             record.update(step=step + 1, lr=optimizer.param_groups[0]["lr"],
                           grad_norm=float(grad_norm), step_seconds=time.perf_counter() - tic)
             history.append(record)
-            if track and runtime.is_main:
-                tracking.log_metrics({k: v for k, v in record.items() if k != "step"},
-                                   step=step + 1)
+            run.log_metrics(record, step=step + 1)
             bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
             done = step + 1
             if done % cfg.pretrain.val_every == 0 or done == cfg.pretrain.steps:
                 metrics = validate(done)
-                bar.write(f"step {done}: held-out mask IoU {metrics['mask_iou']:.3f}, "
+                run.print(f"step {done}: held-out mask IoU {metrics['mask_iou']:.3f}, "
                           f"PSNR {metrics['psnr']:.2f} dB")
             if done % cfg.pretrain.checkpoint_every == 0 or done == cfg.pretrain.steps:
-                checkpoint(done)
-        if start_step >= cfg.pretrain.steps and not last.exists():
-            checkpoint(start_step)
-
-    consumed = [render_run_id] if render_run_id else []
-    if track and runtime.is_main:
-        with tracking.start_run(cfg, STAGE, consumed=consumed, run_id=run_id) as run:
-            result.run_id = run.info.run_id
-            mlflow.set_tag("ss3d.renders", str(renders))
-            train()
-            result.figures["curves"] = loss_curve_figure(history, validation, baselines)
-            tracking.log_figure(result.figures["curves"], "curves", close=False)
-            mlflow.log_metric("wall_seconds", time.perf_counter() - start_wall)
-            tracking.log_checkpoint(last)
-    else:
-        train()
+                save(done)
+        if start_step >= cfg.pretrain.steps and not run.checkpoint.exists():
+            save(start_step)
         result.figures["curves"] = loss_curve_figure(history, validation, baselines)
+        run.log_figure(result.figures["curves"], "curves")
+    result.run_id = run.run_id
     result.history, result.validation, result.baselines = history, validation, baselines
-    result.wall_seconds = time.perf_counter() - start_wall
+    result.wall_seconds = run.wall_seconds
     return result

@@ -26,51 +26,47 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
-import mlflow
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from ss3d import tracking
 from ss3d.cameras import Intrinsics, pixel_rays
-from ss3d.config import ExperimentConfig, to_dict
+from ss3d.config import ExperimentConfig
 from ss3d.data import taxonomy
 from ss3d.data.datasets import ImageCollection, read_hidden_cameras
 from ss3d.engine import (
+    Runtime,
     autocast,
     grad_scaler,
-    init_distributed,
     load_checkpoint,
     make_adam,
     move_batch,
     optimiser_step,
-    save_checkpoint,
-    seed_everything,
 )
 from ss3d.hypotheses import CameraBank, frame_alignment, pose_metrics
 from ss3d.metrics import mask_iou
 from ss3d.model import ReconstructionNet
 from ss3d.stages.data import data_paths
-from ss3d.stages.pretrain import endless, latest_checkpoint, stage_dir, training_views
+from ss3d.stages.pretrain import endless, training_views
 from ss3d.stages.pretrain import render_loss as synthetic_render_loss
+from ss3d.stages.shell import MissingPretrainedError, StageRun, find_pretrained, stage_dir
 from ss3d.viz import finish_grid
 from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
 
-__all__ = ["SelftrainResult", "find_pretrained", "hypothesis_losses", "image_losses",
-           "initialise_from_grid", "network_weights", "pose_grid", "selftrain_stage"]
+__all__ = ["Collection", "MissingPretrainedError", "SelftrainResult", "choose_hypotheses",
+           "chosen_mask_iou", "evaluate_epoch", "hypothesis_losses", "image_losses",
+           "initialise_from_grid", "merge_bank", "network_weights", "pose_grid",
+           "selftrain_stage", "selftrain_step"]
 
 log = logging.getLogger(__name__)
 STAGE = "selftrain"
-
-
-class MissingPretrainedError(FileNotFoundError):
-    """No pre-trained checkpoint: says which notebook or command to run first."""
 
 
 @dataclass
@@ -85,24 +81,6 @@ class SelftrainResult:
     # (N, P) losses of the pose grid under the pre-trained model: they do not depend on H, so
     # a run with other hypotheses on the same data and checkpoint (the ablation) reuses them
     grid_losses: torch.Tensor | None = None
-
-
-def find_pretrained(cfg: ExperimentConfig, pretrained: str | Path | None = None,
-                    track: bool = True) -> tuple[Path, str | None]:
-    """The pre-trained checkpoint: ``pretrained`` if given, else the experiment's latest finished
-    pre-training run in MLflow, else ``<output_dir>/<name>/pretrain/last.pt``."""
-    if pretrained:
-        path = Path(pretrained)
-        if not path.is_file():
-            raise MissingPretrainedError(f"pretrained checkpoint not found: {path}")
-        return path, None
-    found = latest_checkpoint(cfg, "pretrain", track=track)
-    if found is not None:
-        return found
-    raise MissingPretrainedError(
-        f"no pre-trained model for experiment '{cfg.name}': run notebooks/01_pretrain.ipynb "
-        f"(or `ss3d pretrain --config <experiment>.yaml`) first, or pass a checkpoint path "
-        f"(-p pretrained PATH / --pretrained PATH)")
 
 
 def _sample_pixels(masks: torch.Tensor, count: int, generator: torch.Generator | None = None
@@ -279,14 +257,16 @@ def network_weights(scores: torch.Tensor, weights: torch.Tensor, target: str = "
     return out
 
 
-def _synthetic_batches(cfg: ExperimentConfig, device: torch.device):
-    """Endless pre-training batches (known cameras) for phase-B rehearsal, and intrinsics."""
+def _synthetic_batches(cfg: ExperimentConfig, device: torch.device, batch_size: int
+                       ) -> tuple[Iterator[dict], Intrinsics]:
+    """Endless pre-training batches (known cameras) of ``batch_size`` objects for phase-B
+    rehearsal, and their intrinsics."""
     renders = data_paths(cfg).renders
     if not renders.is_file():
         raise FileNotFoundError(f"selftrain.rehearsal > 0 needs the synthetic renders, not found "
                                 f"at {renders} (run `ss3d render` or set rehearsal to 0)")
     views = training_views(cfg, renders)
-    loader = DataLoader(views, batch_size=min(cfg.optim.batch_size, len(views)), shuffle=True,
+    loader = DataLoader(views, batch_size=min(batch_size, len(views)), shuffle=True,
                         drop_last=True, num_workers=cfg.data.num_workers)
     batches = (move_batch(batch, device) for batch in endless(loader))
     return batches, views.intrinsics
@@ -302,8 +282,8 @@ def pose_grid(cfg: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor, torch.
     return a.reshape(-1), e.reshape(-1), d.reshape(-1)
 
 
-def initialise_from_grid(net: ReconstructionNet, dataset: ImageCollection,
-                         latents: torch.Tensor, bank: CameraBank, cfg: ExperimentConfig,
+def initialise_from_grid(net: ReconstructionNet, dataset: ImageCollection, bank: CameraBank,
+                         cfg: ExperimentConfig, runtime: Runtime, owned: torch.Tensor,
                          progress: bool = True, losses: torch.Tensor | None = None
                          ) -> torch.Tensor:
     """``selftrain.init=grid``: hypothesis ``k`` of every image becomes the grid pose of the
@@ -315,7 +295,8 @@ def initialise_from_grid(net: ReconstructionNet, dataset: ImageCollection,
     A sector without grid azimuths (``H > grid_azimuths``) keeps its spread hypothesis.
 
     Args:
-        latents: ``(N, L)`` of the dataset's images, on the network's device.
+        owned: ``(n,)`` the images this rank scores; the ranks' scores are summed, so every
+            rank sets the same cameras.
         losses: ``(N, P)`` grid losses already computed with the same network and images
             (then nothing is rendered).
 
@@ -325,12 +306,19 @@ def initialise_from_grid(net: ReconstructionNet, dataset: ImageCollection,
     grid = pose_grid(cfg)
     h = bank.hypotheses
     sector = (grid[0] / (360.0 / h)).floor().long().clamp(max=h - 1)  # (P,)
-    losses = losses if losses is not None else torch.cat([
-        image_losses(net, latents[batch["index"]], batch["image"].to(latents.device),
-                     batch["mask"].to(latents.device), *grid, cfg, cfg.selftrain.grid_resolution,
-                     cfg.selftrain.grid_samples).cpu()
-        for batch in tqdm(DataLoader(dataset, batch_size=8), desc="pose grid", unit="batch",
-                          disable=not progress)])
+    if losses is None:
+        device = runtime.device
+        losses = torch.zeros(len(bank), grid[0].numel())
+        for batch in tqdm(DataLoader(Subset(dataset, owned.tolist()), batch_size=8),
+                          desc="pose grid", unit="batch", disable=not (progress
+                                                                      and runtime.is_main)):
+            images, masks = batch["image"].to(device), batch["mask"].to(device)
+            with torch.no_grad():
+                latents = net.encode(images)
+            losses[batch["index"]] = image_losses(
+                net, latents, images, masks, *grid, cfg, cfg.selftrain.grid_resolution,
+                cfg.selftrain.grid_samples).cpu()
+        losses = runtime.all_sum(losses)
     index = torch.arange(len(bank))
     az, el, dist = bank.cameras(index)
     for k in range(h):
@@ -393,6 +381,185 @@ def _figure(images, masks, rendered, weights, novel, step: int) -> plt.Figure:
     return finish_grid(fig, axes, f"Self-training (step {step})", fontsize=8)
 
 
+# ----------------------------------------------------------------------------------------------
+# One training step, and the evaluation of an epoch
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Collection:
+    """What every step and evaluation of one self-training run reads.
+
+    ``owned``: the image indices this rank trains and scores (all of them in one process);
+    ``truth``: hidden true cameras of a rendered collection, for evaluation only.
+    """
+
+    dataset: ImageCollection
+    bank: CameraBank
+    owned: torch.Tensor
+    intrinsics: Intrinsics
+    truth: dict[str, dict]
+
+    def batches(self, batch_size: int = 16) -> DataLoader:
+        """This rank's images in order, for scoring (no training)."""
+        return DataLoader(Subset(self.dataset, self.owned.tolist()), batch_size=batch_size)
+
+
+def merge_bank(bank: CameraBank, owned: torch.Tensor, runtime: Runtime) -> None:
+    """Every rank's rows of the camera bank on every rank.
+
+    Each rank changes only the hypotheses and logits of the images it owns; summing the ranks'
+    tensors with the other rows zeroed gives the whole bank (each row has one owner).
+    """
+    if not runtime.distributed:
+        return
+    mine = torch.zeros(len(bank), 1)
+    mine[owned] = 1.0
+    for key in ("raw_azimuth", "raw_elevation", "raw_distance", "logits"):
+        setattr(bank, key, runtime.all_sum(getattr(bank, key) * mine))
+
+
+def selftrain_step(net: ReconstructionNet, batch: dict[str, torch.Tensor], data: Collection,
+                   optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                   cfg: ExperimentConfig, runtime: Runtime, phase_b: bool,
+                   rehearsal: tuple[Iterator[dict], Intrinsics] | None = None
+                   ) -> dict[str, float]:
+    """One self-training step on a batch of images (the numbered steps of the module text).
+
+    Returns the step's record (losses before/after the camera search, weight entropy and, in
+    phase B, the network loss).
+    """
+    s, bank, device = cfg.selftrain, data.bank, runtime.device
+    idx = batch["index"]
+    images, masks = batch["image"].to(device), batch["mask"].to(device)
+    with torch.no_grad():
+        latent = net.encode(images)
+    raw, before, after = optimise_cameras(net, latent, images, masks, list(bank.raw(idx)), bank,
+                                          data.intrinsics, cfg)
+    bank.set_raw(idx, raw)
+    # The logits follow the low-noise full-image loss of the optimised cameras, not the
+    # few-ray search loss (whose noise is as large as the gaps between poses).
+    scores = image_losses(net, latent, images, masks, *bank.cameras(idx), cfg,
+                          s.grid_resolution, s.camera_samples).cpu()
+    # logits: gradient step on sum_h softmax(l)_h * loss_h (losses detached), per image: a
+    # batch mean would shrink every image's step by the batch size
+    logits = bank.logits[idx].clone().requires_grad_(True)
+    (torch.softmax(logits, -1) * scores).sum().backward()
+    bank.logits[idx] = (logits - s.logit_lr * logits.grad).detach()
+    weights = bank.weights(idx).to(device)
+    record = {"loss_before_cameras": float(before.mean()),
+              "loss_after_cameras": float(after.mean()),
+              "weight_entropy": float(-(weights * weights.clamp(min=1e-9).log()).sum(-1).mean())}
+    if not phase_b:
+        return record
+    target = network_weights(scores, weights.detach().cpu(), s.network_target,
+                             s.gate_margin).to(device)
+    rows = (target.sum(-1) > 0).nonzero()[:, 0]
+    record["network_images"] = float(len(rows))
+    # no image of any rank unambiguous and no rehearsal: no network update this step (every
+    # rank decides the same, since each update all-reduces)
+    wanted = torch.tensor(float(len(rows) > 0 or rehearsal is not None))
+    if float(runtime.all_sum(wanted)) == 0:
+        return record
+    with autocast(device, cfg.optim.amp):
+        loss = torch.zeros((), device=device)
+        if len(rows):
+            latent = net.encode(images[rows])
+            pixels = _sample_pixels(masks[rows], s.rays_per_image)
+            t_rgb, t_mask = _gather(images[rows], masks[rows], pixels)
+            cams = bank.decode(*(r.to(device)[rows] for r in raw))
+            w = target[rows]
+            if s.network_target == "chosen":  # one render per image, not H
+                pick = w.argmax(-1, keepdim=True)
+                cams, w = [c.gather(1, pick) for c in cams], w.gather(1, pick)
+            losses = hypothesis_losses(net, latent, t_rgb, t_mask, pixels, *cams,
+                                       data.intrinsics, cfg, cfg.model.n_samples)
+            loss = (w * losses).sum(-1).mean()
+        if rehearsal is not None:
+            synthetic = synthetic_render_loss(net, next(rehearsal[0]), rehearsal[1],
+                                              cfg)["loss"]
+            record["rehearsal_loss"] = float(synthetic.detach())
+            loss = loss + s.rehearsal * synthetic
+    record["grad_norm"] = float(optimiser_step(loss, optimizer, scaler, net.parameters(),
+                                               cfg.optim.grad_clip, runtime=runtime))
+    record["network_loss"] = float(loss.detach())
+    return record
+
+
+@torch.no_grad()
+def choose_hypotheses(net: ReconstructionNet, data: Collection, cfg: ExperimentConfig,
+                      runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's chosen hypothesis ``(N,)`` by the configured rule, and by weight ``(N,)``."""
+    by_weight = data.bank.weights().argmax(-1)
+    if cfg.selftrain.select == "weights":
+        return by_weight, by_weight
+    losses = torch.zeros(len(data.bank), data.bank.hypotheses)
+    for batch in data.batches():
+        idx = batch["index"]
+        images, masks = batch["image"].to(runtime.device), batch["mask"].to(runtime.device)
+        losses[idx] = selection_losses(net, net.encode(images), images, masks, data.bank, idx,
+                                       cfg).cpu()
+    return runtime.all_sum(losses).argmin(-1), by_weight
+
+
+@torch.no_grad()
+def chosen_mask_iou(net: ReconstructionNet, data: Collection, chosen: torch.Tensor,
+                    cfg: ExperimentConfig, runtime: Runtime) -> torch.Tensor:
+    """Mask IoU ``(N,)`` of every image's full render from its chosen camera."""
+    ious = torch.zeros(len(data.bank))
+    for batch in data.batches():
+        latent = net.encode(batch["image"].to(runtime.device))
+        rendered = render_chosen(net, latent, data.bank, batch["index"], chosen,
+                                 data.intrinsics, cfg)
+        ious[batch["index"]] = mask_iou(rendered["mask"].cpu(), batch["mask"][:, 0])
+    return runtime.all_sum(ious)
+
+
+@torch.no_grad()
+def hypotheses_figure(net: ReconstructionNet, data: Collection, chosen: torch.Tensor,
+                      cfg: ExperimentConfig, device: torch.device, step: int) -> plt.Figure:
+    """The first four images: input, render and mask from the chosen camera, weights, and three
+    novel views."""
+    fixed = torch.arange(min(4, len(data.dataset)))
+    items = [data.dataset[int(i)] for i in fixed]
+    images = torch.stack([b["image"] for b in items]).to(device)
+    masks = torch.stack([b["mask"] for b in items]).to(device)
+    latent = net.encode(images)
+    rendered = render_chosen(net, latent, data.bank, fixed, chosen, data.intrinsics, cfg)
+    novel = {"rgb": torch.stack([render_images(
+        lambda p: net.query(p, latent), torch.full((len(fixed),), az, device=device),
+        torch.full((len(fixed),), 20.0, device=device),
+        torch.full((len(fixed),), 2.0, device=device), data.intrinsics,
+        n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds,
+        radius=cfg.model.object_radius)["rgb"] for az in (0.0, 90.0, 180.0)], dim=1).cpu()}
+    return _figure(images, masks, rendered, data.bank.weights(fixed), novel, step)
+
+
+def evaluate_epoch(net: ReconstructionNet, data: Collection, cfg: ExperimentConfig,
+                   runtime: Runtime, last_choice: torch.Tensor | None
+                   ) -> tuple[dict[str, float], torch.Tensor]:
+    """Metrics of the current cameras and network: mask IoU from the chosen cameras, the share
+    of choices that changed since ``last_choice``, and (rendered collections) pose accuracy.
+
+    Runs in eval mode: BatchNorm uses (and does not update) its running statistics. Returns the
+    metrics and the choice ``(N,)``.
+    """
+    net.eval()
+    try:
+        chosen, by_weight = choose_hypotheses(net, data, cfg, runtime)
+        metrics: dict[str, float] = {}
+        if last_choice is not None:  # share of images whose chosen hypothesis changed
+            metrics["best_changed"] = float((chosen != last_choice).float().mean())
+        metrics["mask_iou"] = float(chosen_mask_iou(net, data, chosen, cfg, runtime).mean())
+        if data.truth:
+            metrics.update(pose_metrics(data.bank, data.truth, chosen))
+            metrics.update(pose_metrics(data.bank, data.truth, by_weight, prefix="weights_"))
+    finally:
+        train_mode(net)
+    return metrics, chosen
+
+
+# ----------------------------------------------------------------------------------------------
+# The stage
+# ----------------------------------------------------------------------------------------------
 def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                     pretrained: str | Path | None = None, collection: str | Path | None = None,
                     resume: bool | str | Path = False, progress: bool = True,
@@ -400,16 +567,19 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                     grid_losses: torch.Tensor | None = None) -> SelftrainResult:
     """Self-train the pre-trained model on one category's image collection.
 
+    Under ``torchrun`` each process owns every ``world``-th image (its camera hypotheses, its
+    share of each global batch ``optim.batch_size``); the network's gradients are averaged and
+    the camera bank is merged for evaluation and checkpoints, so a checkpoint resumes on any
+    number of processes.
+
     ``grid_losses``: the :attr:`SelftrainResult.grid_losses` of a run on the same collection
     and pre-trained checkpoint (any H), reused instead of scoring the pose grid again.
+    ``cfg`` is not changed.
     """
-    start_wall = time.perf_counter()
+    cfg = copy.deepcopy(cfg)
     category = category or cfg.selftrain.category
     category = taxonomy.canonical_name(category) or category  # as validated: 'couch' -> sofa
     cfg.selftrain.category = category
-    runtime = init_distributed(cfg.optim.device)
-    device = runtime.device
-    seed_everything(cfg.seed)
     collection = Path(collection) if collection else data_paths(cfg).collection(category)
     if not collection.is_file():
         raise FileNotFoundError(f"no image collection for '{category}' at {collection}: run "
@@ -417,240 +587,124 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                                 "first")
     ckpt_in, pretrain_run = find_pretrained(cfg, pretrained, track)
     suffix = "" if not run_tags else "-" + "-".join(f"{v}" for v in run_tags.values())
-    out_dir = stage_dir(cfg, f"{STAGE}-{category}{suffix}")
-    last = out_dir / "last.pt"
+    # ablation runs get their own stage tag, so later stages never take them as inputs
+    run = StageRun(cfg, STAGE if not run_tags else f"{STAGE}-ablation",
+                   out_dir=stage_dir(cfg, f"{STAGE}-{category}{suffix}"), track=track,
+                   progress=progress, category=category, extra_tags=run_tags, seed=cfg.seed)
+    runtime, device, s = run.runtime, run.device, cfg.selftrain
 
     dataset = ImageCollection(collection, split="train")
-    truth = read_hidden_cameras(collection)  # evaluation only: never used in a loss
-    s = cfg.selftrain
     bank = CameraBank(list(dataset.image_ids), s.hypotheses, tuple(s.elevation_init),
                       tuple(s.distance_range), seed=cfg.seed)
     expected = (len(dataset), pose_grid(cfg)[0].numel())
     if grid_losses is not None and tuple(grid_losses.shape) != expected:
         raise ValueError(f"grid_losses has shape {tuple(grid_losses.shape)}, this run needs "
                          f"{expected} (images of {collection} × grid poses)")
-    intrinsics = Intrinsics.from_fov(cfg.render.fov_degrees, dataset.crop_size)
+    data = Collection(dataset=dataset, bank=bank, owned=runtime.shard(len(dataset)),
+                      intrinsics=Intrinsics.from_fov(cfg.render.fov_degrees, dataset.crop_size),
+                      truth=read_hidden_cameras(collection))  # truth: evaluation only
     net = ReconstructionNet(cfg.model).to(device)
     load_checkpoint(ckpt_in, model=net, map_location=device)
     train_mode(net)
     optimizer = make_adam(net.parameters(), s.lr)
     scaler = grad_scaler(device, cfg.optim.amp)  # fp16 on CUDA only; a pass-through elsewhere
-    start_step, start_epoch, run_id = 0, 0, None
-    # the previous epoch's chosen hypotheses (None before the pre-search evaluation)
+    step, start_epoch = 0, 0
+    # the previous evaluation's chosen hypotheses (None before the pre-search evaluation)
     last_choice: torch.Tensor | None = None
     alignment: list[list[float]] | None = None
     history: list[dict[str, float]] = []
     epochs: list[dict[str, float]] = []
-    if resume:
-        payload = load_checkpoint(last if resume is True else Path(resume), model=net,
-                                  optimizer=optimizer, map_location=device, restore_rng=True,
-                                  stage=STAGE)
-        bank.load_state_dict(payload["extra"]["bank"])
-        start_step, run_id = payload["step"], payload.get("mlflow_run_id")
-        start_epoch = payload["extra"]["epoch"]
-        last_choice = payload["extra"].get("last_choice")
-        alignment = payload["extra"].get("alignment")
-        history, epochs = payload["extra"]["history"], payload["extra"]["epochs"]
-    loader = DataLoader(dataset, batch_size=min(cfg.optim.batch_size, len(dataset)),
-                        shuffle=True, drop_last=len(dataset) > cfg.optim.batch_size,
-                        num_workers=cfg.data.num_workers)  # BatchNorm needs batches > 1
-    logit_lr = s.logit_lr
+    payload = run.resume(resume, model=net, optimizer=optimizer)
+    if payload is not None:
+        extra = payload["extra"]
+        bank.load_state_dict(extra["bank"])  # the whole bank: any number of processes resumes
+        step, start_epoch = payload["step"], extra["epoch"]
+        last_choice, alignment = extra.get("last_choice"), extra.get("alignment")
+        history, epochs = extra["history"], extra["epochs"]
+    global_batch = min(cfg.optim.batch_size, len(dataset))
+    local_batch = runtime.local_batch(global_batch)
+    # BatchNorm needs batches > 1; every rank takes the same number of steps per epoch
+    loader = DataLoader(Subset(dataset, data.owned.tolist()), batch_size=local_batch,
+                        shuffle=True, drop_last=True, num_workers=cfg.data.num_workers)
+    steps_per_epoch = (len(dataset) // runtime.world_size) // local_batch
     # synthetic batches with known cameras mixed into phase B (None when off)
-    rehearsal = _synthetic_batches(cfg, device) if s.rehearsal > 0 else None
-    result = SelftrainResult(run_id=run_id, checkpoint=last, bank=bank)
-    fixed = torch.arange(min(4, len(dataset)))
-    fixed_batch = [dataset[int(i)] for i in fixed]
-    fixed_images = torch.stack([b["image"] for b in fixed_batch]).to(device)
-    fixed_masks = torch.stack([b["mask"] for b in fixed_batch]).to(device)
+    rehearsal = _synthetic_batches(cfg, device, local_batch) if s.rehearsal > 0 else None
+    result = SelftrainResult(run_id=None, checkpoint=run.checkpoint, bank=bank)
 
-    @torch.no_grad()
-    def encode_all() -> torch.Tensor:
-        """Latents ``(N, L)`` of every image, once per evaluation (the caller sets eval mode)."""
-        return torch.cat([net.encode(b["image"].to(device)).cpu()
-                          for b in DataLoader(dataset, batch_size=16)])
-
-    def choose(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(chosen by the configured rule, chosen by weights) for every image."""
-        by_weight = bank.weights().argmax(-1)
-        if s.select == "weights":
-            return by_weight, by_weight
-        losses = torch.zeros(len(bank), s.hypotheses)
-        for batch in DataLoader(dataset, batch_size=16):
-            idx = batch["index"]
-            imgs, msks = batch["image"].to(device), batch["mask"].to(device)
-            losses[idx] = selection_losses(net, latents[idx].to(device), imgs, msks, bank, idx,
-                                           cfg).cpu()
-        return losses.argmin(-1), by_weight
-
-    def end_of_epoch(epoch: int, step: int) -> None:
-        # Evaluation in eval mode: BatchNorm uses (and does not update) its running statistics.
-        net.eval()
-        try:
-            evaluate_epoch(epoch, step)
-        finally:
-            train_mode(net)
-
-    def evaluate_epoch(epoch: int, step: int) -> None:
+    def evaluate(epoch: int) -> None:
         nonlocal last_choice, alignment
-        latents = encode_all()
-        chosen, by_weight = choose(latents)
-        metrics: dict[str, float] = {"epoch": epoch + 1}
-        if last_choice is not None:  # share of images whose chosen hypothesis changed
-            metrics["best_changed"] = float((chosen != last_choice).float().mean())
-        last_choice = chosen
-        # mask IoU of full renders from the chosen cameras
-        ious = []
-        for batch in DataLoader(dataset, batch_size=16):
-            rendered = render_chosen(net, latents[batch["index"]].to(device), bank,
-                                     batch["index"], chosen, intrinsics, cfg)
-            ious.append(mask_iou(rendered["mask"].cpu(), batch["mask"][:, 0]))
-        metrics["mask_iou"] = float(torch.cat(ious).mean())
-        if truth:
-            metrics.update(pose_metrics(bank, truth, chosen))
-            metrics.update(pose_metrics(bank, truth, by_weight, prefix="weights_"))
-            g = frame_alignment(bank, truth, chosen)
+        merge_bank(bank, data.owned, runtime)
+        metrics, last_choice = evaluate_epoch(net, data, cfg, runtime, last_choice)
+        if data.truth:
+            g = frame_alignment(bank, data.truth, last_choice)
             alignment = None if g is None else g.tolist()
-        epochs.append(metrics)
-        if track:
-            tracking.log_metrics({f"epoch/{k}": v for k, v in metrics.items() if k != "epoch"},
-                               step=step)
-        latent = latents[fixed].to(device)
-        rendered = render_chosen(net, latent, bank, fixed, chosen, intrinsics, cfg)
-        with torch.no_grad():
-            novel = {"rgb": torch.stack([render_images(
-                lambda p: net.query(p, latent), torch.full((len(fixed),), az, device=device),
-                torch.full((len(fixed),), 20.0, device=device),
-                torch.full((len(fixed),), 2.0, device=device), intrinsics,
-                n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds,
-                radius=cfg.model.object_radius)["rgb"]
-                for az in (0.0, 90.0, 180.0)], dim=1).cpu()}
-        fig = _figure(fixed_images, fixed_masks, rendered, bank.weights(fixed), novel, step)
-        result.figures["hypotheses"] = fig
-        if track:
-            tracking.log_figure(fig, f"hypotheses/epoch_{epoch + 1:03d}", close=False)
-        if progress:
-            pose = (f", pose acc@30 {metrics['pose_acc30']:.2f} (best-of-H "
-                    f"{metrics['pose_best_of_h_acc30']:.2f})") if truth else ""
-            print(f"epoch {epoch + 1}: mask IoU {metrics['mask_iou']:.3f}{pose}", flush=True)
+        epochs.append({"epoch": epoch, **metrics})
+        run.log_metrics(metrics, step=step, prefix="epoch/")
+        if run.is_main:
+            net.eval()
+            result.figures["hypotheses"] = hypotheses_figure(net, data, last_choice, cfg,
+                                                             device, step)
+            train_mode(net)
+            run.log_figure(result.figures["hypotheses"], f"hypotheses/epoch_{epoch:03d}")
+        pose = (f", pose acc@30 {metrics['pose_acc30']:.2f} (best-of-H "
+                f"{metrics['pose_best_of_h_acc30']:.2f})") if "pose_acc30" in metrics else ""
+        run.print(f"epoch {epoch}: mask IoU {metrics['mask_iou']:.3f}{pose}")
 
-    def train() -> None:
-        step = start_step
+    def save(epoch: int) -> None:
+        """Model, optimiser, RNG and the whole camera bank: everything a resume needs."""
+        merge_bank(bank, data.owned, runtime)
+        run.save(step=step, model=net, optimizer=optimizer,
+                 extra={"bank": bank.state_dict(), "epoch": epoch, "history": history,
+                        "epochs": epochs, "category": category, "pretrained": str(ckpt_in),
+                        "last_choice": last_choice,
+                        # x_learned = G x_true, from the hidden cameras (evaluation)
+                        "alignment": alignment})
+
+    with run.open(consumed=[pretrain_run]):
         if start_epoch == 0 and not epochs:
             if s.init == "grid":
                 tic = time.perf_counter()
                 net.eval()
                 try:
-                    result.grid_losses = initialise_from_grid(
-                        net, dataset, encode_all().to(device), bank, cfg, progress, grid_losses)
+                    result.grid_losses = initialise_from_grid(net, dataset, bank, cfg, runtime,
+                                                              data.owned, progress, grid_losses)
                 finally:
                     train_mode(net)
-                if track:
-                    mlflow.log_metric("grid_init_seconds", time.perf_counter() - tic)
-            end_of_epoch(-1, 0)  # the pre-trained starting point, before any search
-            epochs[-1]["epoch"] = 0
+                run.log_metrics({"grid_init_seconds": time.perf_counter() - tic})
+            evaluate(0)  # the pre-trained starting point, before any search
         for epoch in range(start_epoch, s.epochs):
             phase_b = epoch >= s.stage_one_epochs
-            bar = tqdm(loader, desc=f"selftrain {category} epoch {epoch + 1}/{s.epochs} "
-                       f"({'B' if phase_b else 'A'})", disable=not progress, unit="batch")
-            for batch in bar:
+            bar = run.bar(total=steps_per_epoch, unit="batch",
+                          desc=f"selftrain {category} epoch {epoch + 1}/{s.epochs} "
+                               f"({'B' if phase_b else 'A'})")
+            for batch, _ in zip(loader, range(steps_per_epoch)):
                 tic = time.perf_counter()
-                idx = batch["index"]
-                images, masks = batch["image"].to(device), batch["mask"].to(device)
-                with torch.no_grad():
-                    latent = net.encode(images)
-                raw, before, after = optimise_cameras(net, latent, images, masks,
-                                                      list(bank.raw(idx)), bank, intrinsics, cfg)
-                bank.set_raw(idx, raw)
-                # The logits follow the low-noise full-image loss of the optimised cameras, not
-                # the few-ray search loss (whose noise is as large as the gaps between poses).
-                scores = image_losses(net, latent, images, masks, *bank.cameras(idx), cfg,
-                                      s.grid_resolution, s.camera_samples).cpu()
-                # logits: gradient step on sum_h softmax(l)_h * loss_h (losses detached), per
-                # image: a batch mean would shrink every image's step by the batch size
-                logits = bank.logits[idx].clone().requires_grad_(True)
-                (torch.softmax(logits, -1) * scores).sum().backward()
-                bank.logits[idx] = (logits - logit_lr * logits.grad).detach()
-                weights = bank.weights(idx).to(device)
-                record = {"loss_before_cameras": float(before.mean()),
-                          "loss_after_cameras": float(after.mean()),
-                          "weight_entropy": float(-(weights * weights.clamp(min=1e-9).log())
-                                                  .sum(-1).mean())}
-                update_network = phase_b
-                if phase_b:
-                    target = network_weights(scores, weights.detach().cpu(), s.network_target,
-                                             s.gate_margin).to(device)
-                    rows = (target.sum(-1) > 0).nonzero()[:, 0]
-                    record["network_images"] = float(len(rows))
-                    # every image ambiguous and no rehearsal: no network update this step
-                    update_network = len(rows) > 0 or rehearsal is not None
-                if update_network:
-                    with autocast(device, cfg.optim.amp):
-                        loss = torch.zeros((), device=device)
-                        if len(rows):
-                            latent = net.encode(images[rows])
-                            pixels = _sample_pixels(masks[rows], s.rays_per_image)
-                            t_rgb, t_mask = _gather(images[rows], masks[rows], pixels)
-                            cams = bank.decode(*(r.to(device)[rows] for r in raw))
-                            w = target[rows]
-                            if s.network_target == "chosen":  # one render per image, not H
-                                pick = w.argmax(-1, keepdim=True)
-                                cams, w = [c.gather(1, pick) for c in cams], w.gather(1, pick)
-                            losses = hypothesis_losses(net, latent, t_rgb, t_mask, pixels,
-                                                       *cams, intrinsics, cfg,
-                                                       cfg.model.n_samples)
-                            loss = (w * losses).sum(-1).mean()
-                        if rehearsal is not None:
-                            synthetic = synthetic_render_loss(net, next(rehearsal[0]),
-                                                              rehearsal[1], cfg)["loss"]
-                            record["rehearsal_loss"] = float(synthetic.detach())
-                            loss = loss + s.rehearsal * synthetic
-                    optimiser_step(loss, optimizer, scaler, net.parameters(),
-                                   cfg.optim.grad_clip)
-                    record["network_loss"] = float(loss.detach())
+                record = selftrain_step(net, batch, data, optimizer, scaler, cfg, runtime,
+                                        phase_b, rehearsal)
                 step += 1
                 record.update(step=step, epoch=epoch + 1,
                               step_seconds=time.perf_counter() - tic)
                 history.append(record)
-                if track:
-                    tracking.log_metrics({k: v for k, v in record.items()
-                                        if k not in ("step", "epoch")}, step=step)
+                run.log_metrics(record, step=step)
+                bar.update()
                 bar.set_postfix(loss=f"{record['loss_after_cameras']:.4f}", refresh=False)
+            bar.close()
             if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs:
-                end_of_epoch(epoch, step)
-            checkpoint(step, epoch + 1)
-        if not last.exists():
-            checkpoint(step, s.epochs)
-
-    def checkpoint(step: int, epoch: int) -> None:
-        """Model, optimiser, RNG and the camera bank: everything a resume needs."""
-        save_checkpoint(last, stage=STAGE, step=step, config=to_dict(cfg), model=net,
-                        optimizer=optimizer, mlflow_run_id=result.run_id,
-                        extra={"bank": bank.state_dict(), "epoch": epoch, "history": history,
-                               "epochs": epochs, "category": category,
-                               "pretrained": str(ckpt_in), "last_choice": last_choice,
-                               # x_learned = G x_true, from the hidden cameras (evaluation)
-                               "alignment": alignment})
-
-    if track:
-        consumed = [pretrain_run] if pretrain_run else []
-        # ablation runs get their own stage tag, so later stages never take them as inputs
-        stage = STAGE if not run_tags else f"{STAGE}-ablation"
-        with tracking.start_run(cfg, stage, category=category, consumed=consumed,
-                                run_id=run_id, extra_tags=run_tags) as run:
-            result.run_id = run.info.run_id
-            train()
-            torch.save(bank.state_dict(), out_dir / "camera_bank.pt")
-            tracking.log_artifact(out_dir / "camera_bank.pt", "cameras")
-            if alignment is not None:
-                mlflow.log_dict({"G": alignment, "convention": "x_learned = G x_true (column "
-                                 "vectors), from the hidden cameras; evaluation only"},
-                                "cameras/alignment.json")
-            tracking.log_checkpoint(last)
-            mlflow.log_metric("wall_seconds", time.perf_counter() - start_wall)
-    else:
-        train()
+                evaluate(epoch + 1)
+            save(epoch + 1)
+        if not run.checkpoint.exists():
+            save(s.epochs)
+        merge_bank(bank, data.owned, runtime)
+        if run.is_main and run.out_dir is not None:
+            torch.save(bank.state_dict(), run.out_dir / "camera_bank.pt")
+            run.log_artifact(run.out_dir / "camera_bank.pt", "cameras")
+        if alignment is not None:
+            run.log_dict({"G": alignment, "convention": "x_learned = G x_true (column "
+                          "vectors), from the hidden cameras; evaluation only"},
+                         "cameras/alignment.json")
+    result.run_id = run.run_id
     result.history, result.epochs = history, epochs
-    result.wall_seconds = time.perf_counter() - start_wall
+    result.wall_seconds = run.wall_seconds
     return result
 
 

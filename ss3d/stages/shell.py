@@ -1,0 +1,256 @@
+"""The shell every stage runs in, and where stages find each other's outputs.
+
+A stage function opens one :class:`StageRun` and keeps its own loop explicit inside it::
+
+    run = StageRun(cfg, "pretrain", out_dir=stage_dir(cfg, "pretrain"), track=track)
+    payload = run.resume(path, model=net, optimizer=opt)    # optional, before the run opens
+    with run.open(consumed=[render_run_id]):
+        for step in run.bar(range(start, steps), desc="pretrain"):
+            ...
+            grad_norm = optimiser_step(loss, opt, scaler, net.parameters(), clip,
+                                       runtime=run.runtime)
+            run.log_metrics({"loss": float(loss)}, step=step)
+        run.save(step=steps, model=net, optimizer=opt, extra={...})
+
+The run owns what every stage needs and no stage should branch on:
+
+* **device and rank** (:attr:`runtime`, from torchrun's environment): seeds per rank, the
+  progress bar and printed lines on rank 0 only;
+* **tracking or its absence**: with ``track=False``, or on any rank but 0, every ``log_*`` call
+  is a no-op, so a stage logs unconditionally;
+* **checkpoints**: :meth:`save` writes the one checkpoint format on rank 0 only (with the
+  config and the MLflow run id), :meth:`resume` reads it and adopts the run id so the same
+  MLflow run continues; the final checkpoint is logged as an artifact when the run closes.
+
+Why not a generic trainer (Lightning, nerfstudio's ``Trainer``): self-training's inner camera
+search and logit update are a loop inside the loop that researchers edit; a shell that owns the
+bookkeeping and leaves the loop in the stage keeps those lines in plain sight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+from tqdm import tqdm  # plain text bars: papermill streams them to `ss3d pipeline`
+
+from ss3d import tracking
+from ss3d.config import ExperimentConfig, to_dict
+from ss3d.engine import (
+    Runtime,
+    init_distributed,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+    select_device,
+)
+
+__all__ = ["MissingPretrainedError", "StageRun", "find_pretrained", "latest_checkpoint",
+           "stage_dir"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Where stage outputs live, and how a later stage finds them
+# ----------------------------------------------------------------------------------------------
+def stage_dir(cfg: ExperimentConfig, stage: str) -> Path:
+    """``<output_dir>/<name>/<stage>``; a relative ``output_dir`` is taken from the repo root."""
+    root = Path(cfg.output_dir)
+    if not root.is_absolute():
+        root = tracking.repo_root() / root
+    return root / cfg.name / stage
+
+
+def latest_checkpoint(cfg: ExperimentConfig, stage: str, category: str | None = None,
+                      track: bool = True) -> tuple[Path, str | None] | None:
+    """``last.pt`` of the experiment's latest finished ``stage`` run (and its run id), else the
+    local ``<output_dir>/<name>/<stage>[-<category>]/last.pt``, else None."""
+    if track:
+        run = tracking.latest_run(cfg.name, stage, category=category)
+        if run is not None:
+            path = tracking.artifact_path(run, "checkpoints/last.pt")
+            if path.is_file():
+                return path, run.info.run_id
+    local = stage_dir(cfg, stage if category is None else f"{stage}-{category}") / "last.pt"
+    return (local, None) if local.is_file() else None
+
+
+class MissingPretrainedError(FileNotFoundError):
+    """No pre-trained checkpoint: says which notebook or command to run first."""
+
+
+def find_pretrained(cfg: ExperimentConfig, pretrained: str | Path | None = None,
+                    track: bool = True) -> tuple[Path, str | None]:
+    """The pre-trained checkpoint: ``pretrained`` if given, else the experiment's latest finished
+    pre-training run in MLflow, else ``<output_dir>/<name>/pretrain/last.pt``."""
+    if pretrained:
+        path = Path(pretrained)
+        if not path.is_file():
+            raise MissingPretrainedError(f"pretrained checkpoint not found: {path}")
+        return path, None
+    found = latest_checkpoint(cfg, "pretrain", track=track)
+    if found is not None:
+        return found
+    raise MissingPretrainedError(
+        f"no pre-trained model for experiment '{cfg.name}': run notebooks/01_pretrain.ipynb "
+        f"(or `ss3d pretrain --config <experiment>.yaml`) first, or pass a checkpoint path "
+        f"(-p pretrained PATH / --pretrained PATH)")
+
+
+# ----------------------------------------------------------------------------------------------
+# The shell
+# ----------------------------------------------------------------------------------------------
+class StageRun:
+    """One invocation of one stage: runtime, output folder, MLflow run (or none), checkpoints.
+
+    Args:
+        stage: the MLflow stage tag (``pretrain``, ``selftrain``, ``selftrain-ablation``, ...).
+        out_dir: where ``last.pt`` (:attr:`checkpoint`) and other local outputs go.
+        track: log to MLflow; False makes every ``log_*`` a no-op.
+        category: the category tag of per-category stages.
+        seed: seeded as ``seed + rank`` (ranks draw different rays and batches); None: not
+            seeded here.
+        distributed: read torchrun's environment (False for stages that run in one process).
+    """
+
+    def __init__(self, cfg: ExperimentConfig, stage: str, *, out_dir: Path | None = None,
+                 track: bool = True, progress: bool = True, category: str | None = None,
+                 extra_tags: Mapping[str, str] | None = None, seed: int | None = None,
+                 distributed: bool = True) -> None:
+        self.cfg = cfg
+        self.stage = stage
+        self.out_dir = out_dir
+        self.category = category
+        self.extra_tags = dict(extra_tags or {})
+        self.runtime: Runtime = (init_distributed(cfg.optim.device) if distributed
+                                 else Runtime(device=select_device(cfg.optim.device)))
+        self.track = track
+        self.progress = progress
+        self.run_id: str | None = None
+        self.start_wall = time.perf_counter()
+        self._active = False
+        self.seed = seed
+        if seed is not None:
+            seed_everything(seed + self.runtime.rank)
+
+    # -- properties ----------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.runtime.is_main
+
+    @property
+    def logging(self) -> bool:
+        """Whether ``log_*`` calls reach MLflow (tracking on, rank 0, inside :meth:`open`)."""
+        return self.track and self.is_main and self._active
+
+    @property
+    def checkpoint(self) -> Path:
+        if self.out_dir is None:
+            raise ValueError(f"stage {self.stage!r} was opened without an output folder")
+        return self.out_dir / "last.pt"
+
+    @property
+    def wall_seconds(self) -> float:
+        return time.perf_counter() - self.start_wall
+
+    # -- the MLflow run ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def open(self, consumed: Sequence[str | None] = ()) -> Iterator[StageRun]:
+        """Start (or, after :meth:`resume`, continue) the stage's MLflow run on rank 0.
+
+        On success the run logs ``wall_seconds`` and the final checkpoint (when one was
+        written); on an exception the run ends FAILED (:func:`tracking.start_run`).
+        """
+        if not (self.track and self.is_main):
+            self._active = True
+            try:
+                yield self
+            finally:
+                self._active = False
+            return
+        with tracking.start_run(self.cfg, self.stage, category=self.category,
+                                consumed=[c for c in consumed if c], run_id=self.run_id,
+                                extra_tags=self.extra_tags) as run:
+            self.run_id = run.info.run_id
+            self._active = True
+            try:
+                yield self
+                if self.out_dir is not None and self.checkpoint.is_file():
+                    tracking.log_checkpoint(self.checkpoint)
+                mlflow.log_metric("wall_seconds", self.wall_seconds)
+            finally:
+                self._active = False
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None,
+                    prefix: str = "") -> None:
+        """Numbers to MLflow (``prefix`` + key), skipping a ``step``/``epoch`` entry."""
+        if self.logging:
+            tracking.log_metrics({f"{prefix}{k}": float(v) for k, v in metrics.items()
+                                  if k not in ("step", "epoch")}, step=step)
+
+    def log_figure(self, fig: Any, name: str) -> None:
+        """A matplotlib figure under ``figures/<name>.png`` (the figure stays open)."""
+        if self.logging:
+            tracking.log_figure(fig, name, close=False)
+
+    def log_artifact(self, path: str | Path, artifact_dir: str | None = None) -> None:
+        if self.logging:
+            tracking.log_artifact(path, artifact_dir)
+
+    def log_dict(self, data: Any, name: str) -> None:
+        if self.logging:
+            mlflow.log_dict(data, name)
+
+    def set_tag(self, key: str, value: str) -> None:
+        if self.logging:
+            mlflow.set_tag(key, value)
+
+    # -- progress ------------------------------------------------------------------------------
+    def bar(self, iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
+        """A tqdm bar shown on rank 0 when ``progress`` is on."""
+        return tqdm(iterable, disable=not (self.progress and self.is_main), **kwargs)
+
+    def print(self, message: str) -> None:
+        """One line of progress on rank 0 (papermill streams it to ``ss3d pipeline``)."""
+        if self.progress and self.is_main:
+            tqdm.write(message)  # between bar updates, not through them
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def save(self, *, step: int, model: torch.nn.Module,
+             optimizer: torch.optim.Optimizer | None = None,
+             extra: dict[str, Any] | None = None, path: Path | None = None) -> Path:
+        """Write the stage's checkpoint (default :attr:`checkpoint`) on rank 0 only."""
+        path = path or self.checkpoint
+        if self.is_main:
+            save_checkpoint(path, stage=self.stage.split("-")[0], step=step,
+                            config=to_dict(self.cfg), model=model, optimizer=optimizer,
+                            extra=extra, mlflow_run_id=self.run_id)
+        return path
+
+    def resume(self, resume: bool | str | Path, *, model: torch.nn.Module,
+               optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any] | None:
+        """Load ``resume`` (True: :attr:`checkpoint`; a path: that file) into the model and
+        optimiser, restore the RNG, and continue its MLflow run. None when ``resume`` is off.
+
+        Raises:
+            CheckpointError: naming the file when it is missing, unreadable or of another stage.
+        """
+        if not resume:
+            return None
+        path = self.checkpoint if resume is True else Path(resume)
+        payload = load_checkpoint(path, model=model, optimizer=optimizer,
+                                  map_location=self.device, restore_rng=True,
+                                  stage=self.stage.split("-")[0])
+        self.run_id = payload.get("mlflow_run_id")
+        if self.runtime.rank > 0 and self.seed is not None:
+            # the file holds rank 0's RNG: the other ranks draw their own rays again
+            seed_everything(self.seed + self.runtime.rank + 7919 * int(payload["step"]))
+        return payload
