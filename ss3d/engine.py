@@ -263,6 +263,14 @@ class Runtime:
         torch.distributed.all_reduce(moved)
         return moved.to(tensor.device)
 
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` (picklable), in rank order; ``[obj]`` in one process."""
+        if not self.distributed:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
     def barrier(self) -> None:
         if self.distributed:
             torch.distributed.barrier()

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import mlflow
 
 from ss3d import tracking, viz
 from ss3d.config import ConfigError, ExperimentConfig, parse_shard
@@ -35,6 +34,7 @@ from ss3d.data.photos import PhotoSettings, render_photo_collection
 from ss3d.data.procedural import PROCEDURAL_CATEGORIES, generate_category
 from ss3d.data.render import RENDER_FORMAT, RenderSettings, merge_shards, render_models
 from ss3d.data.shapenet import ModelRecord, index_shapenet
+from ss3d.stages.shell import StageRun
 
 __all__ = [
     "DataPaths", "DataResult", "check_collections", "data_paths", "find_renders", "ingest_stage",
@@ -189,13 +189,11 @@ def render_stage(cfg: ExperimentConfig, *, merge_only: bool = False,
                 result.figures[f"collection_{name}"] = viz.collection_grid(
                     paths.collection(name))
 
-    if not track:
+    run = StageRun(cfg, "render", track=track, progress=progress, distributed=False)
+    with run.open():
         work()
-        return result
-    with tracking.start_run(cfg, "render") as run:
-        result.run_id = run.info.run_id
-        work()
-        _log_summary(result)
+        _log_summary(run, result)
+    result.run_id = run.run_id
     return result
 
 
@@ -272,13 +270,11 @@ def ingest_stage(cfg: ExperimentConfig, *, cub_root: str | None = None,
             if cub_root else None)
         result.figures[f"collection_{name}"] = viz.collection_grid(paths.collection(name))
 
-    if not track:
+    run = StageRun(cfg, "ingest", track=track, category=name, distributed=False)
+    with run.open():
         work()
-        return result
-    with tracking.start_run(cfg, "ingest", category=name) as run:
-        result.run_id = run.info.run_id
-        work()
-        _log_summary(result)
+        _log_summary(run, result)
+    result.run_id = run.run_id
     return result
 
 
@@ -292,13 +288,11 @@ def _flat_metrics(prefix: str, value: Any, out: dict[str, float]) -> None:
             _flat_metrics(f"{prefix}.{k}" if prefix else str(k), v, out)
 
 
-def _log_summary(result: DataResult) -> None:
+def _log_summary(run: StageRun, result: DataResult) -> None:
     metrics: dict[str, float] = {}
     _flat_metrics("", result.summary, metrics)
-    clean = {k.replace(" ", "_"): v for k, v in metrics.items()}
-    if clean:
-        mlflow.log_metrics(clean)
-    mlflow.log_dict(result.summary, "data_summary.json")
-    mlflow.set_tag("ss3d.data_root", str(result.paths.root))
+    run.log_metrics({k.replace(" ", "_"): v for k, v in metrics.items()})
+    run.log_dict(result.summary, "data_summary.json")
+    run.set_tag("ss3d.data_root", str(result.paths.root))
     for name, fig in result.figures.items():
-        tracking.log_figure(fig, name, close=False)
+        run.log_figure(fig, name)

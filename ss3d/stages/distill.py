@@ -33,7 +33,6 @@ import matplotlib.pyplot as plt
 import mlflow
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ss3d import tracking
 from ss3d.cameras import Intrinsics, pixel_rays
@@ -43,18 +42,15 @@ from ss3d.engine import (
     CheckpointError,
     autocast,
     grad_scaler,
-    init_distributed,
-    load_checkpoint,
     make_adam,
     optimiser_step,
     save_checkpoint,
-    seed_everything,
     unwrap,
 )
 from ss3d.metrics import mask_iou
 from ss3d.model import ReconstructionNet, load_network
 from ss3d.stages.data import data_paths, find_renders
-from ss3d.stages.shell import find_pretrained, latest_checkpoint, stage_dir
+from ss3d.stages.shell import StageRun, find_pretrained, latest_checkpoint, stage_dir
 from ss3d.viz import finish_grid
 from ss3d.volume import ray_bounds, render_images, render_rays
 
@@ -409,17 +405,20 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
                   track: bool = True, register: bool = True) -> DistillResult:
     """Distil the experiment's teachers into one student; returns its checkpoint and logs.
 
+    Under ``torchrun`` each process draws its share of every global batch
+    (``optim.batch_size``) from its own random stream and the gradients are averaged; the
+    agreement figures and the registered model come from rank 0.
+
     Args:
         teachers: ``{name: checkpoint}`` overrides (``synthetic`` or a collection category).
         resume: ``True`` for ``<output_dir>/<name>/distill/last.pt`` or a checkpoint path.
         register: log the student with ``mlflow.pytorch.log_model`` and register it as
             ``ss3d-unified``.
     """
-    start_wall = time.perf_counter()
     d = cfg.distill
-    runtime = init_distributed(cfg.optim.device)
-    device = runtime.device
-    seed_everything(cfg.seed)
+    run = StageRun(cfg, STAGE, out_dir=stage_dir(cfg, STAGE), track=track, progress=progress,
+                   seed=cfg.seed)
+    runtime, device = run.runtime, run.device
     found = find_teachers(cfg, teachers, track)  # fails at once when a teacher is missing
     paths = data_paths(cfg)
     collections = {c: paths.collection(c) for c in cfg.data.collections}
@@ -433,7 +432,8 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
         if not renders.is_file():
             raise FileNotFoundError(f"no synthetic renders at {renders} (needed for "
                                     "distill.p_synthetic > 0): run notebooks/00_render.ipynb")
-    data = DistillData(cfg, collections, renders, cfg.seed)
+    local_batch = runtime.local_batch(cfg.optim.batch_size)
+    data = DistillData(cfg, collections, renders, cfg.seed + runtime.rank)
     intrinsics = Intrinsics.from_fov(cfg.render.fov_degrees, cfg.data.crop_size)
 
     pool = TeacherPool({name: load_network(path, device)[0] for name, (path, _) in found.items()},
@@ -442,126 +442,116 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
     student.train()
     optimizer = make_adam(student.parameters(), d.lr)
     scaler = grad_scaler(device, cfg.optim.amp)  # fp16 on CUDA only; a pass-through elsewhere
-    out_dir = stage_dir(cfg, STAGE)
-    last = out_dir / "last.pt"
-    start_step, run_id = 0, None
+    start_step = 0
     history: list[dict[str, float]] = []
     agreement_before: dict[str, float] = {}
-    if resume:
-        payload = load_checkpoint(last if resume is True else Path(resume), model=student,
-                                  optimizer=optimizer, map_location=device, restore_rng=True,
-                                  stage=STAGE)
-        start_step, run_id = payload["step"], payload.get("mlflow_run_id")
+    aug_rng = torch.Generator().manual_seed(cfg.seed + 1 + runtime.rank)
+    payload = run.resume(resume, model=student, optimizer=optimizer)
+    if payload is not None:
+        start_step = payload["step"]
         history = payload["extra"]["history"]
         agreement_before = payload["extra"].get("agreement_before", {})
-        data.generator.set_state(payload["extra"]["data_rng"])
-    result = DistillResult(run_id=run_id, checkpoint=last,
+        if runtime.is_main:
+            data.generator.set_state(payload["extra"]["data_rng"])
+        else:  # the file holds rank 0's stream; the others draw fresh ones
+            data.generator.manual_seed(cfg.seed + runtime.rank + 7919 * start_step)
+    result = DistillResult(run_id=None, checkpoint=run.checkpoint,
                            teachers={k: str(v[0]) for k, v in found.items()},
                            agreement_before=agreement_before)
     fixed = data.fixed_images(d.agreement_images)
-    aug_rng = torch.Generator().manual_seed(cfg.seed + 1)
 
-    def checkpoint(step: int) -> None:
-        save_checkpoint(last, stage=STAGE, step=step, config=to_dict(cfg), model=student,
-                        optimizer=optimizer, mlflow_run_id=result.run_id,
-                        extra={"history": history, "teachers": result.teachers,
-                               "agreement_before": result.agreement_before,
-                               "data_rng": data.generator.get_state()})
+    def save(step: int) -> None:
+        run.save(step=step, model=student, optimizer=optimizer,
+                 extra={"history": history, "teachers": result.teachers,
+                        "agreement_before": result.agreement_before,
+                        "data_rng": data.generator.get_state()})
 
-    def train() -> None:
-        if not result.agreement_before:
+    with run.open(consumed=[r for _, r in found.values()]):
+        # lineage by run id (the UI links runs); a teacher given as a file keeps its path
+        for name, (path, teacher_run) in found.items():
+            run.set_tag(f"ss3d.teacher.{name}", teacher_run or str(path))
+        if not result.agreement_before and run.is_main:
             # the starting point (the synthetic model) against every teacher
             student.eval()
             result.agreement_before.update(agreement(student, pool, fixed, cfg, intrinsics,
                                                      device, seed=cfg.seed))
             student.train()
-            if track:
-                tracking.log_metrics({f"agreement_before/{k}": v
-                                    for k, v in result.agreement_before.items()})
-        bar = tqdm(range(start_step, d.steps), desc=f"distill ({d.mode})", unit="step",
-                   initial=start_step, total=d.steps, disable=not progress)
+            run.log_metrics(result.agreement_before, prefix="agreement_before/")
+        bar = run.bar(range(start_step, d.steps), desc=f"distill ({d.mode})", unit="step",
+                      initial=start_step, total=d.steps)
         for step in bar:
             tic = time.perf_counter()
-            images, labels, _ = data.batch(cfg.optim.batch_size)
-            images = images.to(device)
-            b = images.shape[0]
-            if d.mode == "point":
-                inputs = random_points(b, d.points_per_image, d.point_cube, device)
-                targets = pool.grouped(labels, lambda net, rows, im=images, x=inputs:
-                                       point_outputs(net, im[rows], x[rows]))
-            else:
-                inputs = random_rays(b, d.rays_per_image, cfg, intrinsics, device)
-                sample_seed = int(torch.randint(2**31, ()))
-                targets = pool.grouped(labels, lambda net, rows, im=images, x=inputs,
-                                       seed=sample_seed: ray_outputs(
-                    net, im[rows], tuple(r[rows] for r in x), cfg.model.n_samples, seed))
-            student_in = augment_images(images, aug_rng) if d.augment else images
-            with autocast(device, cfg.optim.amp):
-                if d.mode == "point":
-                    pred = point_outputs(student, student_in, inputs)
-                else:
-                    pred = ray_outputs(student, student_in, inputs, cfg.model.n_samples,
-                                       sample_seed)
-            losses = torch.zeros(b, device=device)
-            for rows, target in targets.values():
-                rows_d = rows.to(device)
-                losses = losses.index_add(0, rows_d, per_image_loss(
-                    cfg, tuple(p[rows_d] for p in pred), target))
-            loss = losses.mean()
-            optimiser_step(loss, optimizer, scaler, student.parameters(), cfg.optim.grad_clip)
-            record = {"loss": float(loss.detach()), "step_seconds": time.perf_counter() - tic}
-            for name, (rows, _) in targets.items():
-                record[f"loss/{name}"] = float(losses[rows.to(device)].mean().detach())
-            record["step"] = step + 1
+            images, labels, _ = data.batch(local_batch)
+            loss, per_teacher = distill_step(student, pool, images.to(device), labels, cfg,
+                                             intrinsics, aug_rng)
+            optimiser_step(loss, optimizer, scaler, student.parameters(), cfg.optim.grad_clip,
+                           runtime=runtime)
+            record = {"loss": float(loss.detach()), "step_seconds": time.perf_counter() - tic,
+                      **{f"loss/{k}": v for k, v in per_teacher.items()}, "step": step + 1}
             history.append(record)
-            if track:
-                tracking.log_metrics({k: v for k, v in record.items() if k != "step"},
-                                   step=step + 1)
+            run.log_metrics(record, step=step + 1)
             bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
             if (step + 1) % d.checkpoint_every == 0 or step + 1 == d.steps:
-                checkpoint(step + 1)
-        if not last.exists():
-            checkpoint(max(start_step, d.steps))
-
-    def finish() -> None:
-        student.eval()
-        result.agreement = agreement(student, pool, fixed, cfg, intrinsics, device,
-                                     seed=cfg.seed)
-        result.figures["comparison"] = comparison_figure(student, pool, fixed, cfg, intrinsics,
-                                                         device, d.steps)
-        result.figures["curves"] = curves_figure(history, pool.names)
-        if progress:
-            print("student-teacher agreement (mask IoU, random poses), before -> after: "
-                  + ", ".join(f"{k} {result.agreement_before.get(k, float('nan')):.3f} -> "
-                              f"{v:.3f}" for k, v in result.agreement.items()), flush=True)
-
-    if track:
-        consumed = [r for _, r in found.values() if r]
-        with tracking.start_run(cfg, STAGE, consumed=consumed, run_id=run_id) as run:
-            result.run_id = run.info.run_id
-            # lineage by run id (the UI links runs); a teacher given as a file keeps its path
-            mlflow.set_tags({f"ss3d.teacher.{k}": run or str(path)
-                             for k, (path, run) in found.items()})
-            train()
-            finish()
-            tracking.log_metrics({f"agreement/{k}": v for k, v in result.agreement.items()})
+                save(step + 1)
+        if not run.checkpoint.exists():
+            save(max(start_step, d.steps))
+        if run.is_main:
+            student.eval()
+            result.agreement = agreement(student, pool, fixed, cfg, intrinsics, device,
+                                         seed=cfg.seed)
+            result.figures["comparison"] = comparison_figure(student, pool, fixed, cfg,
+                                                             intrinsics, device, d.steps)
+            result.figures["curves"] = curves_figure(history, pool.names)
+            run.print("student-teacher agreement (mask IoU, random poses), before -> after: "
+                      + ", ".join(f"{k} {result.agreement_before.get(k, float('nan')):.3f} -> "
+                                  f"{v:.3f}" for k, v in result.agreement.items()))
+            run.log_metrics(result.agreement, prefix="agreement/")
             for name, fig in result.figures.items():
-                tracking.log_figure(fig, name, close=False)
-            tracking.log_checkpoint(last)
-            if register:
+                run.log_figure(fig, name)
+            if register and run.logging:
                 result.model_version = register_student(
                     student, cfg, description=(
                         f"distilled for {cfg.distill.steps} steps from "
-                        f"{', '.join(sorted(result.teachers))}; run {result.run_id}"),
-                    tags={"ss3d.run_id": result.run_id or "", "ss3d.experiment": cfg.name,
+                        f"{', '.join(sorted(result.teachers))}; run {run.run_id}"),
+                    tags={"ss3d.run_id": run.run_id or "", "ss3d.experiment": cfg.name,
                           "ss3d.teachers": ",".join(sorted(result.teachers))})
-            mlflow.log_metric("wall_seconds", time.perf_counter() - start_wall)
-    else:
-        train()
-        finish()
+    result.run_id = run.run_id
     result.history = history
-    result.wall_seconds = time.perf_counter() - start_wall
+    result.wall_seconds = run.wall_seconds
     return result
+
+
+def distill_step(student: ReconstructionNet, pool: TeacherPool, images: torch.Tensor,
+                 labels: list[str], cfg: ExperimentConfig, intrinsics: Intrinsics,
+                 aug_rng: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    """The student's loss on one batch ``images (B, 3, S, S)`` against each image's teacher
+    (``labels``): the mean per-image loss, and its mean per teacher."""
+    d, device = cfg.distill, images.device
+    b = images.shape[0]
+    if d.mode == "point":
+        inputs = random_points(b, d.points_per_image, d.point_cube, device)
+        targets = pool.grouped(labels, lambda net, rows, im=images, x=inputs:
+                               point_outputs(net, im[rows], x[rows]))
+    else:
+        inputs = random_rays(b, d.rays_per_image, cfg, intrinsics, device)
+        sample_seed = int(torch.randint(2**31, ()))
+        targets = pool.grouped(labels, lambda net, rows, im=images, x=inputs,
+                               seed=sample_seed: ray_outputs(
+            net, im[rows], tuple(r[rows] for r in x), cfg.model.n_samples, seed))
+    student_in = augment_images(images, aug_rng) if d.augment else images
+    with autocast(device, cfg.optim.amp):
+        if d.mode == "point":
+            pred = point_outputs(student, student_in, inputs)
+        else:
+            pred = ray_outputs(student, student_in, inputs, cfg.model.n_samples, sample_seed)
+    losses = torch.zeros(b, device=device)
+    for rows, target in targets.values():
+        rows_d = rows.to(device)
+        losses = losses.index_add(0, rows_d, per_image_loss(
+            cfg, tuple(p[rows_d] for p in pred), target))
+    per_teacher = {name: float(losses[rows.to(device)].mean().detach())
+                   for name, (rows, _) in targets.items()}
+    return losses.mean(), per_teacher
 
 
 def register_student(student: ReconstructionNet, cfg: ExperimentConfig, *,

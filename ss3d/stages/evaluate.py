@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,12 +34,10 @@ from typing import Any
 
 import h5py
 import matplotlib.pyplot as plt
-import mlflow
 import numpy as np
 import torch
 from pytorch3d.ops import knn_points
 from scipy.spatial import cKDTree
-from tqdm import tqdm
 
 from ss3d import tracking
 from ss3d.cameras import Intrinsics
@@ -48,7 +45,7 @@ from ss3d.config import SYNSETS, ExperimentConfig
 from ss3d.data.datasets import ImageCollection, read_hidden_cameras
 from ss3d.data.render import MeshRenderer
 from ss3d.data.shapenet import load_model
-from ss3d.engine import autocast, init_distributed, load_checkpoint, seed_everything
+from ss3d.engine import autocast, load_checkpoint
 from ss3d.eval.mesh import ExtractedMesh, extract_mesh
 from ss3d.eval.metrics import (
     chamfer_fscore,
@@ -65,7 +62,7 @@ from ss3d.metrics import mask_iou, psnr
 from ss3d.model import ReconstructionNet, load_network
 from ss3d.stages.data import data_paths, find_renders
 from ss3d.stages.pretrain import mean_object_radius, sphere_field
-from ss3d.stages.shell import find_pretrained, latest_checkpoint, stage_dir
+from ss3d.stages.shell import StageRun, find_pretrained, latest_checkpoint, stage_dir
 from ss3d.viz import finish_grid
 from ss3d.volume import render_images
 
@@ -777,16 +774,19 @@ def ratio_rows(summary: list[dict[str, Any]], models: list[EvalModel]) -> list[d
 # ----------------------------------------------------------------------------------------------
 def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool = True,
                    out_dir: str | Path | None = None) -> EvalResult:
-    """Evaluate every available stage of the experiment; tables, figures and turntables."""
-    start_wall = time.perf_counter()
-    device = init_distributed(cfg.optim.device).device
-    seed_everything(cfg.seed)
+    """Evaluate every available stage of the experiment; tables, figures and turntables.
+
+    Under ``torchrun`` the items are shared over the processes (the first item of each set and
+    category, whose meshes make the figures, on rank 0); rank 0 gathers the rows and writes
+    the tables, figures and turntables.
+    """
+    run = StageRun(cfg, STAGE, track=track, progress=progress, seed=cfg.seed)
+    runtime, device = run.runtime, run.device
     models, skipped = find_models(cfg, track)
     renders = find_renders(cfg)[0] if track else data_paths(cfg).renders
     if not renders.is_file():
         raise FileNotFoundError(f"no rendered data at {renders}: run notebooks/00_render.ipynb")
     out = Path(out_dir) if out_dir else stage_dir(cfg, STAGE)
-    out.mkdir(parents=True, exist_ok=True)
     result = EvalResult(run_id=None, skipped=skipped)
     synth, intrinsics = synthetic_items(cfg, renders)
     coll, notes = collection_items(cfg)
@@ -799,19 +799,21 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
                       "aligned_categories": sorted(m.alignments)} for m in models]
     figure_meshes: dict[tuple[str, str], dict[str, ExtractedMesh]] = defaultdict(dict)
     figure_items: dict[tuple[str, str], EvalItem] = {}
+    for item in items:
+        figure_items.setdefault((item.set, item.category), item)
+    figure_keys = {id(item) for item in figure_items.values()}
+    others = [i for i, item in enumerate(items) if id(item) not in figure_keys]
+    mine = ([i for i, item in enumerate(items) if id(item) in figure_keys] if run.is_main
+            else []) + others[runtime.rank::runtime.world_size]
 
-    def work() -> None:
-        bar = tqdm(items, desc="evaluate", unit="item", disable=not progress)
-        for item in bar:
-            key = (item.set, item.category)
-            first = key not in figure_items
-            if first:
-                figure_items[key] = item
+    with run.open(consumed=[m.run_id for m in models]):
+        rows: list[tuple[int, int, dict[str, Any]]] = []  # (item, order in item, row)
+        for position in run.bar(mine, desc="evaluate", unit="item"):
+            item = items[position]
             base = {"set": item.set, "category": item.category, "item": item.key,
                     "zero_shot": item.zero_shot}
-            for row in baseline_rows(item, baselines, cfg,
-                                     intrinsics if item.set == "synthetic" else None):
-                result.rows.append({**base, **row})
+            item_rows = [{**base, **row} for row in baseline_rows(
+                item, baselines, cfg, intrinsics if item.set == "synthetic" else None)]
             for model in models:
                 if not _applies(model, item):
                     continue
@@ -823,61 +825,73 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
                                                   _alignment_for(model, item), cfg,
                                                   intrinsics if item.set == "synthetic"
                                                   else None, device)
-                result.rows.append({**base, "model": model.label, **metrics})
-                if first:
-                    figure_meshes[key][model.label] = mesh
-        result.summary = summarise(result.rows, seed=cfg.seed)
-        result.poses = pose_rows(cfg, models, track)
-        result.ratios = ratio_rows(result.summary, models)
-        result.differences = paired_differences(result.rows, seed=cfg.seed)
-        result.verdicts = verdicts(result.summary, result.differences)
-        result.tables_markdown = markdown_tables(result.summary, result.poses, result.ratios,
-                                                 result.differences, result.verdicts)
-        result.figures["fscore_bars"] = metric_bars(result.summary)
-        with figure_renderer(cfg.evaluate.figure_size) as renderer:
-            for (set_, category), meshes in figure_meshes.items():
-                name = f"reconstructions_{set_}_{category}"
-                result.figures[name] = reconstruction_figure(figure_items[(set_, category)],
-                                                             meshes, renderer)
-                # turntable of the most advanced model available for this item
-                label = list(meshes)[-1]
-                result.turntables[f"{set_}_{category}"] = write_turntable(
-                    to_trimesh(meshes[label]), out / "turntables" / f"{set_}_{category}.gif",
-                    frames=cfg.evaluate.turntable_frames, renderer=renderer)
-        payload = {"experiment": cfg.name, "models": result.models, "skipped": result.skipped,
-                   "summary": result.summary, "poses": result.poses, "ratios": result.ratios,
-                   "differences": result.differences, "verdicts": result.verdicts,
-                   "half_widths": half_widths(result.summary, result.poses),
-                   "rows": result.rows}
-        (out / "evaluation.json").write_text(json.dumps(payload, indent=1, default=float))
-        (out / "tables.md").write_text(result.tables_markdown)
-        for name, fig in result.figures.items():
-            fig.savefig(out / f"{name}.png", dpi=110)
-
-    if track:
-        consumed = [m.run_id for m in models if m.run_id]
-        with tracking.start_run(cfg, STAGE, consumed=consumed) as run:
-            result.run_id = run.info.run_id
-            work()
-            for s in result.summary:
-                # "synthetic/airplane/pretrained.fscore_0.05": the UI groups charts by the
-                # part before the last '/', one section per set and category. MLflow metric
-                # names allow no '@' or ':' (fscore@0.1 -> fscore_0.1)
-                model = s["model"].replace(": ", "-").replace(" ", "_")
-                prefix = f"{s['set']}/{s['category']}/{model}"
-                mlflow.log_metrics({f"{prefix}.{m}".replace(" ", "_").replace("@", "_"): s[m]
-                                    for m in METRICS if m in s and math.isfinite(s[m])})
-            for r in result.ratios:
-                mlflow.log_metric(f"ratio/{r['set']}/{r['category']}", r["ratio"])
-            mlflow.log_artifact(str(out / "evaluation.json"))
-            mlflow.log_artifact(str(out / "tables.md"))
-            for name, fig in result.figures.items():
-                tracking.log_figure(fig, name, close=False)
-            tracking.log_artifact(out / "turntables", "turntables")
-            mlflow.log_metric("wall_seconds", time.perf_counter() - start_wall)
-    else:
-        work()
-    result.wall_seconds = time.perf_counter() - start_wall
-    if progress:
-        print(result.tables_markdown, flush=True)
+                item_rows.append({**base, "model": model.label, **metrics})
+                if id(item) in figure_keys:
+                    figure_meshes[(item.set, item.category)][model.label] = mesh
+            rows += [(position, k, row) for k, row in enumerate(item_rows)]
+        gathered = sorted((r for part in runtime.gather_objects(rows) for r in part),
+                          key=lambda r: r[:2])
+        result.rows = [row for _, _, row in gathered]
+        if run.is_main:
+            report_evaluation(result, cfg, models, figure_items, figure_meshes, out, track)
+            _log_evaluation(run, result, out)
+            run.print(result.tables_markdown)
+    result.run_id = run.run_id
+    result.wall_seconds = run.wall_seconds
     return result
+
+
+def report_evaluation(result: EvalResult, cfg: ExperimentConfig, models: list[EvalModel],
+                      figure_items: dict[tuple[str, str], EvalItem],
+                      figure_meshes: dict[tuple[str, str], dict[str, ExtractedMesh]], out: Path,
+                      track: bool) -> None:
+    """Summary, intervals, verdicts, tables, figures and turntables of ``result.rows``, written
+    to ``out`` (evaluation.json, tables.md, PNGs, turntables/)."""
+    out.mkdir(parents=True, exist_ok=True)
+    result.summary = summarise(result.rows, seed=cfg.seed)
+    result.poses = pose_rows(cfg, models, track)
+    result.ratios = ratio_rows(result.summary, models)
+    result.differences = paired_differences(result.rows, seed=cfg.seed)
+    result.verdicts = verdicts(result.summary, result.differences)
+    result.tables_markdown = markdown_tables(result.summary, result.poses, result.ratios,
+                                             result.differences, result.verdicts)
+    result.figures["fscore_bars"] = metric_bars(result.summary)
+    with figure_renderer(cfg.evaluate.figure_size) as renderer:
+        for (set_, category), meshes in figure_meshes.items():
+            if not meshes:
+                continue
+            name = f"reconstructions_{set_}_{category}"
+            result.figures[name] = reconstruction_figure(figure_items[(set_, category)],
+                                                         meshes, renderer)
+            # turntable of the most advanced model available for this item
+            label = list(meshes)[-1]
+            result.turntables[f"{set_}_{category}"] = write_turntable(
+                to_trimesh(meshes[label]), out / "turntables" / f"{set_}_{category}.gif",
+                frames=cfg.evaluate.turntable_frames, renderer=renderer)
+    payload = {"experiment": cfg.name, "models": result.models, "skipped": result.skipped,
+               "summary": result.summary, "poses": result.poses, "ratios": result.ratios,
+               "differences": result.differences, "verdicts": result.verdicts,
+               "half_widths": half_widths(result.summary, result.poses),
+               "rows": result.rows}
+    (out / "evaluation.json").write_text(json.dumps(payload, indent=1, default=float))
+    (out / "tables.md").write_text(result.tables_markdown)
+    for name, fig in result.figures.items():
+        fig.savefig(out / f"{name}.png", dpi=110)
+
+
+def _log_evaluation(run: StageRun, result: EvalResult, out: Path) -> None:
+    for s in result.summary:
+        # "synthetic/airplane/pretrained.fscore_0.05": the UI groups charts by the part before
+        # the last '/', one section per set and category. MLflow metric names allow no '@' or
+        # ':' (fscore@0.1 -> fscore_0.1)
+        model = s["model"].replace(": ", "-").replace(" ", "_")
+        prefix = f"{s['set']}/{s['category']}/{model}"
+        run.log_metrics({f"{prefix}.{m}".replace(" ", "_").replace("@", "_"): s[m]
+                         for m in METRICS if m in s and math.isfinite(s[m])})
+    run.log_metrics({f"ratio/{r['set']}/{r['category']}": r["ratio"] for r in result.ratios})
+    run.log_artifact(out / "evaluation.json")
+    run.log_artifact(out / "tables.md")
+    for name, fig in result.figures.items():
+        run.log_figure(fig, name)
+    if (out / "turntables").is_dir():
+        run.log_artifact(out / "turntables", "turntables")
