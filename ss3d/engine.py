@@ -1,13 +1,16 @@
-"""The training-loop skeleton every stage shares.
+"""Training mechanics every stage shares: device, seeds, mixed precision, ranks, the optimiser
+step and the one checkpoint format.
 
-Device selection, seeding, mixed precision, rank-aware logging and the one checkpoint format.
-Stages are written against this module so that multi-GPU DDP is a launcher change
+The run bookkeeping that sits on top (MLflow run or none, progress, rank-0 checkpoints, resume)
+is :class:`ss3d.stages.shell.StageRun`. Data parallelism is a launcher change
 (``torchrun --nproc-per-node N -m ss3d.cli pretrain ...``): :func:`init_distributed` reads the
-torchrun environment, :class:`Runtime` knows the rank, and only rank 0 logs or writes files.
+torchrun environment, :class:`Runtime` knows the rank, splits the global batch
+(:meth:`Runtime.local_batch`) and items (:meth:`Runtime.shard`), and :func:`optimiser_step`
+averages the gradients over ranks.
 
 Checkpoint format (``torch.save`` of a dict, written atomically):
 
-    {"format": "ss3d-checkpoint", "version": 1, "stage": str, "step": int,
+    {"format": "ss3d-checkpoint", "version": 2, "stage": str, "step": int,
      "config": nested config dict, "model": state_dict, "optimizer": state_dict | None,
      "extra": dict (stage-specific state, e.g. the camera hypothesis bank),
      "rng": {"python", "numpy", "torch", "cuda"}, "mlflow_run_id": str | None}

@@ -32,7 +32,7 @@ def _subparser_options(name: str) -> set[str]:
 
 def test_there_are_templates_for_each_cluster_job():
     names = {p.stem for p in TEMPLATES}
-    assert {"render", "render_merge", "pretrain_multinode", "notebook"} <= names
+    assert {"render", "render_merge", "train_multinode", "notebook"} <= names
 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
@@ -42,11 +42,14 @@ def test_template_is_valid_bash_and_uses_real_options(path):
     assert text.startswith("#!/usr/bin/env bash") and "#SBATCH" in text
     used = 0
     for line in _commands(text):
-        for match in re.finditer(r"(?:^|\s)(?:ss3d|-m ss3d\.cli) (\w+)([^|;&]*)", line):
+        for match in re.finditer(r"(?:^|\s)(?:ss3d|-m ss3d\.cli) \"?\$?(\w+)\"?([^|;&]*)", line):
             stage, rest = match.group(1), match.group(2)
-            options = _subparser_options(stage)
-            for flag in re.findall(r"(?<!\S)(--?[a-z][\w-]*)", rest):
-                assert flag in options, f"{path.name}: ss3d {stage} has no option {flag}"
+            # "$STAGE": every stage the template's case statement admits
+            stages = (["pretrain", "selftrain", "distill"] if stage == "STAGE" else [stage])
+            for name in stages:
+                options = _subparser_options(name)
+                for flag in re.findall(r"(?<!\S)(--?[a-z][\w-]*)", rest):
+                    assert flag in options, f"{path.name}: ss3d {name} has no option {flag}"
             used += 1
         if line.startswith("papermill "):
             papermill = Path(sys.executable).with_name("papermill")  # the project's own
