@@ -38,7 +38,7 @@ from ss3d.data.procedural import make_model  # noqa: E402
 from ss3d.data.render import MeshRenderer  # noqa: E402
 from ss3d.engine import amp_dtype, autocast, make_adam, select_device  # noqa: E402
 from ss3d.model import ReconstructionNet  # noqa: E402
-from ss3d.stages.pretrain import render_loss  # noqa: E402
+from ss3d.stages.pretrain import pretrain_loss  # noqa: E402
 
 # The paper's sizes (experiments/paper.yaml): ResNet-34 on 224 px, FiLM-SIREN 5 x 256,
 # 5 views x 340 rays x 80 samples per object.
@@ -130,7 +130,7 @@ def bench_step(repeat: int, sizes: list[str], device: torch.device) -> dict:
 
             def step(net=net, opt=opt, batch=batch, intr=intr, cfg=cfg, amp=v.amp):
                 with autocast(device, amp):
-                    loss = render_loss(net, batch, intr, cfg)["loss"]
+                    loss = pretrain_loss(net, batch, intr, cfg)["loss"]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -282,7 +282,7 @@ def bench_bounds(repeat: int) -> None:
         def step(net=net, run_cfg=run_cfg):
             net.zero_grad()
             with autocast(torch.device("cpu")):
-                loss = render_loss(net, batch, intr, run_cfg)["loss"]
+                loss = pretrain_loss(net, batch, intr, run_cfg)["loss"]
             loss.backward()
 
         timings[bounds] = timed(step, repeat)

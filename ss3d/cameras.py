@@ -35,16 +35,24 @@ import torch
 from pytorch3d.renderer import PerspectiveCameras, look_at_view_transform
 
 __all__ = [
+    "FIGURE_DISTANCE",
+    "FIGURE_POSES",
     "Intrinsics",
     "camera_centers",
     "camera_to_world_opengl",
     "focal_from_fov",
     "pixel_rays",
     "pose_to_spherical",
+    "sample_pixels",
     "project_points",
     "spherical_to_pytorch3d",
     "to_pytorch3d_cameras",
 ]
+
+# The views every figure shows a shape from (network renders and mesh renders alike): three
+# azimuths a third of a turn apart, the last from below, so that every side is seen once.
+FIGURE_POSES: tuple[tuple[float, float], ...] = ((30.0, 20.0), (150.0, 20.0), (270.0, -15.0))
+FIGURE_DISTANCE = 2.0
 
 # PyTorch3D view axes (+X left, +Z forward) → OpenGL camera axes (+X right, +Z backward).
 _P3D_TO_GL_AXES = torch.tensor([-1.0, 1.0, -1.0])
@@ -239,3 +247,31 @@ def to_pytorch3d_cameras(azimuth: torch.Tensor | float, elevation: torch.Tensor 
         focal_length=focal, principal_point=principal, R=R, T=T, in_ndc=False,
         image_size=torch.tensor([[intrinsics.height, intrinsics.width]]).expand(batch, -1),
         device=R.device)
+
+
+def sample_pixels(masks: torch.Tensor, count: int, foreground_fraction: float = 0.5,
+                  generator: torch.Generator | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` pixels of each of ``B`` images, the one sampler of every stage that trains on
+    rays: a ``foreground_fraction`` share uniformly from the mask's pixels (from the whole
+    image where the mask is empty), the rest uniformly from the whole image, with replacement.
+
+    Args:
+        masks: ``(B, H, W)``; pixels above 0.5 are foreground.
+        generator: on ``masks``' device (None: the global RNG).
+
+    Returns:
+        flat indices ``(B, count)`` (``y * W + x``) and pixel centres ``(B, count, 2)`` as
+        ``(x + 0.5, y + 0.5)``, the convention of :func:`pixel_rays`.
+    """
+    b, h, w = masks.shape
+    index = torch.randint(0, h * w, (b, count), generator=generator, device=masks.device)
+    n_fg = int(round(count * foreground_fraction))
+    if n_fg:
+        inside = (masks.reshape(b, -1) > 0.5).float()
+        empty = inside.sum(1, keepdim=True) == 0
+        weights = torch.where(empty, torch.ones_like(inside), inside)
+        index[:, :n_fg] = torch.multinomial(weights, n_fg, replacement=True,
+                                            generator=generator)
+    centres = torch.stack([(index % w).float() + 0.5, (index // w).float() + 0.5], dim=-1)
+    return index, centres

@@ -24,15 +24,15 @@ import os
 import pickle
 import random
 import re
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ss3d.files import atomic_path, remove_stale_temps
 
 __all__ = [
     "CheckpointError",
@@ -319,26 +319,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path in the target's folder; rename onto ``path`` only on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        # mkstemp creates 0600 files; give the result the usual permissions (0666 & ~umask)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
 def plain(obj: Any) -> Any:
     """``obj`` with numpy arrays as tensors and numpy scalars as Python numbers.
 
@@ -358,16 +338,6 @@ def plain(obj: Any) -> Any:
     return obj
 
 
-def _remove_stale_temps(path: Path) -> None:
-    """Delete temp files an interrupted save of ``path`` left behind (``kill -9`` mid-write).
-
-    One process writes a given checkpoint (rank 0 of its run), so any other temp file of
-    this name is a dead save's leftover, up to a whole checkpoint in size.
-    """
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
-
-
 def save_checkpoint(path: str | Path, *, stage: str, step: int, config: dict[str, Any],
                     model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     extra: dict[str, Any] | None = None,
@@ -379,7 +349,7 @@ def save_checkpoint(path: str | Path, *, stage: str, step: int, config: dict[str
     """
     path = Path(path)
     if path.parent.is_dir():
-        _remove_stale_temps(path)
+        remove_stale_temps(path)
     payload = {
         "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "stage": stage,
         "step": int(step), "config": plain(config), "model": unwrap(model).state_dict(),

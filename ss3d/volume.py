@@ -19,15 +19,19 @@ because it folds the ray-length deltas into the densities itself and expects opa
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
 from ss3d.cameras import Intrinsics, pixel_rays
 from ss3d.model import CUBE_HALF
 
+if TYPE_CHECKING:
+    from ss3d.config import ModelConfig
+
 __all__ = [
-    "Field", "emission_absorption", "ray_bounds", "render_images", "render_rays",
-    "sample_along_rays",
+    "Field", "emission_absorption", "ray_bounds", "render_images", "render_network",
+    "render_rays", "sample_along_rays",
 ]
 
 Field = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -150,3 +154,14 @@ def render_images(field: Field, azimuth: torch.Tensor,
     return {"mask": torch.cat(outs["mask"], 1).reshape(batch, h, w),
             "rgb": torch.cat(outs["rgb"], 1).reshape(batch, h, w, 3),
             "depth": torch.cat(outs["depth"], 1).reshape(batch, h, w)}
+
+
+def render_network(field: Field, azimuth: torch.Tensor, elevation: torch.Tensor,
+                   distance: torch.Tensor, intrinsics: Intrinsics, model: ModelConfig,
+                   n_samples: int | None = None) -> dict[str, torch.Tensor]:
+    """:func:`render_images` of a network's field with the model config's ray bounds, object
+    radius and (unless ``n_samples`` is given) samples per ray: how every stage renders, so
+    that no call can forget one of them."""
+    return render_images(field, azimuth, elevation, distance, intrinsics,
+                         n_samples=n_samples or model.n_samples, bounds=model.ray_bounds,
+                         radius=model.object_radius)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ss3d.cameras import Intrinsics
+from ss3d.cameras import Intrinsics, sample_pixels
 from ss3d.data.h5 import H5FormatError, check_format
 from ss3d.data.ingest import COLLECTION_FORMAT
 from ss3d.data.render import RENDER_FORMAT
@@ -127,20 +127,6 @@ class RenderedViews(_LazyH5):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _sample_pixels(self, masks: np.ndarray, generator: np.random.Generator) -> np.ndarray:
-        """``(K, R)`` flat pixel indices; a share drawn from the foreground of each view."""
-        k, h, w = masks.shape
-        r = self.rays_per_view
-        n_fg = int(round(r * self.foreground_fraction))
-        out = np.empty((k, r), np.int64)
-        for v in range(k):
-            fg = np.flatnonzero(masks[v].reshape(-1))
-            take_fg = min(n_fg, len(fg)) if len(fg) else 0
-            chosen = [generator.choice(fg, take_fg)] if take_fg else []
-            chosen.append(generator.integers(0, h * w, r - take_fg))
-            out[v] = np.concatenate(chosen)
-        return out
-
     def _item(self, index: int) -> dict:
         row = int(self.rows[index])
         f = self.file
@@ -156,9 +142,10 @@ class RenderedViews(_LazyH5):
         all_rgb, all_mask = f["rgb"][row], f["mask"][row]
         rgb, mask = all_rgb[views], all_mask[views]
         h, w = mask.shape[1:]
-        flat = self._sample_pixels(mask, generator)
-        u = (flat % w).astype(np.float32) + 0.5
-        v = (flat // w).astype(np.float32) + 0.5
+        pixels_rng = torch.Generator().manual_seed(int(generator.integers(2**62)))
+        flat, centres = sample_pixels(torch.from_numpy(mask), self.rays_per_view,
+                                      self.foreground_fraction, pixels_rng)
+        flat = flat.numpy()
         take = np.arange(k)[:, None]
         input_rgb = all_rgb[input_view].astype(np.float32) / 255.0
         input_mask = all_mask[input_view].astype(np.float32)
@@ -168,7 +155,7 @@ class RenderedViews(_LazyH5):
             "azimuth": torch.from_numpy(f["azimuth"][row][views]),
             "elevation": torch.from_numpy(f["elevation"][row][views]),
             "distance": torch.from_numpy(f["distance"][row][views]),
-            "pixels": torch.from_numpy(np.stack([u, v], axis=-1)),
+            "pixels": centres,
             "rgb": torch.from_numpy(rgb.reshape(k, h * w, 3)[take, flat].astype(np.float32)
                                     / 255.0),
             "mask": torch.from_numpy(mask.reshape(k, h * w)[take, flat].astype(np.float32)),

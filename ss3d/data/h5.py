@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
+
+from ss3d.files import atomic_path, remove_stale_temps
 
 __all__ = ["H5FormatError", "atomic_h5", "check_format", "open_checked"]
 
@@ -18,22 +19,16 @@ class H5FormatError(ValueError):
 
 @contextmanager
 def atomic_h5(path: str | Path) -> Iterator[h5py.File]:
-    """Write an HDF5 file to ``<path>.tmp`` and rename it onto ``path`` only on success.
+    """Write an HDF5 file beside ``path`` and rename it onto ``path`` only on success.
 
-    A crash or Ctrl-C leaves no half-written ``path`` (the stale temp file is removed).
+    A crash or Ctrl-C leaves no half-written ``path`` (:func:`ss3d.files.atomic_path`); the
+    temp file of an earlier killed write is removed first (one writer per file: its lock).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if tmp.exists():
-        tmp.unlink()
-    try:
-        with h5py.File(tmp, "w") as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    if path.parent.is_dir():
+        remove_stale_temps(path)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        yield f
 
 
 def check_format(f: h5py.File, path: str | Path, expected: str,

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from pytorch3d.ops.marching_cubes import marching_cubes
 
-from ss3d.engine import atomic_path
+from ss3d.files import atomic_path
 
 __all__ = ["GRID_HALF", "ExtractedMesh", "density_grid", "extract_mesh", "write_obj"]
 

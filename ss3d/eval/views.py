@@ -9,15 +9,12 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from ss3d.cameras import Intrinsics
+from ss3d.cameras import FIGURE_DISTANCE, FIGURE_POSES, Intrinsics
 from ss3d.data.render import MeshRenderer  # imports triton before pyrender (see there)
-from ss3d.engine import atomic_path
 from ss3d.eval.mesh import ExtractedMesh
+from ss3d.files import atomic_path
 
 __all__ = ["figure_renderer", "mesh_views", "to_trimesh", "write_turntable"]
-
-FIGURE_POSES: tuple[tuple[float, float], ...] = ((45.0, 25.0), (225.0, 25.0))
-
 
 def to_trimesh(mesh: ExtractedMesh) -> trimesh.Trimesh:
     colors = (mesh.colors.clamp(0, 1).numpy() * 255).astype(np.uint8)
@@ -35,7 +32,8 @@ def figure_renderer(size: int = 96, fov_degrees: float = 40.0,
 
 def mesh_views(meshes: Sequence[trimesh.Trimesh] | trimesh.Trimesh,
                poses: Sequence[tuple[float, float]] = FIGURE_POSES, size: int = 96,
-               distance: float = 2.0, renderer: MeshRenderer | None = None) -> list[np.ndarray]:
+               distance: float = FIGURE_DISTANCE, renderer: MeshRenderer | None = None
+               ) -> list[np.ndarray]:
     """``(size, size, 3)`` uint8 renders of a mesh (or the parts of one) from ``poses``
     (azimuth, elevation in degrees); an empty mesh gives blank images. ``renderer`` (from
     :func:`figure_renderer`) sets the size when given."""

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ss3d import tracking
-from ss3d.cameras import Intrinsics, pixel_rays
+from ss3d.cameras import FIGURE_DISTANCE, FIGURE_POSES, Intrinsics, pixel_rays
 from ss3d.config import ExperimentConfig, to_dict
 from ss3d.data.datasets import ImageCollection, RenderedViews
 from ss3d.engine import (
@@ -52,7 +52,7 @@ from ss3d.model import ReconstructionNet, load_network
 from ss3d.stages.data import data_paths, find_renders
 from ss3d.stages.shell import StageRun, find_pretrained, latest_checkpoint, stage_dir
 from ss3d.viz import finish_grid
-from ss3d.volume import ray_bounds, render_images, render_rays
+from ss3d.volume import ray_bounds, render_network, render_rays
 
 __all__ = ["DistillResult", "MissingTeacherError", "TeacherPool", "distill_stage",
            "find_teachers", "REGISTERED_MODEL"]
@@ -304,7 +304,10 @@ def ray_outputs(net: ReconstructionNet, images: torch.Tensor, rays: tuple[torch.
 
 def per_image_loss(cfg: ExperimentConfig, student: tuple[torch.Tensor, torch.Tensor],
                    teacher: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """``(B,)`` distillation loss of each image (mode-specific terms, averaged)."""
+    """``(B,)`` distillation loss of each image: in ``point`` mode colour MSE +
+    ``distill.density_weight`` · density MSE at the sampled points; in ``ray`` mode mask MSE +
+    colour MSE of the rendered rays, 1:1 (the student copies both of the teacher's outputs, and
+    neither is a noisier target than the other)."""
     if cfg.distill.mode == "point":
         rgb = (student[0] - teacher[0]).pow(2).mean((-1, -2))
         dens = (student[1] - teacher[1]).pow(2).mean((-1, -2))
@@ -317,17 +320,13 @@ def per_image_loss(cfg: ExperimentConfig, student: tuple[torch.Tensor, torch.Ten
 # ----------------------------------------------------------------------------------------------
 # Agreement and figures
 # ----------------------------------------------------------------------------------------------
-FIGURE_POSES = ((30.0, 20.0), (120.0, 20.0), (210.0, 20.0), (300.0, -20.0))
-
-
 @torch.no_grad()
 def _render(net: ReconstructionNet, images: torch.Tensor, azimuth: torch.Tensor,
             elevation: torch.Tensor, distance: torch.Tensor, intrinsics: Intrinsics,
             cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
     latent = net.encode(images)
-    return render_images(lambda p: net.query(p, latent), azimuth, elevation, distance,
-                         intrinsics, n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds,
-                         radius=cfg.model.object_radius)
+    return render_network(lambda p: net.query(p, latent), azimuth, elevation, distance,
+                          intrinsics, cfg.model)
 
 
 @torch.no_grad()
@@ -356,7 +355,8 @@ def agreement(student: ReconstructionNet, pool: TeacherPool,
 def comparison_figure(student: ReconstructionNet, pool: TeacherPool,
                       fixed: Mapping[str, tuple[torch.Tensor, str]], cfg: ExperimentConfig,
                       intrinsics: Intrinsics, device: torch.device, step: int) -> plt.Figure:
-    """For one image per category: input | teacher and student (colour, mask) at four poses."""
+    """For one image per category: input | teacher and student (colour, mask) at the figure
+    views (:data:`ss3d.cameras.FIGURE_POSES`)."""
     rows = list(fixed.items())
     cols = 1 + 4 * len(FIGURE_POSES)
     fig, axes = plt.subplots(len(rows), cols, figsize=(cols * 0.9, len(rows) * 1.0),
@@ -366,7 +366,7 @@ def comparison_figure(student: ReconstructionNet, pool: TeacherPool,
         axes[r, 0].imshow(image[0].permute(1, 2, 0).cpu().numpy())
         axes[r, 0].set_ylabel(f"{category}\n({teacher})", fontsize=6)
         for k, (az, el) in enumerate(FIGURE_POSES):
-            cams = [torch.tensor([v], device=device) for v in (az, el, 2.0)]
+            cams = [torch.tensor([v], device=device) for v in (az, el, FIGURE_DISTANCE)]
             t = pool.run(teacher,
                          lambda net, im=image, c=cams: _render(net, im, *c, intrinsics, cfg))
             s = _render(student, image, *cams, intrinsics, cfg)

@@ -40,7 +40,7 @@ from pytorch3d.ops import knn_points
 from scipy.spatial import cKDTree
 
 from ss3d import tracking
-from ss3d.cameras import Intrinsics
+from ss3d.cameras import FIGURE_POSES, Intrinsics
 from ss3d.config import SYNSETS, ExperimentConfig
 from ss3d.data.datasets import ImageCollection, read_hidden_cameras
 from ss3d.data.render import MeshRenderer
@@ -64,7 +64,7 @@ from ss3d.stages.data import data_paths, find_renders
 from ss3d.stages.pretrain import mean_object_radius, sphere_field
 from ss3d.stages.shell import StageRun, find_pretrained, latest_checkpoint, stage_dir
 from ss3d.viz import finish_grid
-from ss3d.volume import render_images
+from ss3d.volume import render_network
 
 __all__ = ["EvalItem", "EvalModel", "EvalResult", "Table", "evaluate_stage", "find_models",
            "fmt", "tables"]
@@ -375,10 +375,9 @@ def baseline_rows(item: EvalItem, baselines: Baselines, cfg: ExperimentConfig,
                                        item.volume_inside)
     if item.novel is not None and intrinsics is not None:
         sphere_fn = sphere_field(radius, torch.full((3,), 0.5))
-        rendered = render_images(lambda p: sphere_fn(None, p), item.novel["azimuth"],
-                                 item.novel["elevation"], item.novel["distance"], intrinsics,
-                                 n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds,
-                                 radius=cfg.model.object_radius)
+        rendered = render_network(lambda p: sphere_fn(None, p), item.novel["azimuth"],
+                                  item.novel["elevation"], item.novel["distance"], intrinsics,
+                                  cfg.model)
         sphere["mask_iou"] = float(mask_iou(rendered["mask"], item.novel["masks"]).mean())
     rows = [{"model": SPHERE, **sphere}]
     shapes = baselines.train.get(item.category)
@@ -421,12 +420,10 @@ def evaluate_item(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | None
     if item.novel is not None and intrinsics is not None:
         n = item.novel["azimuth"].shape[0]
         # one camera per rendered image: the same latent for each of the n novel views
-        rendered = render_images(aligned_field(net, latent.expand(n, -1), g),
-                                 item.novel["azimuth"].to(device),
-                                 item.novel["elevation"].to(device),
-                                 item.novel["distance"].to(device), intrinsics,
-                                 n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds,
-                                 radius=cfg.model.object_radius)
+        rendered = render_network(aligned_field(net, latent.expand(n, -1), g),
+                                  item.novel["azimuth"].to(device),
+                                  item.novel["elevation"].to(device),
+                                  item.novel["distance"].to(device), intrinsics, cfg.model)
         metrics["mask_iou"] = float(mask_iou(rendered["mask"].cpu(), item.novel["masks"]).mean())
         metrics["psnr"] = float(psnr(rendered["rgb"].cpu().clamp(0, 1), item.novel["rgb"]).mean())
     return metrics, mesh
@@ -705,21 +702,25 @@ def metric_bars(summary: list[dict[str, Any]], metric: str = PRIMARY) -> plt.Fig
 
 def reconstruction_figure(item: EvalItem, meshes: dict[str, ExtractedMesh],
                           renderer: MeshRenderer) -> plt.Figure:
-    """Rows: models; columns: input | GT (two views) | prediction (two views)."""
-    size = renderer.intrinsics.width
+    """Rows: models; columns: input | GT | prediction, each from the figure views
+    (:data:`ss3d.cameras.FIGURE_POSES`)."""
+    size, views = renderer.intrinsics.width, len(FIGURE_POSES)
     gt_views = (mesh_views(load_model(item.mesh_path), renderer=renderer)
                 if item.mesh_path is not None and item.mesh_path.is_file() else None)
-    fig, axes = plt.subplots(len(meshes), 5, figsize=(5 * 1.1, len(meshes) * 1.15),
+    cols = 1 + 2 * views
+    fig, axes = plt.subplots(len(meshes), cols, figsize=(cols * 1.1, len(meshes) * 1.15),
                              squeeze=False)
     for r, (label, mesh) in enumerate(meshes.items()):
         panels = [item.image.permute(1, 2, 0).numpy()]
-        panels += gt_views if gt_views else [np.ones((size, size, 3))] * 2
+        panels += gt_views if gt_views else [np.ones((size, size, 3))] * views
         panels += mesh_views(to_trimesh(mesh), renderer=renderer)
         for c, img in enumerate(panels):
             axes[r, c].imshow(img)
         axes[r, 0].set_ylabel(label, fontsize=6)
-    for c, title in enumerate(["input", "GT 1", "GT 2", "predicted 1", "predicted 2"]):
-        axes[0, c].set_title(title, fontsize=7)
+    titles = ["input"] + [f"GT az {az:.0f}" for az, _ in FIGURE_POSES] + [
+        f"predicted az {az:.0f}" for az, _ in FIGURE_POSES]
+    for c, title in enumerate(titles):
+        axes[0, c].set_title(title, fontsize=6)
     return finish_grid(fig, axes, f"{item.set} {item.category} ({item.key[:10]})")
 
 

@@ -33,9 +33,9 @@ from ss3d.model import ReconstructionNet
 from ss3d.stages.data import data_paths, find_renders
 from ss3d.stages.shell import StageRun, stage_dir
 from ss3d.viz import finish_grid
-from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
+from ss3d.volume import emission_absorption, ray_bounds, render_network, sample_along_rays
 
-__all__ = ["PretrainResult", "ValidationSet", "pretrain_stage", "sphere_baseline",
+__all__ = ["PretrainResult", "ValidationSet", "pretrain_loss", "pretrain_stage", "sphere_baseline",
            "training_views"]
 
 log = logging.getLogger(__name__)
@@ -119,10 +119,9 @@ def render_validation(field_fn, val: ValidationSet, cfg: ExperimentConfig,
     masks, rgbs = [], []
     for v in range(n_views):
         idx = torch.arange(n_models, device=device)
-        out = render_images(lambda p, idx=idx: field_fn(idx, p), val.azimuth[:, v].to(device),
-                            val.elevation[:, v].to(device), val.distance[:, v].to(device),
-                            val.intrinsics, n_samples=cfg.model.n_samples,
-                            bounds=cfg.model.ray_bounds, radius=cfg.model.object_radius)
+        out = render_network(lambda p, idx=idx: field_fn(idx, p),
+                             val.azimuth[:, v].to(device), val.elevation[:, v].to(device),
+                             val.distance[:, v].to(device), val.intrinsics, cfg.model)
         masks.append(out["mask"].cpu())
         rgbs.append(out["rgb"].cpu())
     return {"mask": torch.stack(masks, 1), "rgb": torch.stack(rgbs, 1)}
@@ -218,9 +217,18 @@ def supervision_rays(batch: dict[str, torch.Tensor], intrinsics: Intrinsics,
     return origins, dirs, near, far
 
 
-def render_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], intrinsics: Intrinsics,
-                cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
-    """Mean of mask MSE and colour MSE on the sampled rays (README: Pre-training)."""
+# Pre-training's loss weighting: mask and colour count equally. Both targets are exact here
+# (rendered views with known cameras), unlike self-training's photos, which weight the mask
+# lower (selftrain.mask_weight / rgb_weight) because a searched camera explains a silhouette
+# more loosely than colours; distillation matches the teacher's mask and colour 1:1.
+PRETRAIN_MASK_WEIGHT = 0.5
+PRETRAIN_RGB_WEIGHT = 0.5
+
+
+def pretrain_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                  intrinsics: Intrinsics, cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
+    """``PRETRAIN_MASK_WEIGHT`` · mask MSE + ``PRETRAIN_RGB_WEIGHT`` · colour MSE on the sampled
+    rays of the ``K`` supervision views (README: Pre-training)."""
     origins, dirs, near, far = supervision_rays(batch, intrinsics, cfg)
     depths, points = sample_along_rays(origins, dirs, near, far, cfg.model.n_samples,
                                        stratified=True)
@@ -234,7 +242,8 @@ def render_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], intrinsi
     gt_rgb = batch["rgb"].reshape(b, -1, 3) * gt_mask[..., None]
     loss_mask = F.mse_loss(out["mask"], gt_mask)
     loss_rgb = F.mse_loss(out["rgb"], gt_rgb)
-    return {"loss": 0.5 * (loss_mask + loss_rgb), "loss_mask": loss_mask, "loss_rgb": loss_rgb}
+    loss = PRETRAIN_MASK_WEIGHT * loss_mask + PRETRAIN_RGB_WEIGHT * loss_rgb
+    return {"loss": loss, "loss_mask": loss_mask, "loss_rgb": loss_rgb}
 
 
 def _validation_figure(val: ValidationSet, rendered: dict[str, torch.Tensor], step: int,
@@ -377,7 +386,7 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
             tic = time.perf_counter()
             batch = move_batch(next(batches), device)
             with autocast(device, cfg.optim.amp):
-                losses = render_loss(net, batch, intrinsics, cfg)
+                losses = pretrain_loss(net, batch, intrinsics, cfg)
             grad_norm = optimiser_step(losses["loss"], optimizer, scaler, net.parameters(),
                                        cfg.optim.grad_clip, runtime=runtime,
                                        scheduler=scheduler)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from ss3d.cameras import Intrinsics, pixel_rays
+from ss3d.cameras import FIGURE_DISTANCE, FIGURE_POSES, Intrinsics, pixel_rays, sample_pixels
 from ss3d.config import ExperimentConfig
 from ss3d.data import taxonomy
 from ss3d.data.datasets import ImageCollection, read_hidden_cameras
@@ -54,11 +54,10 @@ from ss3d.hypotheses import CameraBank, frame_alignment, pose_metrics
 from ss3d.metrics import mask_iou
 from ss3d.model import ReconstructionNet
 from ss3d.stages.data import data_paths
-from ss3d.stages.pretrain import endless, training_views
-from ss3d.stages.pretrain import render_loss as synthetic_render_loss
+from ss3d.stages.pretrain import endless, pretrain_loss, training_views
 from ss3d.stages.shell import MissingPretrainedError, StageRun, find_pretrained, stage_dir
 from ss3d.viz import finish_grid
-from ss3d.volume import emission_absorption, ray_bounds, render_images, sample_along_rays
+from ss3d.volume import emission_absorption, ray_bounds, render_network, sample_along_rays
 
 __all__ = ["Collection", "MissingPretrainedError", "SelftrainResult", "choose_hypotheses",
            "chosen_mask_iou", "evaluate_epoch", "hypothesis_losses", "image_losses",
@@ -83,17 +82,9 @@ class SelftrainResult:
     grid_losses: torch.Tensor | None = None
 
 
-def _sample_pixels(masks: torch.Tensor, count: int, generator: torch.Generator | None = None
-                   ) -> torch.Tensor:
-    """``(B, count, 2)`` pixel centres, half on the mask (where it has pixels), half uniform."""
-    b, _, h, w = masks.shape
-    flat = masks.reshape(b, -1)
-    n_fg = count // 2
-    uniform = torch.randint(0, h * w, (b, count - n_fg), generator=generator)
-    probs = flat + 1e-6  # fall back to uniform for an empty mask
-    fg = torch.multinomial(probs, n_fg, replacement=True, generator=generator)
-    idx = torch.cat([fg, uniform], dim=1)
-    return torch.stack([(idx % w).float() + 0.5, (idx // w).float() + 0.5], dim=-1)
+def _sample_pixels(masks: torch.Tensor, count: int) -> torch.Tensor:
+    """``(B, count, 2)`` pixel centres of ``masks (B, 1, H, W)``, half on the mask."""
+    return sample_pixels(masks[:, 0], count, foreground_fraction=0.5)[1]
 
 
 def _gather(images: torch.Tensor, masks: torch.Tensor,
@@ -213,9 +204,8 @@ def image_losses(net: ReconstructionNet, latents: torch.Tensor, images: torch.Te
                 for c in (azimuth, elevation, distance)]
         latent = latents[i:i + 1]
         with autocast(latents.device, cfg.optim.amp):  # the network only: query returns fp32
-            rendered = render_images(lambda p, latent=latent: net.query(p, latent.expand(
-                p.shape[0], -1)), *cams, intrinsics, n_samples=n_samples,
-                bounds=cfg.model.ray_bounds, radius=cfg.model.object_radius)
+            rendered = render_network(lambda p, latent=latent: net.query(p, latent.expand(
+                p.shape[0], -1)), *cams, intrinsics, cfg.model, n_samples)
         out.append(render_loss(rendered["mask"], rendered["rgb"], small[i, 3],
                                small[i, :3].permute(1, 2, 0), cfg))
     return torch.stack(out)
@@ -342,9 +332,7 @@ def render_chosen(net: ReconstructionNet, latent: torch.Tensor, bank: CameraBank
     rows = torch.arange(len(index))
     cams = [c[rows, pick].to(latent.device) for c in (az, el, dist)]
     with autocast(latent.device, cfg.optim.amp):  # the network only: query returns fp32
-        return render_images(lambda p: net.query(p, latent), *cams, intrinsics,
-                             n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds,
-                             radius=cfg.model.object_radius)
+        return render_network(lambda p: net.query(p, latent), *cams, intrinsics, cfg.model)
 
 
 def train_mode(net: ReconstructionNet) -> ReconstructionNet:
@@ -474,7 +462,7 @@ def selftrain_step(net: ReconstructionNet, batch: dict[str, torch.Tensor], data:
                                        data.intrinsics, cfg, cfg.model.n_samples)
             loss = (w * losses).sum(-1).mean()
         if rehearsal is not None:
-            synthetic = synthetic_render_loss(net, next(rehearsal[0]), rehearsal[1],
+            synthetic = pretrain_loss(net, next(rehearsal[0]), rehearsal[1],
                                               cfg)["loss"]
             record["rehearsal_loss"] = float(synthetic.detach())
             loss = loss + s.rehearsal * synthetic
@@ -516,20 +504,19 @@ def chosen_mask_iou(net: ReconstructionNet, data: Collection, chosen: torch.Tens
 @torch.no_grad()
 def hypotheses_figure(net: ReconstructionNet, data: Collection, chosen: torch.Tensor,
                       cfg: ExperimentConfig, device: torch.device, step: int) -> plt.Figure:
-    """The first four images: input, render and mask from the chosen camera, weights, and three
-    novel views."""
+    """The first four images: input, render and mask from the chosen camera, weights, and the
+    figure views (:data:`ss3d.cameras.FIGURE_POSES`)."""
     fixed = torch.arange(min(4, len(data.dataset)))
     items = [data.dataset[int(i)] for i in fixed]
     images = torch.stack([b["image"] for b in items]).to(device)
     masks = torch.stack([b["mask"] for b in items]).to(device)
     latent = net.encode(images)
     rendered = render_chosen(net, latent, data.bank, fixed, chosen, data.intrinsics, cfg)
-    novel = {"rgb": torch.stack([render_images(
-        lambda p: net.query(p, latent), torch.full((len(fixed),), az, device=device),
-        torch.full((len(fixed),), 20.0, device=device),
-        torch.full((len(fixed),), 2.0, device=device), data.intrinsics,
-        n_samples=cfg.model.n_samples, bounds=cfg.model.ray_bounds,
-        radius=cfg.model.object_radius)["rgb"] for az in (0.0, 90.0, 180.0)], dim=1).cpu()}
+    n = len(fixed)
+    novel = {"rgb": torch.stack([render_network(
+        lambda p: net.query(p, latent), torch.full((n,), az, device=device),
+        torch.full((n,), el, device=device), torch.full((n,), FIGURE_DISTANCE, device=device),
+        data.intrinsics, cfg.model)["rgb"] for az, el in FIGURE_POSES], dim=1).cpu()}
     return _figure(images, masks, rendered, data.bank.weights(fixed), novel, step)
 
 
