@@ -36,7 +36,7 @@ BASE = {
     "render.image_size": 32, "render.views_per_model": 4, "model.encoder_size": 32,
     "pretrain.val_every": 10_000, "pretrain.checkpoint_every": 10_000, "pretrain.val_models": 2,
     "pretrain.val_views": 1, "selftrain.category": "airplane", "selftrain.epochs": 1,
-    "selftrain.stage_one_epochs": 0, "selftrain.eval_every": 10, "selftrain.init": "spread",
+    "selftrain.phase_a_epochs": 0, "selftrain.eval_every": 10, "selftrain.init": "spread",
 }
 
 

@@ -57,11 +57,11 @@ TINY = {
     "model.hidden": 32, "model.layers": 2, "model.n_samples": 12, "optim.batch_size": 4,
     "pretrain.steps": 6, "pretrain.val_every": 3, "pretrain.checkpoint_every": 3,
     "pretrain.val_models": 2, "pretrain.val_views": 1, "pretrain.rays_per_view": 64,
-    "selftrain.epochs": 2, "selftrain.stage_one_epochs": 1, "selftrain.n_cam_iters": 2,
+    "selftrain.epochs": 2, "selftrain.phase_a_epochs": 1, "selftrain.camera_steps": 2,
     "selftrain.hypotheses": 2, "selftrain.camera_rays": 32, "selftrain.rays_per_image": 64,
     "selftrain.grid_azimuths": 4, "selftrain.ablation": False, "distill.steps": 3,
     "distill.points_per_image": 512, "evaluate.models_per_category": 1,
-    "evaluate.collection_images": 2, "evaluate.grid_resolution": 16,
+    "evaluate.collection_images": 2, "evaluate.mesh_resolution": 16,
 }
 
 

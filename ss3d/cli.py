@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import textwrap
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -64,8 +65,22 @@ def _load(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    """Print the fully resolved config (defaults + YAML + --set)."""
-    print(dump_yaml(_load(args)), end="")
+    """Print the fully resolved config (defaults + YAML + --set), or with ``--fields`` every key
+    with its type, value and documentation."""
+    cfg = _load(args)
+    if not args.fields:
+        print(dump_yaml(cfg), end="")
+        return 0
+    from ss3d.config import describe_fields
+
+    for row in describe_fields(cfg):
+        if not row["type"]:
+            print(f"\n{row['key']}: {row['help']}")
+            continue
+        print(f"  {row['key']} ({row['type']}) = {row['value']}")
+        if row["help"]:
+            print(textwrap.fill(row["help"], width=96, initial_indent="      ",
+                                subsequent_indent="      "))
     return 0
 
 
@@ -244,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         _add_common(p)
         p.set_defaults(func=func)
+        if name == "config":
+            p.add_argument("--fields", action="store_true",
+                           help="list every key with its type, value and documentation")
         if name == "render":
             p.add_argument("--shard", help="'i/N': render only shard i of N (cluster arrays)")
             p.add_argument("--merge", action="store_true",

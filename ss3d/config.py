@@ -25,7 +25,7 @@ import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -44,6 +44,7 @@ __all__ = [
     "SelftrainConfig",
     "apply_overrides",
     "config_from_namespace",
+    "describe_fields",
     "flatten",
     "load_config",
     "format_set_args",
@@ -54,6 +55,20 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A config value or key is invalid. The message names the key, the value and the source."""
+
+
+# Keys that were renamed: an old name fails with a message naming the new one (never silently
+# ignored, never silently mapped: an experiment file should say what it means).
+RENAMED: dict[str, str] = {
+    "optim.lr": "pretrain.lr",
+    "optim.weight_decay": "pretrain.weight_decay",
+    "optim.schedule": "pretrain.schedule",
+    "selftrain.stage_one_epochs": "selftrain.phase_a_epochs",
+    "selftrain.n_cam_iters": "selftrain.camera_steps",
+    "selftrain.grid_resolution": "selftrain.score_size",
+    "selftrain.selection_resolution": "selftrain.selection_size",
+    "evaluate.grid_resolution": "evaluate.mesh_resolution",
+}
 
 
 def _f(default: Any, *, ge: float | None = None, gt: float | None = None,
@@ -180,7 +195,8 @@ class RenderConfig:
 class ModelConfig:
     """Encoder + FiLM-SIREN decoder (README: Pre-training)."""
 
-    encoder: str = _f("resnet18", choices=("resnet18", "resnet34"))
+    encoder: Literal["resnet18", "resnet34"] = _f("resnet18", help="torchvision ResNet "
+                                                  "backbone of the image encoder.")
     encoder_size: int = _f(64, ge=32)
     pretrained_weights: str = _f("", help="Local torchvision weights file; never downloaded.")
     latent_dim: int = _f(256, ge=8)
@@ -188,7 +204,7 @@ class ModelConfig:
     layers: int = _f(3, ge=1)
     omega_0: float = _f(30.0, gt=0.0)
     density_scale: float = _f(10.0, gt=0.0)
-    ray_bounds: str = _f("cube", choices=("cube", "sphere"),
+    ray_bounds: Literal["cube", "sphere"] = _f("cube",
                          help="Where samples go: 'cube' = the ray's segment inside the object "
                          "cube (denser samples, same integral); 'sphere' = dist ± object_radius "
                          "(the paper).")
@@ -201,22 +217,28 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimiser and numerics shared by every stage."""
+    """Numerics and batching shared by every training stage (each stage's learning rate is in
+    its own section)."""
 
-    lr: float = _f(1e-3, gt=0.0)
-    weight_decay: float = _f(0.0, ge=0.0)
-    grad_clip: float = _f(1.0, ge=0.0, help="0 disables clipping.")
-    batch_size: int = _f(8, ge=1)
+    grad_clip: float = _f(1.0, ge=0.0, help="Gradient-norm clip of every network update; 0 "
+                          "disables clipping.")
+    batch_size: int = _f(8, ge=1, help="Global batch of every training stage: under torchrun "
+                         "each process takes batch_size / processes.")
     device: str = _f("auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     amp: bool = _f(True, help="Mixed precision: bf16/fp16 on CUDA, bf16 on CPUs with native bf16 "
                     "instructions (AVX-512 BF16, AMX); fp32 elsewhere.")
-    schedule: str = _f("cosine", choices=("constant", "cosine"),
-                       help="Learning-rate schedule over the stage's steps.")
 
 
 @dataclass
 class PretrainConfig:
+    """Synthetic pre-training with known cameras."""
+
     steps: int = _f(600, ge=1)
+    lr: float = _f(1e-3, gt=0.0, help="Adam learning rate (peak of the schedule).")
+    weight_decay: float = _f(0.0, ge=0.0)
+    schedule: Literal["constant", "cosine"] = _f("cosine",
+                       help="Learning rate over the steps: constant, or a short linear warm-up "
+                       "then cosine decay to 5% of lr.")
     views_per_object: int = _f(3, ge=1, help="Supervision views per object and step.")
     rays_per_view: int = _f(256, ge=1)
     foreground_fraction: float = _f(0.1, ge=0.0, le=1.0,
@@ -229,11 +251,15 @@ class PretrainConfig:
 
 @dataclass
 class SelftrainConfig:
-    category: str = _f("bird")
-    hypotheses: int = _f(8, ge=1)
-    n_cam_iters: int = _f(15, ge=0)
+    """Self-training on one category's image collection with multi-hypothesis cameras."""
+
+    category: str = _f("bird", help="The collection (data.collections entry) to train on.")
+    hypotheses: int = _f(8, ge=1, help="Camera hypotheses per image (H).")
+    camera_steps: int = _f(15, ge=0, help="Adam steps of the camera search per batch, network "
+                           "frozen.")
     epochs: int = _f(4, ge=1)
-    stage_one_epochs: int = _f(2, ge=0)
+    phase_a_epochs: int = _f(2, ge=0, help="Leading epochs that train cameras only (phase A); "
+                             "the rest also train the network (phase B).")
     # Each evaluation scores every hypothesis of every image and renders every image: on the
     # embedded run ~25 s, as much as an epoch of training. Every 2nd epoch still shows the
     # start, the end of the cameras-only phase (with the default 2 of 4) and the end.
@@ -248,22 +274,23 @@ class SelftrainConfig:
                           "(azimuth: 60× this, in degrees).")
     camera_rays: int = _f(64, ge=1, help="Rays per image and hypothesis in the camera search.")
     camera_samples: int = _f(16, ge=2, help="Samples per ray in the camera search.")
-    selection_resolution: int = _f(32, ge=2, help="Side of the downsampled images that "
-                                   "hypotheses are compared on when choosing (every pixel a ray).")
-    select: str = _f("loss", choices=("loss", "weights"),
+    selection_size: int = _f(32, ge=2, help="Side (pixels) of the downsampled images that "
+                             "hypotheses are compared on when choosing (every pixel a ray).")
+    select: Literal["loss", "weights"] = _f("loss",
                      help="Chosen pose: lowest low-noise loss, or highest weight (paper).")
     # Per-hypothesis losses differ by ~0.01: at 500 the weights stayed uniform (entropy ln 8)
     # through the whole embedded run and phase B trained the network on all 8 poses at once.
     logit_lr: float = _f(5000.0, gt=0.0, help="SGD step of the hypothesis logits (per image).")
-    init: str = _f("grid", choices=("grid", "spread"),
+    init: Literal["grid", "spread"] = _f("grid",
                    help="Initial hypotheses: 'spread' = one per azimuth sector with random "
                    "elevation and distance (the paper); 'grid' = in each sector, the pose of a "
                    "coarse grid that the pre-trained model explains best.")
     grid_azimuths: int = _f(24, ge=1, help="Azimuths of the initial pose grid.")
     grid_elevations: list[float] = _f([-20.0, 10.0, 40.0])
     grid_distances: list[float] = _f([1.2, 1.7, 2.3])
-    grid_resolution: int = _f(16, ge=2, help="Side of the downsampled images that the grid "
-                              "and each step's logit update are scored on (every pixel a ray).")
+    score_size: int = _f(16, ge=2, help="Side (pixels) of the downsampled images that the "
+                         "pose grid and each step's logit update are scored on (every pixel a "
+                         "ray).")
     grid_samples: int = _f(8, ge=2, help="Samples per ray when scoring the grid.")
     elevation_init: list[float] = _f([-30.0, 60.0], help="Initial elevations (uniform).")
     # Crops have a 0.25 margin, so the object's projected half-extent r fills 2/3 of the crop:
@@ -273,9 +300,10 @@ class SelftrainConfig:
     rays_per_image: int = _f(256, ge=1)
     ablation: bool = _f(True, help="Notebook 02 also runs H = 1 with the same budget on the "
                         "first collection (the pipeline's multi-hypothesis check).")
-    mask_weight: float = _f(0.2, ge=0.0)
-    rgb_weight: float = _f(0.8, ge=0.0)
-    network_target: str = _f("weighted", choices=("weighted", "chosen"),
+    mask_weight: float = _f(0.2, ge=0.0, help="Weight of the mask MSE in self-training's one "
+                            "loss (search, scores, network).")
+    rgb_weight: float = _f(0.8, ge=0.0, help="Weight of the colour MSE in that loss.")
+    network_target: Literal["weighted", "chosen"] = _f("weighted",
                              help="What phase B trains the network on: every hypothesis "
                              "weighted by its softmax weight (the paper), or only each image's "
                              "best-scoring hypothesis of the step (one render per image).")
@@ -289,7 +317,11 @@ class SelftrainConfig:
 
 @dataclass
 class DistillConfig:
-    mode: str = _f("point", choices=("point", "ray"))
+    """Distilling the category teachers into one student."""
+
+    mode: Literal["point", "ray"] = _f("point", help="What the student matches: the teachers' "
+                                       "colour and density at random points, or their "
+                                       "renders along random rays.")
     steps: int = _f(200, ge=1)
     p_synthetic: float = _f(0.3, ge=0.0, le=1.0)
     points_per_image: int = _f(4096, ge=1)
@@ -309,7 +341,9 @@ class DistillConfig:
 
 @dataclass
 class EvalConfig:
-    grid_resolution: int = _f(48, ge=8)
+    """3D evaluation, baselines, figures and turntables."""
+
+    mesh_resolution: int = _f(48, ge=8, help="Voxels per side of the marching-cubes grid.")
     density_threshold: float = _f(5.0, ge=0.0)
     surface_points: int = _f(4096, ge=16)
     fscore_thresholds: list[float] = _f([0.02, 0.05, 0.1], help="F-score distance thresholds "
@@ -342,10 +376,6 @@ class ExperimentConfig:
     evaluate: EvalConfig = field(default_factory=EvalConfig)
 
 
-SECTIONS: tuple[str, ...] = (
-    "data", "render", "model", "optim", "pretrain", "selftrain", "distill", "evaluate")
-
-
 # ----------------------------------------------------------------------------------------------
 # Type checking and coercion
 # ----------------------------------------------------------------------------------------------
@@ -375,6 +405,11 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         if not isinstance(value, list):
             raise bad()
         return [_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{key}: value {value!r} is not one of {list(allowed)} ({source})")
+        return value
     if origin in (typing.Union, types.UnionType):
         raise bad()  # no unions in our configs
     if tp is bool:
@@ -433,6 +468,8 @@ def _set_field(obj: Any, key_parts: list[str], value: Any, full_key: str, source
     hints = _resolved_hints(type(obj))
     name = key_parts[0]
     known = [f.name for f in dataclasses.fields(obj)]
+    if full_key in RENAMED:
+        raise ConfigError(f"'{full_key}' was renamed '{RENAMED[full_key]}' ({source})")
     if name not in known:
         prefix = full_key[: len(full_key) - len(".".join(key_parts))]
         raise ConfigError(
@@ -530,10 +567,34 @@ def validate(cfg: ExperimentConfig, source: str = "config") -> None:
     if not s.grid_elevations or not all(-85.0 < e < 85.0 for e in s.grid_elevations):
         raise ConfigError(f"selftrain.grid_elevations: value {s.grid_elevations!r} must be "
                           f"non-empty and inside (-85, 85) ({source})")
-    if cfg.selftrain.stage_one_epochs > cfg.selftrain.epochs:
+    if cfg.selftrain.phase_a_epochs > cfg.selftrain.epochs:
         raise ConfigError(
-            f"selftrain.stage_one_epochs: value {cfg.selftrain.stage_one_epochs} exceeds "
+            f"selftrain.phase_a_epochs: value {cfg.selftrain.phase_a_epochs} exceeds "
             f"selftrain.epochs={cfg.selftrain.epochs} ({source})")
+
+
+def describe_fields(cfg: Any | None = None, prefix: str = "") -> list[dict[str, str]]:
+    """Every config key with its type, default (or ``cfg``'s value) and documentation, in
+    declaration order; sections as rows with an empty type. ``ss3d config --fields`` prints it.
+    """
+    cfg = cfg if cfg is not None else ExperimentConfig()
+    hints = _resolved_hints(type(cfg))
+    rows: list[dict[str, str]] = []
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            doc = (type(value).__doc__ or "").strip().split("\n\n")[0]
+            rows.append({"key": key, "type": "", "value": "", "help": " ".join(doc.split())})
+            rows += describe_fields(value, f"{key}.")
+            continue
+        meta = f.metadata
+        limits = [f"{op} {meta[name]}" for name, op in
+                  (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+                  if meta.get(name) is not None]
+        help_text = meta.get("help", "") + (f" ({', '.join(limits)})" if limits else "")
+        rows.append({"key": key, "type": _type_name(hints[f.name]), "value": json.dumps(value),
+                     "help": help_text.strip()})
+    return rows
 
 
 def parse_shard(spec: str) -> tuple[int, int]:

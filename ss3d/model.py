@@ -29,7 +29,7 @@ from torch import nn
 from ss3d.config import ModelConfig
 from ss3d.fused import film_sine, film_sine_reference
 
-__all__ = ["FiLMSiren", "ImageEncoder", "ReconstructionNet", "build_model", "load_network"]
+__all__ = ["FiLMSiren", "ImageEncoder", "ReconstructionNet", "load_network"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -165,10 +165,6 @@ class ReconstructionNet(nn.Module):
 
     def forward(self, images: torch.Tensor, points: torch.Tensor):
         return self.query(points, self.encode(images))
-
-
-def build_model(cfg: ModelConfig) -> ReconstructionNet:
-    return ReconstructionNet(cfg)
 
 
 def load_network(path: str | Path, map_location: str | torch.device = "cpu"

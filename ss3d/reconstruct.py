@@ -152,7 +152,7 @@ def reconstruct(image: str | Path, mask: str | Path, model: str, output: str | P
     e = cfg.evaluate
     with torch.no_grad():
         latent = net.encode(inputs[None].to(dev))
-        mesh = extract_mesh(lambda p: net.query(p, latent), e.grid_resolution,
+        mesh = extract_mesh(lambda p: net.query(p, latent), e.mesh_resolution,
                             e.density_threshold, coarse_factor=e.coarse_factor, device=dev)
     if mesh.empty:
         raise ReconstructionError(f"{image}: the model predicts no surface above density "

@@ -242,10 +242,6 @@ def log_checkpoint(path: str | Path) -> None:
     log_artifact(path, "checkpoints")
 
 
-def log_text(text: str, name: str) -> None:
-    mlflow.log_text(text, name)
-
-
 def artifact_path(run: Run | str, relative: str) -> Path:
     """Local path of a run's artifact (downloaded into a temp dir for remote stores)."""
     run_id = run if isinstance(run, str) else run.info.run_id

@@ -11,6 +11,22 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 REPO = Path(__file__).resolve().parent.parent
 
 
+def notebook_outputs(path: Path) -> tuple[str, int]:
+    """What an executed notebook showed: its printed text (streams and text/plain results)
+    and the number of PNG figures. Assertions go here, never on the cells' source."""
+    import json
+
+    texts, figures = [], 0
+    for cell in json.loads(Path(path).read_text())["cells"]:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                texts.append("".join(output.get("text", "")))
+            data = output.get("data", {})
+            texts.append("".join(data.get("text/plain", "")))
+            figures += "image/png" in data
+    return "\n".join(texts), figures
+
+
 @pytest.fixture
 def mlflow_store(tmp_path, monkeypatch):
     """A real, empty SQLite-backed MLflow store; returns its tracking URI."""

@@ -221,9 +221,9 @@ def test_pipeline_runs_every_notebook_with_the_overrides_it_was_given(tmp_path, 
         "render.volume_samples": 64, "data.images_per_collection": 8,
         "data.collection_instances": 4, "data.collection_image_size": 48,
         "data.crop_size": 24, "pretrain.steps": 4, "pretrain.val_every": 2,
-        "selftrain.epochs": 2, "selftrain.stage_one_epochs": 1, "selftrain.n_cam_iters": 1,
+        "selftrain.epochs": 2, "selftrain.phase_a_epochs": 1, "selftrain.camera_steps": 1,
         "selftrain.hypotheses": 2, "distill.steps": 2, "evaluate.models_per_category": 1,
-        "evaluate.collection_images": 2, "evaluate.grid_resolution": 16}
+        "evaluate.collection_images": 2, "evaluate.mesh_resolution": 16}
     timings = run_pipeline(REPO / "experiments/smoke.yaml", overrides=overrides,
                            report_dir=tmp_path / "report")
     assert list(timings) == ["00_render", "01_pretrain", "02_selftrain_bird",

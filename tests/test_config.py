@@ -32,8 +32,8 @@ def test_dotted_and_nested_overrides():
     cfg = load_config(None, {"model.hidden": 128, "data": {"models_per_category": 3}})
     assert cfg.model.hidden == 128 and cfg.data.models_per_category == 3
     # ints are accepted for float fields, YAML parsing of --set values
-    cfg = load_config(None, parse_set_args(["optim.lr=1", "data.categories=[car, chair]"]))
-    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    cfg = load_config(None, parse_set_args(["pretrain.lr=1", "data.categories=[car, chair]"]))
+    assert cfg.pretrain.lr == 1.0 and isinstance(cfg.pretrain.lr, float)
     assert cfg.data.categories == ["car", "chair"]
 
 
@@ -55,8 +55,8 @@ def test_wrong_type_and_range_name_key_and_value(tmp_path):
         load_config(path)
     assert "render.image_size" in str(err.value) and "'big'" in str(err.value)
     assert str(path) in str(err.value)
-    with pytest.raises(ConfigError, match=r"optim.lr: value -1.0 out of range"):
-        load_config(None, {"optim.lr": -1})
+    with pytest.raises(ConfigError, match=r"pretrain.lr: value -1.0 out of range"):
+        load_config(None, {"pretrain.lr": -1})
     with pytest.raises(ConfigError, match="model.encoder"):
         load_config(None, {"model.encoder": "vgg"})
     with pytest.raises(ConfigError, match="expected bool"):
@@ -118,11 +118,11 @@ def test_an_unset_notebook_parameter_keeps_the_pipelines_override():
 def test_exponent_floats_from_yaml_and_set(tmp_path):
     # PyYAML reads 5e-4 (no dot) as a string; float fields accept it, other strings still fail
     path = tmp_path / "lr.yaml"
-    path.write_text("optim:\n  lr: 5e-4\n")
-    assert load_config(path).optim.lr == pytest.approx(5e-4)
+    path.write_text("pretrain:\n  lr: 5e-4\n")
+    assert load_config(path).pretrain.lr == pytest.approx(5e-4)
     assert load_config(None, parse_set_args(["distill.lr=2e-4"])).distill.lr == pytest.approx(2e-4)
-    with pytest.raises(ConfigError, match="optim.lr: expected float"):
-        load_config(None, {"optim.lr": "fast"})
+    with pytest.raises(ConfigError, match="pretrain.lr: expected float"):
+        load_config(None, {"pretrain.lr": "fast"})
 
 
 def test_empty_files_infinite_numbers_and_unknown_devices_are_refused(tmp_path):
@@ -130,8 +130,8 @@ def test_empty_files_infinite_numbers_and_unknown_devices_are_refused(tmp_path):
     empty.write_text("# nothing but a comment\n")
     with pytest.raises(ConfigError, match="empty.yaml: the file is empty"):
         load_config(empty)
-    with pytest.raises(ConfigError, match=r"optim.lr: value inf is not a finite number"):
-        load_config(None, {"optim.lr": float("inf")})
+    with pytest.raises(ConfigError, match=r"pretrain.lr: value inf is not a finite number"):
+        load_config(None, {"pretrain.lr": float("inf")})
     nan_file = tmp_path / "nan.yaml"
     nan_file.write_text("name: x\nselftrain:\n  grid_distances: [2.5, .nan]\n")
     with pytest.raises(ConfigError, match=r"selftrain.grid_distances: value nan .*nan.yaml"):
@@ -143,7 +143,7 @@ def test_empty_files_infinite_numbers_and_unknown_devices_are_refused(tmp_path):
 
 
 def test_set_args_round_trip():
-    overrides = {"data.categories": ["car", "chair"], "optim.lr": 0.002, "name": "x",
+    overrides = {"data.categories": ["car", "chair"], "pretrain.lr": 0.002, "name": "x",
                  "data.root": "/tmp/a b", "model.fused_layers": False}
     args = format_set_args(overrides)
     assert args[0::2] == ["--set"] * len(overrides)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,7 @@ from ss3d.stages.distill import (
 )
 from ss3d.stages.pretrain import pretrain_stage
 
-from .conftest import REPO
+from .conftest import REPO, notebook_outputs
 from .test_pretrain import TINY
 
 DIST = {**TINY, "data.collections": ["bird"], "data.images_per_collection": 6,
@@ -188,8 +189,9 @@ def test_distill_notebook_through_papermill(tiny_teachers, tmp_path):
            str(out), "-p", "mode", "ray", "-y", json.dumps(params), "--cwd", str(REPO)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    text = out.read_text()
-    assert "image/png" in text and "registered version 1" in text
+    text, figures = notebook_outputs(out)
+    assert "registered version 1" in text and re.search(r"bird\s+\d\.\d{3}\s+\d\.\d{3}", text)
+    assert figures >= 3  # curves, agreement, comparison
 
 
 def test_student_augmentations_keep_geometry_and_background():

@@ -30,12 +30,12 @@ EVAL = {**TINY, "name": "tiny-eval", "data.heldout_categories": ["chair"],
         "data.models_per_category": 6, "data.collections": ["bird"],
         "data.images_per_collection": 8, "data.collection_image_size": 48,
         "data.crop_size": 24, "pretrain.steps": 4, "pretrain.val_every": 4,
-        "selftrain.hypotheses": 2, "selftrain.n_cam_iters": 1, "selftrain.epochs": 1,
-        "selftrain.stage_one_epochs": 0, "selftrain.camera_rays": 16,
-        "selftrain.camera_samples": 6, "selftrain.selection_resolution": 8,
+        "selftrain.hypotheses": 2, "selftrain.camera_steps": 1, "selftrain.epochs": 1,
+        "selftrain.phase_a_epochs": 0, "selftrain.camera_rays": 16,
+        "selftrain.camera_samples": 6, "selftrain.selection_size": 8,
         "selftrain.rays_per_image": 32, "selftrain.ablation": False, "optim.batch_size": 3,
         "distill.steps": 2, "distill.points_per_image": 128, "distill.agreement_images": 1,
-        "evaluate.grid_resolution": 16, "evaluate.surface_points": 256,
+        "evaluate.mesh_resolution": 16, "evaluate.surface_points": 256,
         "evaluate.models_per_category": 2, "evaluate.collection_images": 2,
         "evaluate.figure_size": 32, "evaluate.turntable_frames": 4,
         "render.surface_samples": 256}
@@ -142,7 +142,7 @@ def test_reconstruct_writes_a_mesh_and_a_turntable(store, tmp_path, capsys, mode
         if model == "checkpoint" else model
     obj, gif = tmp_path / "bird.obj", tmp_path / "bird.gif"
     code = main(["reconstruct", str(image), "--mask", str(mask), "--model", spec, "-o",
-                 str(obj), "--turntable", str(gif), "--set", "evaluate.grid_resolution=24",
+                 str(obj), "--turntable", str(gif), "--set", "evaluate.mesh_resolution=24",
                  "--set", "evaluate.density_threshold=0.05"])  # a 4-step model is faint
     assert code == 0, capsys.readouterr().err
     lines = obj.read_text().splitlines()

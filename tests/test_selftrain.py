@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -29,14 +30,14 @@ from ss3d.stages.selftrain import (
 )
 from ss3d.volume import render_images
 
-from .conftest import REPO
+from .conftest import REPO, notebook_outputs
 from .test_pretrain import TINY
 
 SELF = {**TINY, "data.collections": ["bird"], "data.images_per_collection": 6,
         "data.collection_image_size": 48, "data.crop_size": 24, "selftrain.category": "bird",
-        "selftrain.hypotheses": 3, "selftrain.n_cam_iters": 2, "selftrain.epochs": 2,
-        "selftrain.stage_one_epochs": 1, "selftrain.camera_rays": 16,
-        "selftrain.camera_samples": 6, "selftrain.selection_resolution": 8,
+        "selftrain.hypotheses": 3, "selftrain.camera_steps": 2, "selftrain.epochs": 2,
+        "selftrain.phase_a_epochs": 1, "selftrain.camera_rays": 16,
+        "selftrain.camera_samples": 6, "selftrain.selection_size": 8,
         "selftrain.rays_per_image": 32, "optim.batch_size": 3, "selftrain.eval_every": 1}
 
 
@@ -117,7 +118,7 @@ class AnalyticCar(nn.Module):
 
 
 def test_camera_search_recovers_pose_from_nearby_start():
-    cfg = load_config(None, {"selftrain.n_cam_iters": 60, "selftrain.camera_rays": 256,
+    cfg = load_config(None, {"selftrain.camera_steps": 60, "selftrain.camera_rays": 256,
                              "selftrain.camera_samples": 48, "selftrain.camera_lr": 0.03,
                              "model.n_samples": 48})
     torch.manual_seed(0)
@@ -150,8 +151,8 @@ def test_grid_initialisation_finds_the_pose_and_keeps_hypotheses_spread():
     """Each hypothesis becomes the best grid pose of its azimuth sector, and the low-noise
     full-image loss then chooses the one near the true pose (front and back of the asymmetric
     car are told apart)."""
-    cfg = load_config(None, {"selftrain.grid_resolution": 16, "selftrain.grid_samples": 32,
-                             "selftrain.selection_resolution": 16,
+    cfg = load_config(None, {"selftrain.score_size": 16, "selftrain.grid_samples": 32,
+                             "selftrain.selection_size": 16,
                              "selftrain.camera_samples": 32, "render.fov_degrees": 40.0})
     net = AnalyticCar()
     intr = Intrinsics.from_fov(40.0, 32)
@@ -233,7 +234,7 @@ def test_phase_a_leaves_the_network_untouched(tiny_setup):
     ones (small same-category batches would otherwise drift the running statistics)."""
     root, pretrained = tiny_setup
     cfg = _cfg(root, **{"name": "phase-a", "selftrain.epochs": 1,
-                        "selftrain.stage_one_epochs": 1})
+                        "selftrain.phase_a_epochs": 1})
     result = selftrain_stage(cfg, pretrained=pretrained, progress=False, track=False)
     before = load_checkpoint(pretrained)["model"]
     after = load_checkpoint(result.checkpoint)["model"]
@@ -313,8 +314,9 @@ def test_selftrain_notebook_through_papermill(tiny_setup, tmp_path):
            "--cwd", str(REPO)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    text = out.read_text()
-    assert "image/png" in text and "H = 1" in text
+    text, figures = notebook_outputs(out)
+    assert re.search(r"H = 1\s+\d\.\d{3}", text), text[-2000:]  # the ablation's row
+    assert figures >= 2  # curves and hypotheses
 
 
 @pytest.mark.slow
@@ -346,11 +348,11 @@ def test_ablation_reuses_the_pose_grid(tiny_setup):
     starts from the grid's global best without scoring it again; a mismatched grid stops at
     once."""
     root, pretrained = tiny_setup
-    short = {"selftrain.epochs": 1, "selftrain.stage_one_epochs": 1}
+    short = {"selftrain.epochs": 1, "selftrain.phase_a_epochs": 1}
     first = selftrain_stage(_cfg(root, name="grid-h3", **short), pretrained=pretrained,
                             progress=False, track=False)
     single = _cfg(root, **{"name": "grid-h1", **short, "selftrain.hypotheses": 1,
-                           "selftrain.n_cam_iters": 0})
+                           "selftrain.camera_steps": 0})
     assert first.grid_losses.shape == (len(first.bank), pose_grid(single)[0].numel())
     h1 = selftrain_stage(single, pretrained=pretrained, progress=False, track=False,
                          grid_losses=first.grid_losses)

@@ -10,7 +10,7 @@ import h5py
 
 from ss3d.files import atomic_path, remove_stale_temps
 
-__all__ = ["H5FormatError", "atomic_h5", "check_format", "open_checked"]
+__all__ = ["H5FormatError", "atomic_h5", "check_format"]
 
 
 class H5FormatError(ValueError):
@@ -43,21 +43,3 @@ def check_format(f: h5py.File, path: str | Path, expected: str,
     missing = [name for name in datasets if name not in f]
     if missing:
         raise H5FormatError(f"{path}: truncated or incomplete, missing datasets {missing}")
-
-
-def open_checked(path: str | Path, expected: str, datasets: Iterable[str] = ()) -> h5py.File:
-    """Open ``path`` read-only and check its format; errors name the file and the problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"HDF5 file not found: {path}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise H5FormatError(f"{path}: not a readable HDF5 file (truncated or foreign: "
-                            f"{err})") from None
-    try:
-        check_format(f, path, expected, datasets)
-    except H5FormatError:
-        f.close()
-        raise
-    return f

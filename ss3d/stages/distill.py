@@ -382,6 +382,22 @@ def comparison_figure(student: ReconstructionNet, pool: TeacherPool,
     return finish_grid(fig, axes, f"Student vs teacher (step {step})", fontsize=8)
 
 
+def agreement_figure(before: Mapping[str, float], after: Mapping[str, float]) -> plt.Figure:
+    """Student-teacher mask IoU per category, before and after distillation."""
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    categories = list(after)
+    x = range(len(categories))
+    ax.bar([i - 0.2 for i in x], [before.get(c, 0.0) for c in categories], 0.4, label="before")
+    ax.bar([i + 0.2 for i in x], [after[c] for c in categories], 0.4, label="after")
+    ax.set_xticks(list(x), categories, fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    ax.set_title("student-teacher mask IoU (random poses)", fontsize=9)
+    fig.tight_layout()
+    plt.close(fig)  # closed: notebooks show it only where the caller displays it
+    return fig
+
+
 def curves_figure(history: list[dict[str, float]], teachers: list[str]) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6, 3))
     for name in teachers:
@@ -502,6 +518,8 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
             result.figures["comparison"] = comparison_figure(student, pool, fixed, cfg,
                                                              intrinsics, device, d.steps)
             result.figures["curves"] = curves_figure(history, pool.names)
+            result.figures["agreement"] = agreement_figure(result.agreement_before,
+                                                           result.agreement)
             run.print("student-teacher agreement (mask IoU, random poses), before -> after: "
                       + ", ".join(f"{k} {result.agreement_before.get(k, float('nan')):.3f} -> "
                                   f"{v:.3f}" for k, v in result.agreement.items()))

@@ -409,7 +409,7 @@ def evaluate_item(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | None
     e = cfg.evaluate
     latent = net.encode(item.image[None].to(device))
     field_fn = aligned_field(net, latent, g)
-    mesh = extract_mesh(field_fn, e.grid_resolution, e.density_threshold,
+    mesh = extract_mesh(field_fn, e.mesh_resolution, e.density_threshold,
                         coarse_factor=e.coarse_factor, device=device)
     pred = sample_mesh_surface(mesh.verts, mesh.faces, e.surface_points, seed=0)
     metrics = chamfer_fscore(pred, item.surface, tuple(e.fscore_thresholds))

@@ -193,7 +193,7 @@ def endless(loader: DataLoader, sampler: DistributedSampler | None = None) -> It
 
 
 def _lr_factor(cfg: ExperimentConfig, step: int) -> float:
-    if cfg.optim.schedule == "constant":
+    if cfg.pretrain.schedule == "constant":
         return 1.0
     total = max(cfg.pretrain.steps, 1)
     warmup = min(20, total // 10)
@@ -333,7 +333,7 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
 
     net = ReconstructionNet(cfg.model).to(device)
     runtime.broadcast_module(net)  # one initialisation on every rank
-    optimizer = make_adam(net.parameters(), cfg.optim.lr, cfg.optim.weight_decay)
+    optimizer = make_adam(net.parameters(), cfg.pretrain.lr, cfg.pretrain.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(cfg, s))
     scaler = grad_scaler(device, cfg.optim.amp)
     history: list[dict[str, float]] = []

@@ -6,7 +6,7 @@ the best poses of a coarse grid, one per azimuth sector, scored with the pre-tra
 
 Each training step, for a batch of images (input and target at once):
 1. encode the images (latent detached for 2–3);
-2. optimise every hypothesis' camera for ``n_cam_iters`` Adam steps on its own render loss,
+2. optimise every hypothesis' camera for ``camera_steps`` Adam steps on its own render loss,
    network frozen — all ``B × H`` cameras in one batched render;
 3. update the hypothesis logits on the softmax-weighted per-hypothesis loss, scored on the
    whole (downsampled) image so that the weights follow the poses, not the ray noise;
@@ -15,7 +15,7 @@ Each training step, for a batch of images (input and target at once):
 The encoder's BatchNorm statistics stay frozen throughout (:func:`train_mode`).
 
 The chosen pose of an image is its highest-weight hypothesis (``selftrain.select=weights``, the
-paper) or its lowest full-image loss at ``selection_resolution`` (``select=loss``, the default:
+paper) or its lowest full-image loss at ``selftrain.selection_size`` (``select=loss``, the default:
 in our measurements a low-noise loss picked better). Both are logged, with best-of-H,
 against the hidden true cameras of rendered collections — for evaluation only, never for
 training.
@@ -145,7 +145,7 @@ def optimise_cameras(net: ReconstructionNet, latent: torch.Tensor, images: torch
                      masks: torch.Tensor, raw: list[torch.Tensor], bank: CameraBank,
                      intrinsics: Intrinsics, cfg: ExperimentConfig
                      ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-    """``n_cam_iters`` Adam steps on all ``B × H`` cameras with the network frozen.
+    """``camera_steps`` Adam steps on all ``B × H`` cameras with the network frozen.
 
     Returns the optimised raw parameters and the per-hypothesis losses before and after.
     """
@@ -160,7 +160,7 @@ def optimise_cameras(net: ReconstructionNet, latent: torch.Tensor, images: torch
     for p in net.parameters():
         p.requires_grad_(False)
     try:
-        for it in range(s.n_cam_iters + 1):
+        for it in range(s.camera_steps + 1):
             pixels = _sample_pixels(masks, s.camera_rays)
             t_rgb, t_mask = _gather(images, masks, pixels)
             az, el, dist = bank.decode(*raw)
@@ -168,7 +168,7 @@ def optimise_cameras(net: ReconstructionNet, latent: torch.Tensor, images: torch
                                        intrinsics, cfg, s.camera_samples)
             if before is None:
                 before = losses.detach()
-            if it == s.n_cam_iters:
+            if it == s.camera_steps:
                 break
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
@@ -217,7 +217,7 @@ def selection_losses(net: ReconstructionNet, latent: torch.Tensor, images: torch
     """Low-noise per-hypothesis losses of images ``index`` for choosing among them: ``(B, H)``."""
     s = cfg.selftrain
     return image_losses(net, latent, images, masks, *bank.cameras(index), cfg,
-                        s.selection_resolution, s.camera_samples)
+                        s.selection_size, s.camera_samples)
 
 
 def network_weights(scores: torch.Tensor, weights: torch.Tensor, target: str = "weighted",
@@ -306,7 +306,7 @@ def initialise_from_grid(net: ReconstructionNet, dataset: ImageCollection, bank:
             with torch.no_grad():
                 latents = net.encode(images)
             losses[batch["index"]] = image_losses(
-                net, latents, images, masks, *grid, cfg, cfg.selftrain.grid_resolution,
+                net, latents, images, masks, *grid, cfg, cfg.selftrain.score_size,
                 cfg.selftrain.grid_samples).cpu()
         losses = runtime.all_sum(losses)
     index = torch.arange(len(bank))
@@ -333,6 +333,37 @@ def render_chosen(net: ReconstructionNet, latent: torch.Tensor, bank: CameraBank
     cams = [c[rows, pick].to(latent.device) for c in (az, el, dist)]
     with autocast(latent.device, cfg.optim.amp):  # the network only: query returns fp32
         return render_network(lambda p: net.query(p, latent), *cams, intrinsics, cfg.model)
+
+
+def curves_figure(history: list[dict[str, float]], epochs: list[dict[str, float]]
+                  ) -> plt.Figure:
+    """Losses before and after the camera search and the network's, the mean weight entropy
+    per step, and mask IoU and pose accuracy per evaluated epoch."""
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3))
+    steps = [r["step"] for r in history]
+    axes[0].plot(steps, [r["loss_before_cameras"] for r in history],
+                 label="before camera search", lw=1)
+    axes[0].plot(steps, [r["loss_after_cameras"] for r in history],
+                 label="after camera search", lw=1)
+    net_rows = [r for r in history if "network_loss" in r]
+    if net_rows:
+        axes[0].plot([r["step"] for r in net_rows], [r["network_loss"] for r in net_rows],
+                     label="network", lw=1)
+    axes[0].legend(fontsize=7)
+    axes[0].set_title("render loss", fontsize=9)
+    axes[1].plot(steps, [r["weight_entropy"] for r in history], lw=1)
+    axes[1].set_title("mean weight entropy", fontsize=9)
+    for key in ("pose_acc30", "pose_best_of_h_acc30", "mask_iou"):
+        rows = [e for e in epochs if key in e]
+        if rows:
+            axes[2].plot([e["epoch"] for e in rows], [e[key] for e in rows], "o-", label=key)
+    axes[2].set_ylim(0, 1)
+    axes[2].set_xlabel("epoch")
+    axes[2].legend(fontsize=7)
+    axes[2].set_title("per evaluated epoch", fontsize=9)
+    fig.tight_layout()
+    plt.close(fig)  # closed: notebooks show it only where the caller displays it
+    return fig
 
 
 def train_mode(net: ReconstructionNet) -> ReconstructionNet:
@@ -426,7 +457,7 @@ def selftrain_step(net: ReconstructionNet, batch: dict[str, torch.Tensor], data:
     # The logits follow the low-noise full-image loss of the optimised cameras, not the
     # few-ray search loss (whose noise is as large as the gaps between poses).
     scores = image_losses(net, latent, images, masks, *bank.cameras(idx), cfg,
-                          s.grid_resolution, s.camera_samples).cpu()
+                          s.score_size, s.camera_samples).cpu()
     # logits: gradient step on sum_h softmax(l)_h * loss_h (losses detached), per image: a
     # batch mean would shrink every image's step by the batch size
     logits = bank.logits[idx].clone().requires_grad_(True)
@@ -660,7 +691,7 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                 run.log_metrics({"grid_init_seconds": time.perf_counter() - tic})
             evaluate(0)  # the pre-trained starting point, before any search
         for epoch in range(start_epoch, s.epochs):
-            phase_b = epoch >= s.stage_one_epochs
+            phase_b = epoch >= s.phase_a_epochs
             bar = run.bar(total=steps_per_epoch, unit="batch",
                           desc=f"selftrain {category} epoch {epoch + 1}/{s.epochs} "
                                f"({'B' if phase_b else 'A'})")
@@ -681,6 +712,8 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
             save(epoch + 1)
         if not run.checkpoint.exists():
             save(s.epochs)
+        result.figures["curves"] = curves_figure(history, epochs)
+        run.log_figure(result.figures["curves"], "curves")
         merge_bank(bank, data.owned, runtime)
         if run.is_main and run.out_dir is not None:
             torch.save(bank.state_dict(), run.out_dir / "camera_bank.pt")

@@ -1,0 +1,184 @@
+"""The stage shell and what every stage shares: known answers, no tracking branches."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from ss3d.config import ConfigError, describe_fields, load_config
+from ss3d.engine import Runtime, grad_scaler, load_checkpoint, make_adam, optimiser_step
+from ss3d.stages.evaluate import EvalModel, ratio_rows
+from ss3d.stages.pretrain import _lr_factor
+from ss3d.stages.shell import StageRun
+
+from .conftest import REPO
+
+
+def _cfg(tmp_path: Path, **extra):
+    return load_config(None, {"name": "shell", "output_dir": str(tmp_path / "out"), **extra})
+
+
+def _exercise(run: StageRun) -> None:
+    net = torch.nn.Linear(2, 1)
+    with run.open(consumed=[None]):
+        run.log_metrics({"loss": 0.5, "step": 1}, step=1)
+        fig = __import__("matplotlib.pyplot").pyplot.figure()
+        run.log_figure(fig, "a_figure")
+        run.set_tag("ss3d.test", "yes")
+        run.save(step=3, model=net, extra={"k": 1})
+
+
+def test_untracked_run_logs_nothing_and_still_writes_its_checkpoint(tmp_path, mlflow_store):
+    run = StageRun(_cfg(tmp_path), "pretrain", out_dir=tmp_path / "stage", track=False)
+    _exercise(run)
+    assert run.run_id is None
+    assert MlflowClient(mlflow_store).search_experiments(filter_string="name = 'shell'") == []
+    assert load_checkpoint(run.checkpoint, stage="pretrain")["step"] == 3
+
+
+def test_tracked_run_logs_metrics_figures_and_the_checkpoint(tmp_path, mlflow_store):
+    run = StageRun(_cfg(tmp_path), "pretrain", out_dir=tmp_path / "stage", track=True)
+    _exercise(run)
+    stored = MlflowClient(mlflow_store).get_run(run.run_id)
+    assert stored.info.status == "FINISHED"
+    assert stored.data.metrics["loss"] == 0.5 and "step" not in stored.data.metrics
+    assert "wall_seconds" in stored.data.metrics and stored.data.tags["ss3d.test"] == "yes"
+    client = MlflowClient(mlflow_store)
+    assert {a.path for a in client.list_artifacts(run.run_id, "figures")} == {
+        "figures/a_figure.png"}
+    assert [a.path for a in client.list_artifacts(run.run_id, "checkpoints")] == [
+        "checkpoints/last.pt"]
+    assert load_checkpoint(run.checkpoint)["mlflow_run_id"] == run.run_id
+    # resuming adopts the run id: the same MLflow run continues
+    again = StageRun(_cfg(tmp_path), "pretrain", out_dir=tmp_path / "stage", track=True)
+    again.resume(True, model=torch.nn.Linear(2, 1))
+    assert again.run_id == run.run_id
+
+
+def test_a_failing_stage_ends_its_run_failed(tmp_path, mlflow_store):
+    run = StageRun(_cfg(tmp_path), "pretrain", out_dir=tmp_path / "stage", track=True)
+    with pytest.raises(RuntimeError, match="boom"), run.open():
+        raise RuntimeError("boom")
+    assert MlflowClient(mlflow_store).get_run(run.run_id).info.status == "FAILED"
+    assert mlflow.active_run() is None
+
+
+def test_only_rank_zero_logs_and_writes(tmp_path, mlflow_store):
+    run = StageRun(_cfg(tmp_path), "pretrain", out_dir=tmp_path / "stage", track=True,
+                   distributed=False)
+    run.runtime = Runtime(device=torch.device("cpu"), rank=1, world_size=2)  # a second rank
+    _exercise(run)
+    assert run.run_id is None and not run.checkpoint.exists()
+    assert MlflowClient(mlflow_store).search_experiments(filter_string="name = 'shell'") == []
+
+
+def test_learning_rate_schedule_known_values():
+    cfg = load_config(None, {"pretrain.steps": 200})
+    assert [_lr_factor(cfg, s) for s in (0, 9, 19)] == pytest.approx([0.05, 0.5, 1.0])
+    assert _lr_factor(cfg, 20) == pytest.approx(1.0)  # warm-up done: the cosine's top
+    middle = 20 + 90  # half-way through the cosine: 0.05 + 0.95 / 2
+    assert _lr_factor(cfg, middle) == pytest.approx(0.525)
+    assert _lr_factor(cfg, 200) == pytest.approx(0.05) and _lr_factor(cfg, 500) == 0.05
+    constant = load_config(None, {"pretrain.steps": 200, "pretrain.schedule": "constant"})
+    assert {_lr_factor(constant, s) for s in (0, 50, 199)} == {1.0}
+
+
+def test_scaled_step_applies_the_unscaled_gradient():
+    """The GradScaler path (fp16 on CUDA) on the CPU: scaled backward, unscale, clip, step
+    give the same update and gradient norm as a plain step."""
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    results = []
+    for scaler in (grad_scaler(torch.device("cpu")),  # inactive on the CPU: a pass-through
+                   torch.amp.GradScaler("cpu", init_scale=2.0**12)):
+        net = torch.nn.Linear(4, 1)
+        torch.nn.init.constant_(net.weight, 0.5)
+        torch.nn.init.zeros_(net.bias)
+        opt = make_adam(net.parameters(), 0.1)
+        loss = (net(x) - y).pow(2).mean()
+        norm = optimiser_step(loss, opt, scaler, net.parameters(), grad_clip=0.1)
+        results.append((float(norm), net.weight.detach().clone()))
+    (plain_norm, plain_w), (scaled_norm, scaled_w) = results
+    assert scaled_norm == pytest.approx(plain_norm, rel=1e-5) and plain_norm > 0.1  # clipped
+    torch.testing.assert_close(scaled_w, plain_w)
+
+
+def test_bf16_autocast_stage_step_on_cpu(tmp_path, monkeypatch):
+    """A pre-training step of the real model under bf16 autocast (the CPU's AMP path)."""
+    from ss3d.engine import autocast
+    from ss3d.model import ReconstructionNet
+
+    monkeypatch.setenv("SS3D_CPU_AMP", "1")
+    cfg = load_config(None, {"model.encoder_size": 32, "model.latent_dim": 16,
+                             "model.hidden": 16, "model.layers": 2})
+    net = ReconstructionNet(cfg.model)
+    opt = make_adam(net.parameters(), 1e-3)
+    before = [p.detach().clone() for p in net.parameters()]
+    with autocast(torch.device("cpu")):
+        rgb, density = net(torch.rand(2, 3, 32, 32), torch.rand(2, 20, 3) - 0.5)
+        assert rgb.dtype == torch.float32  # query returns fp32 for compositing
+    loss = rgb.pow(2).mean() + density.mean()
+    norm = optimiser_step(loss, opt, grad_scaler(torch.device("cpu")), net.parameters(), 1.0)
+    assert math.isfinite(float(norm)) and float(norm) > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_ratio_rows_known_answer():
+    summary = [
+        {"set": "collection", "category": "bird", "model": "selftrained-bird",
+         "fscore@0.1": 0.8},
+        {"set": "collection", "category": "bird", "model": "pretrained", "fscore@0.1": 0.5},
+        {"set": "collection", "category": "bird", "model": "distilled", "fscore@0.1": 0.6},
+        {"set": "synthetic", "category": "car", "model": "pretrained", "fscore@0.1": 0.4},
+        {"set": "synthetic", "category": "car", "model": "distilled", "fscore@0.1": 0.5},
+    ]
+    models = [EvalModel("distilled", "distill", Path("x"))]
+    rows = {(r["set"], r["category"]): r for r in ratio_rows(summary, models)}
+    # a collection's student is compared with its self-trained teacher, else the pre-trained
+    assert rows[("collection", "bird")]["teacher"] == "selftrained-bird"
+    assert rows[("collection", "bird")]["ratio"] == pytest.approx(0.75)
+    assert rows[("synthetic", "car")]["teacher"] == "pretrained"
+    assert rows[("synthetic", "car")]["ratio"] == pytest.approx(1.25)
+    assert ratio_rows(summary, [EvalModel("pretrained", "pretrain", Path("x"))]) == []
+
+
+@pytest.mark.parametrize("old, new", [
+    ("optim.lr", "pretrain.lr"), ("selftrain.n_cam_iters", "selftrain.camera_steps"),
+    ("selftrain.stage_one_epochs", "selftrain.phase_a_epochs"),
+    ("selftrain.grid_resolution", "selftrain.score_size"),
+    ("evaluate.grid_resolution", "evaluate.mesh_resolution")])
+def test_renamed_keys_fail_naming_the_new_one(tmp_path, old, new):
+    with pytest.raises(ConfigError, match=f"'{old}' was renamed '{new}'"):
+        load_config(None, {old: 3})
+    section, key = old.split(".")
+    path = tmp_path / "old.yaml"
+    path.write_text(f"name: old\n{section}:\n  {key}: 3\n")
+    with pytest.raises(ConfigError, match=f"'{old}' was renamed '{new}' \\({path}\\)"):
+        load_config(path)
+
+
+def test_choices_are_literals_checked_up_front():
+    with pytest.raises(ConfigError, match=r"selftrain.select: value 'best' is not one of "
+                                          r"\['loss', 'weights'\]"):
+        load_config(None, {"selftrain.select": "best"})
+
+
+def test_every_key_is_documented_and_config_fields_prints_them():
+    rows = describe_fields()
+    keys = [r["key"] for r in rows if r["type"]]
+    assert "selftrain.camera_steps" in keys and "pretrain.lr" in keys
+    sections = [r for r in rows if not r["type"]]
+    assert all(r["help"] for r in sections), [r["key"] for r in sections if not r["help"]]
+    literal = next(r for r in rows if r["key"] == "selftrain.select")
+    assert "Literal" in literal["type"] and literal["value"] == '"loss"'
+    out = subprocess.run([sys.executable, "-m", "ss3d.cli", "config", "--fields", "--set",
+                          "selftrain.hypotheses=3"], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    assert "selftrain.hypotheses (int) = 3" in out and "Camera hypotheses per image" in out
