@@ -6,12 +6,13 @@ No backend is forced: headless machines fall back to Agg, notebooks keep their i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import h5py
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["collection_grid", "finish_grid", "render_grid"]
+__all__ = ["collection_grid", "finish_grid", "finish_plot", "render_grid"]
 
 
 def finish_grid(fig: plt.Figure, axes: np.ndarray, title: str, fontsize: int = 8) -> plt.Figure:
@@ -21,6 +22,20 @@ def finish_grid(fig: plt.Figure, axes: np.ndarray, title: str, fontsize: int = 8
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def finish_plot(fig: plt.Figure, *axes_titles: tuple[Any, str], xlabel: str = "step",
+                legend: bool = True) -> plt.Figure:
+    """Common end of a curves figure: each ``(axis, title)`` gets its title, the x label and a
+    legend (where something is labelled); tight layout, and closed like :func:`finish_grid`."""
+    for ax, title in axes_titles:
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel)
+        if legend and ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,12 +190,8 @@ def render_stage(cfg: ExperimentConfig, *, merge_only: bool = False,
                 result.figures[f"collection_{name}"] = viz.collection_grid(
                     paths.collection(name))
 
-    run = StageRun(cfg, "render", track=track, progress=progress, distributed=False)
-    with run.open():
-        work()
-        _log_summary(run, result)
-    result.run_id = run.run_id
-    return result
+    return _run_data_stage(StageRun(cfg, "render", track=track, progress=progress,
+                                    distributed=False), work, result)
 
 
 def check_collections(cfg: ExperimentConfig, paths: DataPaths | None = None) -> None:
@@ -270,12 +267,8 @@ def ingest_stage(cfg: ExperimentConfig, *, cub_root: str | None = None,
             if cub_root else None)
         result.figures[f"collection_{name}"] = viz.collection_grid(paths.collection(name))
 
-    run = StageRun(cfg, "ingest", track=track, category=name, distributed=False)
-    with run.open():
-        work()
-        _log_summary(run, result)
-    result.run_id = run.run_id
-    return result
+    return _run_data_stage(StageRun(cfg, "ingest", track=track, category=name,
+                                    distributed=False), work, result)
 
 
 def _flat_metrics(prefix: str, value: Any, out: dict[str, float]) -> None:
@@ -286,6 +279,15 @@ def _flat_metrics(prefix: str, value: Any, out: dict[str, float]) -> None:
     elif isinstance(value, dict):
         for k, v in value.items():
             _flat_metrics(f"{prefix}.{k}" if prefix else str(k), v, out)
+
+
+def _run_data_stage(run: StageRun, work: Callable[[], None], result: DataResult) -> DataResult:
+    """Run a data stage's ``work`` in its run, then log its summary, numbers and figures."""
+    with run.open():
+        work()
+        _log_summary(run, result)
+    result.run_id = run.run_id
+    return result
 
 
 def _log_summary(run: StageRun, result: DataResult) -> None:

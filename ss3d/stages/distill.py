@@ -50,8 +50,14 @@ from ss3d.engine import (
 from ss3d.metrics import mask_iou
 from ss3d.model import ReconstructionNet, load_network
 from ss3d.stages.data import data_paths, find_renders
-from ss3d.stages.shell import StageRun, find_pretrained, latest_checkpoint, stage_dir
-from ss3d.viz import finish_grid
+from ss3d.stages.shell import (
+    StageRun,
+    TrainingResult,
+    find_pretrained,
+    latest_checkpoint,
+    stage_dir,
+)
+from ss3d.viz import finish_grid, finish_plot
 from ss3d.volume import ray_bounds, render_network, render_rays
 
 __all__ = ["DistillResult", "MissingTeacherError", "TeacherPool", "distill_stage",
@@ -68,15 +74,13 @@ class MissingTeacherError(FileNotFoundError):
 
 
 @dataclass
-class DistillResult:
-    run_id: str | None
-    checkpoint: Path
+class DistillResult(TrainingResult):
+    """Plus the teachers, the student-teacher agreement before and after, and the registered
+    model version."""
+
     teachers: dict[str, str] = field(default_factory=dict)
-    history: list[dict[str, float]] = field(default_factory=list)
     agreement: dict[str, float] = field(default_factory=dict)
     agreement_before: dict[str, float] = field(default_factory=dict)
-    figures: dict[str, Any] = field(default_factory=dict)
-    wall_seconds: float = 0.0
     model_version: str | None = None
 
 
@@ -391,11 +395,7 @@ def agreement_figure(before: Mapping[str, float], after: Mapping[str, float]) ->
     ax.bar([i + 0.2 for i in x], [after[c] for c in categories], 0.4, label="after")
     ax.set_xticks(list(x), categories, fontsize=7)
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
-    ax.set_title("student-teacher mask IoU (random poses)", fontsize=9)
-    fig.tight_layout()
-    plt.close(fig)  # closed: notebooks show it only where the caller displays it
-    return fig
+    return finish_plot(fig, (ax, "student-teacher mask IoU (random poses)"), xlabel="")
 
 
 def curves_figure(history: list[dict[str, float]], teachers: list[str]) -> plt.Figure:
@@ -405,12 +405,7 @@ def curves_figure(history: list[dict[str, float]], teachers: list[str]) -> plt.F
         if pts:
             ax.plot(*zip(*pts), lw=1, label=name)
     ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_title("distillation loss per teacher", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    plt.close(fig)  # closed: notebooks show it only where the caller displays it
-    return fig
+    return finish_plot(fig, (ax, "distillation loss per teacher"))
 
 
 # ----------------------------------------------------------------------------------------------

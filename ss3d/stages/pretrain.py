@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import h5py
 import matplotlib.pyplot as plt
@@ -31,8 +30,8 @@ from ss3d.engine import autocast, grad_scaler, make_adam, move_batch, optimiser_
 from ss3d.metrics import mask_iou, psnr
 from ss3d.model import ReconstructionNet
 from ss3d.stages.data import data_paths, find_renders
-from ss3d.stages.shell import StageRun, stage_dir
-from ss3d.viz import finish_grid
+from ss3d.stages.shell import StageRun, TrainingResult, stage_dir
+from ss3d.viz import finish_grid, finish_plot
 from ss3d.volume import emission_absorption, ray_bounds, render_network, sample_along_rays
 
 __all__ = ["PretrainResult", "ValidationSet", "pretrain_loss", "pretrain_stage", "sphere_baseline",
@@ -43,14 +42,11 @@ STAGE = "pretrain"
 
 
 @dataclass
-class PretrainResult:
-    run_id: str | None
-    checkpoint: Path
-    history: list[dict[str, float]] = field(default_factory=list)
+class PretrainResult(TrainingResult):
+    """Plus the held-out validations and the untrained and sphere baselines."""
+
     validation: list[dict[str, float]] = field(default_factory=list)
     baselines: dict[str, float] = field(default_factory=dict)
-    figures: dict[str, Any] = field(default_factory=dict)
-    wall_seconds: float = 0.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,25 +268,18 @@ def _validation_figure(val: ValidationSet, rendered: dict[str, torch.Tensor], st
 def loss_curve_figure(history: list[dict[str, float]],
                       validation: list[dict[str, float]],
                       baselines: dict[str, float]) -> plt.Figure:
+    """Training losses per step, and held-out mask IoU per validation beside the sphere."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
     steps = [h["step"] for h in history]
     for key in ("loss", "loss_mask", "loss_rgb"):
         ax1.plot(steps, [h[key] for h in history], label=key, lw=1)
     ax1.set_yscale("log")
-    ax1.set_xlabel("step")
-    ax1.legend(fontsize=7)
-    ax1.set_title("training loss", fontsize=9)
-    vs = [v["step"] for v in validation]
-    ax2.plot(vs, [v["mask_iou"] for v in validation], "o-", label="network")
+    ax2.plot([v["step"] for v in validation], [v["mask_iou"] for v in validation], "o-",
+             label="network")
     if "sphere_mask_iou" in baselines:
         ax2.axhline(baselines["sphere_mask_iou"], color="gray", ls="--", label="mean sphere")
     ax2.set_ylim(0, 1)
-    ax2.set_xlabel("step")
-    ax2.set_title("held-out novel-view mask IoU", fontsize=9)
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
-    plt.close(fig)  # closed: notebooks show it only where the caller displays it
-    return fig
+    return finish_plot(fig, (ax1, "training loss"), (ax2, "held-out novel-view mask IoU"))
 
 
 def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,

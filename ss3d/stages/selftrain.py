@@ -29,7 +29,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
@@ -55,8 +54,14 @@ from ss3d.metrics import mask_iou
 from ss3d.model import ReconstructionNet
 from ss3d.stages.data import data_paths
 from ss3d.stages.pretrain import endless, pretrain_loss, training_views
-from ss3d.stages.shell import MissingPretrainedError, StageRun, find_pretrained, stage_dir
-from ss3d.viz import finish_grid
+from ss3d.stages.shell import (
+    MissingPretrainedError,
+    StageRun,
+    TrainingResult,
+    find_pretrained,
+    stage_dir,
+)
+from ss3d.viz import finish_grid, finish_plot
 from ss3d.volume import emission_absorption, ray_bounds, render_network, sample_along_rays
 
 __all__ = ["Collection", "MissingPretrainedError", "SelftrainResult", "choose_hypotheses",
@@ -69,13 +74,10 @@ STAGE = "selftrain"
 
 
 @dataclass
-class SelftrainResult:
-    run_id: str | None
-    checkpoint: Path
-    history: list[dict[str, float]] = field(default_factory=list)
+class SelftrainResult(TrainingResult):
+    """Plus the per-epoch evaluations and the final camera bank."""
+
     epochs: list[dict[str, float]] = field(default_factory=list)
-    figures: dict[str, Any] = field(default_factory=dict)
-    wall_seconds: float = 0.0
     bank: CameraBank | None = None
     # (N, P) losses of the pose grid under the pre-trained model: they do not depend on H, so
     # a run with other hypotheses on the same data and checkpoint (the ablation) reuses them
@@ -341,29 +343,19 @@ def curves_figure(history: list[dict[str, float]], epochs: list[dict[str, float]
     per step, and mask IoU and pose accuracy per evaluated epoch."""
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
     steps = [r["step"] for r in history]
-    axes[0].plot(steps, [r["loss_before_cameras"] for r in history],
-                 label="before camera search", lw=1)
-    axes[0].plot(steps, [r["loss_after_cameras"] for r in history],
-                 label="after camera search", lw=1)
-    net_rows = [r for r in history if "network_loss" in r]
-    if net_rows:
-        axes[0].plot([r["step"] for r in net_rows], [r["network_loss"] for r in net_rows],
-                     label="network", lw=1)
-    axes[0].legend(fontsize=7)
-    axes[0].set_title("render loss", fontsize=9)
+    for key, label in (("loss_before_cameras", "before camera search"),
+                       ("loss_after_cameras", "after camera search"), ("network_loss", "network")):
+        rows = [r for r in history if key in r]
+        if rows:
+            axes[0].plot([r["step"] for r in rows], [r[key] for r in rows], label=label, lw=1)
     axes[1].plot(steps, [r["weight_entropy"] for r in history], lw=1)
-    axes[1].set_title("mean weight entropy", fontsize=9)
     for key in ("pose_acc30", "pose_best_of_h_acc30", "mask_iou"):
         rows = [e for e in epochs if key in e]
         if rows:
             axes[2].plot([e["epoch"] for e in rows], [e[key] for e in rows], "o-", label=key)
     axes[2].set_ylim(0, 1)
-    axes[2].set_xlabel("epoch")
-    axes[2].legend(fontsize=7)
-    axes[2].set_title("per evaluated epoch", fontsize=9)
-    fig.tight_layout()
-    plt.close(fig)  # closed: notebooks show it only where the caller displays it
-    return fig
+    finish_plot(fig, (axes[0], "render loss"), (axes[1], "mean weight entropy"))
+    return finish_plot(fig, (axes[2], "per evaluated epoch"), xlabel="epoch")
 
 
 def train_mode(net: ReconstructionNet) -> ReconstructionNet:
@@ -416,6 +408,17 @@ class Collection:
     owned: torch.Tensor
     intrinsics: Intrinsics
     truth: dict[str, dict]
+
+    @classmethod
+    def load(cls, path: Path, cfg: ExperimentConfig, runtime: Runtime) -> Collection:
+        """The training images of a collection file, a fresh camera bank, this rank's share."""
+        s = cfg.selftrain
+        dataset = ImageCollection(path, split="train")
+        bank = CameraBank(list(dataset.image_ids), s.hypotheses, tuple(s.elevation_init),
+                          tuple(s.distance_range), seed=cfg.seed)
+        return cls(dataset=dataset, bank=bank, owned=runtime.shard(len(dataset)),
+                   intrinsics=Intrinsics.from_fov(cfg.render.fov_degrees, dataset.crop_size),
+                   truth=read_hidden_cameras(path))  # truth: for evaluation only
 
     def batches(self, batch_size: int = 16) -> DataLoader:
         """This rank's images in order, for scoring (no training)."""
@@ -611,16 +614,12 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                    progress=progress, category=category, extra_tags=run_tags, seed=cfg.seed)
     runtime, device, s = run.runtime, run.device, cfg.selftrain
 
-    dataset = ImageCollection(collection, split="train")
-    bank = CameraBank(list(dataset.image_ids), s.hypotheses, tuple(s.elevation_init),
-                      tuple(s.distance_range), seed=cfg.seed)
+    data = Collection.load(collection, cfg, runtime)
+    dataset, bank = data.dataset, data.bank
     expected = (len(dataset), pose_grid(cfg)[0].numel())
     if grid_losses is not None and tuple(grid_losses.shape) != expected:
         raise ValueError(f"grid_losses has shape {tuple(grid_losses.shape)}, this run needs "
                          f"{expected} (images of {collection} × grid poses)")
-    data = Collection(dataset=dataset, bank=bank, owned=runtime.shard(len(dataset)),
-                      intrinsics=Intrinsics.from_fov(cfg.render.fov_degrees, dataset.crop_size),
-                      truth=read_hidden_cameras(collection))  # truth: evaluation only
     net = ReconstructionNet(cfg.model).to(device)
     load_checkpoint(ckpt_in, model=net, map_location=device)
     train_mode(net)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,8 @@ from ss3d.engine import (
     select_device,
 )
 
-__all__ = ["MissingPretrainedError", "StageRun", "find_pretrained", "latest_checkpoint",
-           "stage_dir"]
+__all__ = ["MissingPretrainedError", "StageRun", "TrainingResult", "find_pretrained",
+           "latest_checkpoint", "stage_dir"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -104,6 +105,18 @@ def find_pretrained(cfg: ExperimentConfig, pretrained: str | Path | None = None,
 # ----------------------------------------------------------------------------------------------
 # The shell
 # ----------------------------------------------------------------------------------------------
+@dataclass
+class TrainingResult:
+    """What a training stage returns: its MLflow run (None untracked), final checkpoint,
+    per-step history, figures (shown by the notebooks) and wall time."""
+
+    run_id: str | None = None
+    checkpoint: Path | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+
 class StageRun:
     """One invocation of one stage: runtime, output folder, MLflow run (or none), checkpoints.
 
