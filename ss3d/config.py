@@ -272,6 +272,10 @@ class SelftrainConfig:
     # 0.05 (3° of azimuth per Adam step) let noisy few-ray gradients walk good poses away
     camera_lr: float = _f(0.02, gt=0.0, help="Adam lr of the raw camera parameters "
                           "(azimuth: 60× this, in degrees).")
+    max_azimuth_offset: float = _f(0.0, ge=0.0, le=180.0, help="Bounded camera search: each "
+                                   "hypothesis' azimuth stays within this many degrees of "
+                                   "where it started (U-CMR bounds offsets to ±30°); 0 = "
+                                   "unbounded (the paper).")
     camera_rays: int = _f(64, ge=1, help="Rays per image and hypothesis in the camera search.")
     camera_samples: int = _f(16, ge=2, help="Samples per ray in the camera search.")
     selection_size: int = _f(32, ge=2, help="Side (pixels) of the downsampled images that "

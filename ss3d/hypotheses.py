@@ -49,6 +49,24 @@ class CameraBank:
         self.raw_azimuth, self.raw_elevation, self.raw_distance = self.encode(
             azimuth, elevation, distance)
         self.logits = torch.zeros(n, h)
+        # where each hypothesis' azimuth started (re-set by set_anchors after an
+        # initialisation): the centre of its bounded search (selftrain.max_azimuth_offset)
+        self.anchor_azimuth = self.raw_azimuth.clone()
+
+    def set_anchors(self) -> None:
+        """Make the current azimuths the centres of the bounded search."""
+        self.anchor_azimuth = self.raw_azimuth.clone()
+
+    def bound_azimuth(self, azimuth: torch.Tensor, index: torch.Tensor,
+                      max_offset: float) -> torch.Tensor:
+        """``azimuth (B, H)`` of images ``index`` moved back to within ``max_offset`` degrees
+        of each hypothesis' anchor (the shorter way round the circle); ``max_offset <= 0``
+        leaves it unbounded."""
+        if max_offset <= 0:
+            return azimuth
+        anchor = self.anchor_azimuth[index.cpu()].to(azimuth)
+        offset = torch.remainder(azimuth - anchor + 180.0, 360.0) - 180.0
+        return anchor + offset.clamp(-max_offset, max_offset)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -100,7 +118,8 @@ class CameraBank:
                 "distance_range": self.distance_range, "max_elevation": self.max_elevation,
                 "raw_azimuth": self.raw_azimuth.clone(),
                 "raw_elevation": self.raw_elevation.clone(),
-                "raw_distance": self.raw_distance.clone(), "logits": self.logits.clone()}
+                "raw_distance": self.raw_distance.clone(), "logits": self.logits.clone(),
+                "anchor_azimuth": self.anchor_azimuth.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore hypotheses by image id (the dataset order may differ)."""
@@ -116,6 +135,9 @@ class CameraBank:
         self.max_elevation = state["max_elevation"]
         for key in ("raw_azimuth", "raw_elevation", "raw_distance", "logits"):
             setattr(self, key, state[key][rows].clone())
+        # banks saved before bounded search existed: anchored where they are
+        anchors = state.get("anchor_azimuth", state["raw_azimuth"])
+        self.anchor_azimuth = anchors[rows].clone()
 
 
 def rotation_matrices(azimuth: torch.Tensor, elevation: torch.Tensor) -> torch.Tensor:

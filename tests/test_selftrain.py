@@ -147,6 +147,53 @@ def test_camera_search_recovers_pose_from_nearby_start():
     assert (after < before).all()
 
 
+def test_bounded_azimuth_wraps_around_and_stays_within_its_offset():
+    bank = CameraBank(["a", "b"], 2, seed=0)
+    bank.raw_azimuth[:] = torch.tensor([[350.0, 100.0], [10.0, 200.0]])
+    bank.set_anchors()
+    moved = torch.tensor([[20.0, 170.0], [-40.0, 195.0]])
+    bounded = bank.bound_azimuth(moved, torch.arange(2), 30.0)
+    # 350 -> 20 is +30 the short way round: kept (as 380, the same direction); 100 -> 170 is
+    # clamped to 130; 10 -> -40 to -20; 200 -> 195 kept
+    torch.testing.assert_close(bounded, torch.tensor([[380.0, 130.0], [-20.0, 195.0]]))
+    assert torch.equal(bank.bound_azimuth(moved, torch.arange(2), 0.0), moved)  # 0: unbounded
+    state = bank.state_dict()
+    again = CameraBank(["b", "a"], 2)
+    again.load_state_dict(state)
+    assert torch.equal(again.anchor_azimuth, bank.anchor_azimuth.flip(0))
+
+
+def test_bounded_camera_search_cannot_leave_its_sector():
+    """A start 60° from the true pose: the unbounded search walks there, a search bounded to
+    ±20° stops at the bound."""
+    cfg = load_config(None, {"selftrain.camera_steps": 40, "selftrain.camera_rays": 256,
+                             "selftrain.camera_samples": 32, "selftrain.camera_lr": 0.05,
+                             "model.n_samples": 32})
+    net = AnalyticCar()
+    intr = Intrinsics.from_fov(40.0, 32)
+    true = torch.tensor([[60.0, 20.0, 2.0]])
+    with torch.no_grad():
+        target = render_images(lambda p: net.query(p, None), true[:, 0], true[:, 1], true[:, 2],
+                               intr, n_samples=48)
+    images = target["rgb"].permute(0, 3, 1, 2)
+    masks = (target["mask"] > 0.5).float()[:, None]
+    finals = {}
+    for bound in (0.0, 20.0):
+        torch.manual_seed(0)
+        cfg.selftrain.max_azimuth_offset = bound
+        bank = CameraBank(["a"], 1, distance_range=(1.6, 2.8))
+        bank.raw_azimuth[:] = 20.0
+        bank.raw_elevation[:] = torch.atanh(torch.tensor(20.0 / bank.max_elevation))
+        bank.raw_distance[:] = 0.0  # 2.2
+        bank.set_anchors()
+        raw, _, _ = optimise_cameras(net, torch.zeros(1, 1), images, masks,
+                                     list(bank.raw(torch.arange(1))), bank, intr, cfg,
+                                     index=torch.arange(1))
+        finals[bound] = float(raw[0][0, 0])
+    assert finals[20.0] <= 40.0 + 1e-4  # the bound holds ...
+    assert finals[0.0] > 45.0  # ... where the free search moves beyond it, towards 60°
+
+
 def test_grid_initialisation_finds_the_pose_and_keeps_hypotheses_spread():
     """Each hypothesis becomes the best grid pose of its azimuth sector, and the low-noise
     full-image loss then chooses the one near the true pose (front and back of the asymmetric

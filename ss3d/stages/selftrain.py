@@ -145,11 +145,16 @@ def render_loss(mask: torch.Tensor, rgb: torch.Tensor, target_mask: torch.Tensor
 
 def optimise_cameras(net: ReconstructionNet, latent: torch.Tensor, images: torch.Tensor,
                      masks: torch.Tensor, raw: list[torch.Tensor], bank: CameraBank,
-                     intrinsics: Intrinsics, cfg: ExperimentConfig
+                     intrinsics: Intrinsics, cfg: ExperimentConfig,
+                     index: torch.Tensor | None = None
                      ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """``camera_steps`` Adam steps on all ``B × H`` cameras with the network frozen.
 
-    Returns the optimised raw parameters and the per-hypothesis losses before and after.
+    With ``selftrain.max_azimuth_offset > 0`` (and the images' bank ``index``), every step is
+    followed by a projection of each azimuth back to within that many degrees of its anchor
+    (:meth:`CameraBank.bound_azimuth`): a hypothesis refines its start and cannot walk into a
+    neighbour's sector. Returns the optimised raw parameters and the per-hypothesis losses
+    before and after.
     """
     s = cfg.selftrain
     raw = [p.clone().to(images.device).requires_grad_(True) for p in raw]
@@ -175,6 +180,9 @@ def optimise_cameras(net: ReconstructionNet, latent: torch.Tensor, images: torch
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
             optimizer.step()
+            if index is not None and s.max_azimuth_offset > 0:
+                with torch.no_grad():
+                    raw[0].copy_(bank.bound_azimuth(raw[0], index, s.max_azimuth_offset))
     finally:
         for p, flag in zip(net.parameters(), requires):
             p.requires_grad_(flag)
@@ -320,6 +328,7 @@ def initialise_from_grid(net: ReconstructionNet, dataset: ImageCollection, bank:
         pick = losses.masked_fill(~members[None], float("inf")).argmin(-1)  # (N,)
         az[:, k], el[:, k], dist[:, k] = grid[0][pick], grid[1][pick], grid[2][pick]
     bank.set_cameras(index, az, el, dist)
+    bank.set_anchors()  # a bounded search refines the grid's pick
     return losses
 
 
@@ -455,7 +464,7 @@ def selftrain_step(net: ReconstructionNet, batch: dict[str, torch.Tensor], data:
     with torch.no_grad():
         latent = net.encode(images)
     raw, before, after = optimise_cameras(net, latent, images, masks, list(bank.raw(idx)), bank,
-                                          data.intrinsics, cfg)
+                                          data.intrinsics, cfg, index=idx)
     bank.set_raw(idx, raw)
     # The logits follow the low-noise full-image loss of the optimised cameras, not the
     # few-ray search loss (whose noise is as large as the gaps between poses).
