@@ -31,7 +31,7 @@ from ss3d.engine import load_checkpoint  # noqa: E402
 
 BASE = {
     "name": "scaling", "data.categories": ["car", "laptop"], "data.heldout_categories": [],
-    "data.models_per_category": 6, "data.collections": ["airplane"],
+    "data.models_per_category": 10, "data.collections": ["airplane"],
     "data.images_per_collection": 48, "data.collection_image_size": 64, "data.crop_size": 32,
     "render.image_size": 32, "render.views_per_model": 4, "model.encoder_size": 32,
     "pretrain.val_every": 10_000, "pretrain.checkpoint_every": 10_000, "pretrain.val_models": 2,

@@ -214,9 +214,16 @@ class Runtime:
         if self.is_main:
             log.info(message, *args)
 
-    def local_batch(self, global_batch: int, what: str = "optim.batch_size") -> int:
+    def local_batch(self, global_batch: int, available: int | None = None,
+                    what: str = "optim.batch_size") -> int:
         """This rank's share of a global batch; the same global batch on any number of ranks
-        trains the same way (gradients are averaged over ranks)."""
+        trains the same way (gradients are averaged over ranks).
+
+        ``available``: the items there are; a smaller dataset trains on the largest batch it
+        fills that divides over the ranks.
+        """
+        if available is not None and available < global_batch:
+            global_batch = max(available - available % self.world_size, self.world_size)
         if global_batch % self.world_size:
             raise ValueError(f"{what}={global_batch} is the global batch and must divide "
                              f"evenly over {self.world_size} processes")

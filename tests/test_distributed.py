@@ -114,6 +114,7 @@ def test_local_batch_and_shards():
     assert runtime.local_batch(6) == 2
     with pytest.raises(ValueError, match="global batch.*3 processes"):
         runtime.local_batch(8)
+    assert runtime.local_batch(8, available=7) == 2  # a small dataset: 6 of its 7 items
     shards = [Runtime(torch.device("cpu"), rank=r, world_size=3).shard(7) for r in range(3)]
     assert sorted(torch.cat(shards).tolist()) == list(range(7))  # each item exactly once
 

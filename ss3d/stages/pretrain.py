@@ -313,8 +313,8 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
     val = ValidationSet.from_renders(renders, cfg.data.categories, ("val", "test"),
                                      cfg.pretrain.val_models, cfg.pretrain.val_views)
     sampler = DistributedSampler(train_set) if runtime.distributed else None
-    global_batch = min(cfg.optim.batch_size, len(train_set))
-    loader = DataLoader(train_set, batch_size=runtime.local_batch(global_batch),
+    loader = DataLoader(train_set, batch_size=runtime.local_batch(cfg.optim.batch_size,
+                                                                  len(train_set)),
                         shuffle=sampler is None, sampler=sampler, drop_last=True,
                         num_workers=cfg.data.num_workers,
                         persistent_workers=cfg.data.num_workers > 0)

@@ -647,8 +647,7 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
         step, start_epoch = payload["step"], extra["epoch"]
         last_choice, alignment = extra.get("last_choice"), extra.get("alignment")
         history, epochs = extra["history"], extra["epochs"]
-    global_batch = min(cfg.optim.batch_size, len(dataset))
-    local_batch = runtime.local_batch(global_batch)
+    local_batch = runtime.local_batch(cfg.optim.batch_size, len(dataset))
     # BatchNorm needs batches > 1; every rank takes the same number of steps per epoch
     loader = DataLoader(Subset(dataset, data.owned.tolist()), batch_size=local_batch,
                         shuffle=True, drop_last=True, num_workers=cfg.data.num_workers)
