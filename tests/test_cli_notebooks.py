@@ -119,7 +119,8 @@ def test_unforeseen_errors_are_one_line_and_verbose_shows_the_traceback(capsys, 
 
 
 @pytest.mark.slow
-def test_a_failing_notebook_is_named_with_its_cell(tmp_path):
+def test_a_failing_notebook_is_named_with_its_cell(tmp_path, mlflow_store):
+    """(An empty store of its own: the repository's could hold a render run to find.)"""
     from ss3d.notebooks import NotebookError, execute
 
     out = tmp_path / "failed.ipynb"
