@@ -14,7 +14,8 @@ Checks, each recorded as passed / failed / skipped (with the reason) and its sec
    size through the library, tracked in a temporary MLflow store, once per precision: bf16
    autocast and fp16 autocast + GradScaler (``SS3D_CUDA_AMP``) on CUDA; the CPU's own
    precision in a dry run (fp16 needs CUDA and is skipped).
-4. ``torchrun``: tiny pre-training under ``torchrun --standalone --nproc-per-node 1``.
+4. ``torchrun``: tiny pre-training, self-training and distillation under ``torchrun
+   --standalone`` with one process per GPU (one on a CPU).
 5. ``paper-size steps``: ``benchmarks/run.py``'s pre-training step (every speed lever) and
    self-training step (H = 10, batch 8, peak memory). Skipped in a dry run (minutes per step
    on a CPU; ``make bench`` measures them there).
@@ -179,19 +180,32 @@ def tiny_stages(device: torch.device, root: Path, name: str) -> dict[str, Any]:
     return {"stage_seconds": seconds, **losses, "eval_rows": len(ev.rows)}
 
 
-def torchrun_pretrain(device: torch.device, root: Path) -> dict[str, Any]:
+def torchrun_stages(device: torch.device, root: Path) -> dict[str, Any]:
+    """Pre-training, self-training and distillation under ``torchrun`` with one process per
+    GPU (one process on a CPU), through the CLI, as a cluster job runs them."""
     overrides = {**TINY, "name": "gpu-check-torchrun", "data.root": str(root / "data"),
-                 "output_dir": str(root / "outputs"), "optim.device": str(device)}
+                 "output_dir": str(root / "outputs"), "optim.device": "auto",
+                 "selftrain.category": "bird", "distill.steps": 2}
+    processes = max(1, torch.cuda.device_count()) if device.type == "cuda" else 1
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--standalone", "--nproc-per-node", "1", "-m", "ss3d.cli",
-           "pretrain", *format_set_args(overrides)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=os.environ.copy())
-    if proc.returncode != 0:
-        raise RuntimeError(f"torchrun exited {proc.returncode}: {proc.stderr.strip()[-800:]}")
-    last = root / "outputs" / "gpu-check-torchrun" / "pretrain" / "last.pt"
-    if not last.is_file():
-        raise AssertionError(f"torchrun pre-training wrote no {last}")
-    return {"command": " ".join(cmd[:6] + ["..."])}
+    seconds: dict[str, float] = {}
+    for stage in ("pretrain", "selftrain", "distill"):
+        cmd = [str(torchrun), "--standalone", "--nproc-per-node", str(processes), "-m",
+               "ss3d.cli", stage, *format_set_args(overrides)]
+        tic = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
+                              env=os.environ.copy())
+        if proc.returncode != 0:
+            raise RuntimeError(f"torchrun {stage} exited {proc.returncode}: "
+                               f"{proc.stderr.strip()[-800:]}")
+        seconds[stage] = round(time.perf_counter() - tic, 2)
+    out = root / "outputs" / "gpu-check-torchrun"
+    for last in (out / "pretrain" / "last.pt", out / "selftrain-bird" / "last.pt",
+                 out / "distill" / "last.pt"):
+        if not last.is_file():
+            raise AssertionError(f"torchrun wrote no {last}")
+    return {"processes": processes, "stage_seconds": seconds,
+            "command": f"torchrun --standalone --nproc-per-node {processes} -m ss3d.cli ..."}
 
 
 def paper_steps(device: torch.device) -> dict[str, Any]:
@@ -235,7 +249,7 @@ def main() -> int:
             checks.run(f"tiny stages, {own} (CPU)",
                        lambda: tiny_stages(device, root, "gpu-check-cpu"))
             checks.skip("tiny stages, fp16 + GradScaler", "needs CUDA")
-        checks.run("torchrun", lambda: torchrun_pretrain(device, root))
+        checks.run("torchrun", lambda: torchrun_stages(device, root))
     if device.type == "cuda":
         checks.run("paper-size steps", lambda: paper_steps(device))
     else:
