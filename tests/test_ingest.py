@@ -124,3 +124,28 @@ def test_a_mask_drawn_on_the_upright_photo_is_accepted_and_other_sizes_are_named
     cv2.imwrite(str(tmp_path / "odd.png"), np.zeros((10, 10), np.uint8))
     with pytest.raises(ReconstructionError, match=r"odd.png: .*10x10.*40x64 upright"):
         prepare_input(tmp_path / "photo.jpg", tmp_path / "odd.png", 24, 0.1)
+
+
+def test_ingest_stage_logs_one_run_with_its_summary_and_collection(tmp_path, mlflow_store):
+    """The ingest stage through its shell: the collection file, an MLflow run of stage
+    'ingest' tagged with the collection's name, its numbers, summary and figure."""
+    from mlflow.tracking import MlflowClient
+
+    from ss3d.config import load_config
+    from ss3d.stages.data import ingest_stage
+
+    (tmp_path / "imgs").mkdir()
+    pairs = [_pair(tmp_path / "imgs", f"p{i}", box=(5 + i, 5, 40, 30)) for i in range(3)]
+    (tmp_path / "list.csv").write_text("category,rgb,mask\n" + "".join(
+        f"sofa,{rgb},{mask}\n" for rgb, mask in pairs))
+    cfg = load_config(None, {"name": "ingest-test", "data.root": str(tmp_path / "data"),
+                             "data.crop_size": 16})
+    result = ingest_stage(cfg, csv_path=str(tmp_path / "list.csv"), name="couch")
+    assert result.summary["sofa"]["images"] == 3  # an alias is stored under its canonical name
+    assert (tmp_path / "data" / "collections" / "sofa.h5").is_file()
+    run = MlflowClient(mlflow_store).get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["ss3d.stage"] == "ingest" and run.data.tags["ss3d.category"] == "sofa"
+    assert run.data.metrics["sofa.images"] == 3.0
+    artifacts = {a.path for a in MlflowClient(mlflow_store).list_artifacts(result.run_id)}
+    assert "data_summary.json" in artifacts and "figures" in artifacts

@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pytest
@@ -14,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from ss3d.config import ConfigError, describe_fields, load_config
 from ss3d.engine import Runtime, grad_scaler, load_checkpoint, make_adam, optimiser_step
-from ss3d.stages.evaluate import EvalModel, ratio_rows
+from ss3d.stages.evaluate import EvalModel, baseline_rows, ratio_rows
 from ss3d.stages.pretrain import _lr_factor
 from ss3d.stages.shell import StageRun
 
@@ -182,3 +183,70 @@ def test_every_key_is_documented_and_config_fields_prints_them():
                           "selftrain.hypotheses=3"], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout
     assert "selftrain.hypotheses (int) = 3" in out and "Camera hypotheses per image" in out
+
+
+def _sphere_item(radius: float, category: str = "car", points: int = 4096) -> Any:
+    from ss3d.stages.evaluate import EvalItem
+
+    g = torch.Generator().manual_seed(1)
+    directions = torch.randn(points, 3, generator=g)
+    surface = radius * directions / directions.norm(dim=-1, keepdim=True)
+    volume = torch.rand(4096, 3, generator=g) - 0.5
+    return EvalItem(set="synthetic", category=category, key="sphere",
+                    image=torch.zeros(3, 16, 16), surface=surface, volume_points=volume,
+                    volume_inside=volume.norm(dim=-1) <= radius, mesh_path=None)
+
+
+class _SphereNet(torch.nn.Module):
+    """An analytic 'network' whose field is a solid sphere of radius 0.3, whatever the image."""
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(images.shape[0], 1)
+
+    def query(self, points: torch.Tensor, latent: torch.Tensor):
+        inside = (points.norm(dim=-1, keepdim=True) <= 0.3).float()
+        return torch.zeros(*points.shape[:-1], 3), inside * 20.0
+
+
+def test_evaluate_item_known_answer_on_an_analytic_sphere():
+    """A field that is exactly the item's shape scores F = 1 and volumetric IoU = 1; the same
+    field rotated by G (the self-training frame) is undone by the alignment."""
+    from ss3d.stages.evaluate import evaluate_item
+
+    cfg = load_config(None, {"evaluate.mesh_resolution": 48, "evaluate.coarse_factor": 1})
+    item = _sphere_item(0.3)
+    metrics, mesh = evaluate_item(_SphereNet(), item, None, cfg, None, torch.device("cpu"))
+    assert metrics["fscore@0.05"] == pytest.approx(1.0) and metrics["fscore@0.1"] == 1.0
+    assert metrics["vol_iou"] > 0.97 and metrics["empty_mesh"] == 0.0
+    assert (mesh.verts.norm(dim=-1) - 0.3).abs().max() < 0.03  # the surface where it belongs
+    small = _sphere_item(0.15)  # a shape half the size: far from the prediction
+    worse, _ = evaluate_item(_SphereNet(), small, None, cfg, None, torch.device("cpu"))
+    assert worse["fscore@0.05"] < 0.1 and worse["vol_iou"] == pytest.approx(0.125, abs=0.03)
+
+
+def test_baseline_rows_known_answer():
+    """A sphere item of the category's mean radius: the sphere baseline is exact; the medoid of
+    three training spheres (radii 0.2, 0.3, 0.4) is the middle one, and the oracle finds the
+    training sphere that is the item."""
+    from ss3d.stages.evaluate import MEDOID, ORACLE, SPHERE, Baselines, Shapes
+
+    cfg = load_config(None, {})
+    shapes = [_sphere_item(r) for r in (0.2, 0.3, 0.4)]
+    train = Shapes(torch.stack([s.surface for s in shapes]),
+                   torch.stack([s.volume_points for s in shapes]),
+                   torch.stack([s.volume_inside for s in shapes]), ["r2", "r3", "r4"])
+    from ss3d.stages.evaluate import medoid_index
+
+    assert medoid_index(train.surfaces) == 1
+    baselines = Baselines(radius={"car": 0.3}, default_radius=0.5, medoid={"car": 1},
+                          train={"car": train})
+    rows = {r["model"]: r for r in baseline_rows(_sphere_item(0.3), baselines, cfg, None)}
+    assert rows[SPHERE]["fscore@0.05"] == pytest.approx(1.0)
+    assert rows[SPHERE]["vol_iou"] == pytest.approx(1.0)
+    assert rows[MEDOID]["fscore@0.05"] == pytest.approx(1.0)
+    assert rows[ORACLE]["oracle_model"] == "r3" and rows[ORACLE]["fscore@0.02"] == 1.0
+    # zero-shot: no medoid or oracle, and the sphere takes the training categories' size
+    zero = _sphere_item(0.3)
+    zero.zero_shot = True
+    rows = {r["model"]: r for r in baseline_rows(zero, baselines, cfg, None)}
+    assert set(rows) == {SPHERE} and rows[SPHERE]["fscore@0.05"] < 0.1  # r 0.5 vs 0.3
