@@ -239,8 +239,8 @@ def test_oracle_finds_a_test_shape_that_is_also_a_training_shape(store):
     """The oracle's answer is exact: a training shape given as the test item scores F = 1."""
     import torch
 
+    from ss3d.eval.baselines import EvalItem, build_baselines, oracle_index, shape_metrics
     from ss3d.stages.data import data_paths
-    from ss3d.stages.evaluate import EvalItem, build_baselines, oracle_index, shape_metrics
 
     _, cfg, _, _, _ = store
     baselines = build_baselines(cfg, data_paths(cfg).renders)

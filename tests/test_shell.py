@@ -15,7 +15,8 @@ from mlflow.tracking import MlflowClient
 
 from ss3d.config import ConfigError, describe_fields, load_config
 from ss3d.engine import Runtime, grad_scaler, load_checkpoint, make_adam, optimiser_step
-from ss3d.stages.evaluate import EvalModel, baseline_rows, ratio_rows
+from ss3d.eval.baselines import baseline_rows
+from ss3d.stages.evaluate import EvalModel, ratio_rows
 from ss3d.stages.pretrain import _lr_factor
 from ss3d.stages.shell import StageRun
 
@@ -186,7 +187,7 @@ def test_every_key_is_documented_and_config_fields_prints_them():
 
 
 def _sphere_item(radius: float, category: str = "car", points: int = 4096) -> Any:
-    from ss3d.stages.evaluate import EvalItem
+    from ss3d.eval.baselines import EvalItem
 
     g = torch.Generator().manual_seed(1)
     directions = torch.randn(points, 3, generator=g)
@@ -228,15 +229,13 @@ def test_baseline_rows_known_answer():
     """A sphere item of the category's mean radius: the sphere baseline is exact; the medoid of
     three training spheres (radii 0.2, 0.3, 0.4) is the middle one, and the oracle finds the
     training sphere that is the item."""
-    from ss3d.stages.evaluate import MEDOID, ORACLE, SPHERE, Baselines, Shapes
+    from ss3d.eval.baselines import MEDOID, ORACLE, SPHERE, Baselines, Shapes, medoid_index
 
     cfg = load_config(None, {})
     shapes = [_sphere_item(r) for r in (0.2, 0.3, 0.4)]
     train = Shapes(torch.stack([s.surface for s in shapes]),
                    torch.stack([s.volume_points for s in shapes]),
                    torch.stack([s.volume_inside for s in shapes]), ["r2", "r3", "r4"])
-    from ss3d.stages.evaluate import medoid_index
-
     assert medoid_index(train.surfaces) == 1
     baselines = Baselines(radius={"car": 0.3}, default_radius=0.5, medoid={"car": 1},
                           train={"car": train})

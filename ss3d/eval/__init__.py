@@ -3,7 +3,10 @@
 * :mod:`ss3d.eval.mesh` — density grid → marching cubes (PyTorch3D) → vertex-coloured mesh,
   dense or coarse-to-fine;
 * :mod:`ss3d.eval.metrics` — Chamfer-L1/L2 and F-score (PyTorch3D KNN), volumetric IoU;
-  image metrics live in :mod:`ss3d.metrics`.
+  image metrics live in :mod:`ss3d.metrics`;
+* :mod:`ss3d.eval.baselines` — the test item, and the sphere, category-medoid and oracle
+  nearest-neighbour baselines beside every number;
+* :mod:`ss3d.eval.stats` — bootstrap and Wilson intervals, paired differences.
 """
 
 from ss3d.eval.mesh import ExtractedMesh, extract_mesh, write_obj

@@ -36,8 +36,6 @@ import h5py
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from pytorch3d.ops import knn_points
-from scipy.spatial import cKDTree
 
 from ss3d import tracking
 from ss3d.cameras import FIGURE_POSES, Intrinsics
@@ -46,13 +44,16 @@ from ss3d.data.datasets import ImageCollection, read_hidden_cameras
 from ss3d.data.render import MeshRenderer
 from ss3d.data.shapenet import load_model
 from ss3d.engine import autocast, load_checkpoint
+from ss3d.eval.baselines import (
+    PRIMARY,
+    EvalItem,
+    baseline_rows,
+    build_baselines,
+)
 from ss3d.eval.mesh import ExtractedMesh, extract_mesh
 from ss3d.eval.metrics import (
     chamfer_fscore,
-    nearest_distances,
-    nearest_neighbours,
     sample_mesh_surface,
-    scores_from_distances,
     volumetric_iou,
 )
 from ss3d.eval.stats import Interval, bootstrap_ci, paired_bootstrap_diff, wilson_interval
@@ -61,7 +62,6 @@ from ss3d.geometry import merge_meshes, occupancy, sample_surface
 from ss3d.metrics import mask_iou, psnr
 from ss3d.model import ReconstructionNet, load_network
 from ss3d.stages.data import data_paths, find_renders
-from ss3d.stages.pretrain import mean_object_radius, sphere_field
 from ss3d.stages.shell import StageRun, find_pretrained, latest_checkpoint, stage_dir
 from ss3d.viz import finish_grid
 from ss3d.volume import render_network
@@ -73,13 +73,8 @@ log = logging.getLogger(__name__)
 STAGE = "evaluate"
 METRICS = ("fscore@0.02", "fscore@0.05", "fscore@0.1", "chamfer_l1", "chamfer_l2", "vol_iou",
            "mask_iou", "psnr")
-#: The metric that verdicts ("beats the medoid") and paired differences are read on.
-PRIMARY = "fscore@0.05"
 #: Paired differences (model minus the pre-trained model, same items) are reported for these.
 DIFF_METRICS = ("fscore@0.05", "fscore@0.1", "chamfer_l1")
-ORACLE = "baseline: oracle NN"
-MEDOID = "baseline: category medoid"
-SPHERE = "baseline: sphere"
 
 
 @dataclass
@@ -92,27 +87,6 @@ class EvalModel:
     run_id: str | None = None
     category: str | None = None
     alignments: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-@dataclass
-class EvalItem:
-    """One test input with its ground truth (all in the true object frame).
-
-    image ``(3, S, S)`` masked RGB; surface ``(P, 3)``; volume_points ``(Q, 3)`` and
-    volume_inside ``(Q,)``; novel: azimuth/elevation/distance ``(n,)``, masks ``(n, H, W)``,
-    rgb ``(n, H, W, 3)`` (synthetic only).
-    """
-
-    set: str
-    category: str
-    key: str
-    image: torch.Tensor
-    surface: torch.Tensor
-    volume_points: torch.Tensor
-    volume_inside: torch.Tensor
-    mesh_path: Path | None
-    zero_shot: bool = False
-    novel: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -242,152 +216,6 @@ def collection_items(cfg: ExperimentConfig) -> tuple[list[EvalItem], list[str]]:
                 torch.from_numpy(points), torch.from_numpy(occupancy(points, mesh)),
                 mesh_path))
     return items, notes
-
-
-# ----------------------------------------------------------------------------------------------
-# Baselines
-# ----------------------------------------------------------------------------------------------
-@dataclass
-class Shapes:
-    """Ground truth of several training shapes: surfaces ``(T, P, 3)``, volume samples
-    ``(T, Q, 3)`` with inside flags ``(T, Q)`` and their model ids."""
-
-    surfaces: torch.Tensor
-    volume_points: torch.Tensor
-    volume_inside: torch.Tensor
-    ids: list[str]
-    _trees: dict[int, cKDTree] = field(default_factory=dict, repr=False)
-
-    def tree(self, index: int) -> cKDTree | None:
-        """A k-d tree on surface ``index`` (built once; None off the CPU)."""
-        if self.surfaces.device.type != "cpu":
-            return None
-        if index not in self._trees:
-            self._trees[index] = cKDTree(self.surfaces[index].double().numpy())
-        return self._trees[index]
-
-
-@dataclass
-class Baselines:
-    """Per category: sphere radius, the medoid training shape (index into ``train``) and every
-    training shape (for the oracle nearest neighbour)."""
-
-    radius: dict[str, float]
-    default_radius: float
-    medoid: dict[str, int]
-    train: dict[str, Shapes]
-
-
-def medoid_index(surfaces: torch.Tensor, subsample: int = 256) -> int:
-    """Index of the shape with the least summed Chamfer-L1 to the others; surfaces ``(k, P, 3)``.
-
-    All pairs in one batched KNN, ``(k*k, S, 3)`` against ``(k*k, S, 3)``: callers keep k small
-    (pairs grow as k^2).
-    """
-    sub = surfaces[:, :subsample]
-    k, s = sub.shape[:2]
-    a = sub[:, None].expand(k, k, s, 3).reshape(k * k, s, 3)
-    b = sub[None].expand(k, k, s, 3).reshape(k * k, s, 3)
-    d = knn_points(a, b, K=1).dists[..., 0].clamp(min=0).sqrt().mean(-1).view(k, k)
-    return int((d + d.T).sum(1).argmin())
-
-
-def build_baselines(cfg: ExperimentConfig, renders: Path, subsample: int = 256,
-                    max_medoid_models: int = 64) -> Baselines:
-    radius, medoid, train = {}, {}, {}
-    with h5py.File(renders, "r") as f:
-        n = int(f.attrs["complete_models"])
-        cats = f["category"].asstr()[:n]
-        splits = f["split"].asstr()[:n]
-        ids = f["model_id"].asstr()[:n]
-        train_radii = []
-        for category in sorted(set(cats)):
-            rows = np.flatnonzero((cats == category) & (splits == "train"))
-            if len(rows) == 0:
-                continue
-            radius[category] = mean_object_radius(renders, rows)
-            if category in cfg.data.categories:
-                train_radii.append(radius[category])
-            train[category] = Shapes(
-                torch.from_numpy(np.stack([f["surface_points"][r] for r in rows])).float(),
-                torch.from_numpy(np.stack([f["volume_points"][r] for r in rows])).float(),
-                torch.from_numpy(np.stack([f["volume_occupancy"][r] for r in rows])).bool(),
-                [str(ids[r]) for r in rows])
-            # the medoid among the first training models: all pairs grow as k^2
-            medoid[category] = medoid_index(train[category].surfaces[:max_medoid_models],
-                                            subsample)
-    default = float(np.mean(train_radii)) if train_radii else 0.35
-    return Baselines(radius, default, medoid, train)
-
-
-def shape_metrics(shapes: Shapes, index: int, item: EvalItem,
-                  thresholds: tuple[float, ...]) -> dict[str, float]:
-    """Metrics of training shape ``index`` used as the prediction for ``item``.
-
-    Its inside/outside at the item's volume samples is that of its nearest own volume sample.
-    """
-    out = chamfer_fscore(shapes.surfaces[index], item.surface, thresholds)
-    nearest = nearest_neighbours(item.volume_points, shapes.volume_points[index])[1]
-    out["vol_iou"] = volumetric_iou(shapes.volume_inside[index][nearest], item.volume_inside)
-    return out
-
-
-def oracle_index(shapes: Shapes, item: EvalItem, threshold: float = 0.05,
-                 subsample: int = 1024, candidates: int = 4) -> int:
-    """The training shape with the best F-score at ``threshold`` against the item's truth.
-
-    Every training shape is scored on ``subsample`` points of each surface (against the other
-    surface in full); the best ``candidates`` are rescored on all points. This is retrieval with
-    the answer in hand: the upper bound of any method that returns a training shape.
-    """
-    truth = item.surface
-    truth_tree = (cKDTree(truth.double().numpy()) if truth.device.type == "cpu" else None)
-    scores = []
-    for t in range(shapes.surfaces.shape[0]):
-        d_pred = nearest_distances(shapes.surfaces[t, :subsample], truth, truth_tree)
-        d_true = nearest_distances(truth[:subsample], shapes.surfaces[t], shapes.tree(t))
-        scores.append(scores_from_distances(d_pred, d_true, (threshold,))[f"fscore@{threshold:g}"])
-    top = np.argsort(-np.asarray(scores), kind="stable")[:candidates].tolist()
-    key = f"fscore@{threshold:g}"
-    full = [scores_from_distances(nearest_distances(shapes.surfaces[i], truth, truth_tree),
-                                  nearest_distances(truth, shapes.surfaces[i], shapes.tree(i)),
-                                  (threshold,))[key] for i in top]
-    return top[int(np.argmax(full))]
-
-
-def baseline_rows(item: EvalItem, baselines: Baselines, cfg: ExperimentConfig,
-                  intrinsics: Intrinsics | None) -> list[dict[str, Any]]:
-    """Metrics of the sphere, medoid and oracle nearest-neighbour baselines on one item.
-
-    Medoid and oracle exist where the item's category has training shapes (not for a zero-shot
-    category, nor for a collection category that pre-training never saw).
-    """
-    e = cfg.evaluate
-    thresholds = tuple(e.fscore_thresholds)
-    # a zero-shot category must not use its own statistics: training categories' mean size
-    radius = (baselines.default_radius if item.zero_shot or item.category not in
-              baselines.radius else baselines.radius[item.category])
-    g = torch.Generator().manual_seed(0)
-    directions = torch.randn(e.surface_points, 3, generator=g)
-    sphere_surface = radius * directions / directions.norm(dim=-1, keepdim=True)
-    sphere = chamfer_fscore(sphere_surface, item.surface, thresholds)
-    sphere["vol_iou"] = volumetric_iou(item.volume_points.norm(dim=-1) <= radius,
-                                       item.volume_inside)
-    if item.novel is not None and intrinsics is not None:
-        sphere_fn = sphere_field(radius, torch.full((3,), 0.5))
-        rendered = render_network(lambda p: sphere_fn(None, p), item.novel["azimuth"],
-                                  item.novel["elevation"], item.novel["distance"], intrinsics,
-                                  cfg.model)
-        sphere["mask_iou"] = float(mask_iou(rendered["mask"], item.novel["masks"]).mean())
-    rows = [{"model": SPHERE, **sphere}]
-    shapes = baselines.train.get(item.category)
-    if shapes is not None and not item.zero_shot:
-        rows.append({"model": MEDOID, **shape_metrics(shapes, baselines.medoid[item.category],
-                                                      item, thresholds)})
-        best = oracle_index(shapes, item, threshold=float(PRIMARY.split("@")[1]))
-        rows.append({"model": ORACLE, "oracle_model": shapes.ids[best],
-                     **shape_metrics(shapes, best, item, thresholds)})
-    return rows
 
 
 # ----------------------------------------------------------------------------------------------

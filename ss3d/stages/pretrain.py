@@ -27,6 +27,7 @@ from ss3d.cameras import Intrinsics, pixel_rays
 from ss3d.config import ExperimentConfig
 from ss3d.data.datasets import RenderedViews
 from ss3d.engine import autocast, grad_scaler, make_adam, move_batch, optimiser_step
+from ss3d.eval.baselines import mean_object_radius, sphere_field
 from ss3d.metrics import mask_iou, psnr
 from ss3d.model import ReconstructionNet
 from ss3d.stages.data import data_paths, find_renders
@@ -133,15 +134,6 @@ def validation_metrics(rendered: dict[str, torch.Tensor], val: ValidationSet) ->
     return metrics
 
 
-def mean_object_radius(path: Path, rows: np.ndarray) -> float:
-    """Radius of the sphere with the mean volume of the given models (from GT samples)."""
-    with h5py.File(path, "r") as f:
-        q = f["volume_occupancy"].shape[1] // 2  # the first half are uniform in [-.55, .55]^3
-        occ = np.stack([f["volume_occupancy"][r, :q] for r in rows]).mean()
-    volume = float(occ) * 1.1**3
-    return (3.0 * volume / (4.0 * math.pi)) ** (1.0 / 3.0)
-
-
 def sphere_baseline(renders: Path, rows: np.ndarray, val: ValidationSet, cfg: ExperimentConfig,
                     device: torch.device) -> dict[str, float]:
     """Validation metrics of a sphere with the mean volume of the training models ``rows``,
@@ -153,17 +145,6 @@ def sphere_baseline(renders: Path, rows: np.ndarray, val: ValidationSet, cfg: Ex
                                                   device), val)
     return {"sphere_mask_iou": sphere["mask_iou"], "sphere_psnr": sphere["psnr"],
             "sphere_radius": radius}
-
-
-def sphere_field(radius: float, colour: torch.Tensor):
-    """A constant-colour solid sphere, as a field over ``(b, P, 3)`` points."""
-    logit = torch.logit(colour.clamp(1e-3, 1 - 1e-3))
-
-    def field_fn(idx: torch.Tensor, points: torch.Tensor):
-        inside = (points.norm(dim=-1, keepdim=True) <= radius).float()
-        return logit.to(points).expand(*points.shape[:-1], 3), inside * 500.0
-
-    return field_fn
 
 
 # ----------------------------------------------------------------------------------------------
