@@ -688,14 +688,7 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     with run.open(consumed=[pretrain_run]):
         if start_epoch == 0 and not epochs:
             if s.init == "grid":
-                tic = time.perf_counter()
-                net.eval()
-                try:
-                    result.grid_losses = initialise_from_grid(net, dataset, bank, cfg, runtime,
-                                                              data.owned, progress, grid_losses)
-                finally:
-                    train_mode(net)
-                run.log_metrics({"grid_init_seconds": time.perf_counter() - tic})
+                result.grid_losses = _grid_start(net, data, cfg, run, grid_losses)
             evaluate(0)  # the pre-trained starting point, before any search
         for epoch in range(start_epoch, s.epochs):
             phase_b = epoch >= s.phase_a_epochs
@@ -721,18 +714,37 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
             save(s.epochs)
         result.figures["curves"] = curves_figure(history, epochs)
         run.log_figure(result.figures["curves"], "curves")
-        merge_bank(bank, data.owned, runtime)
-        if run.is_main and run.out_dir is not None:
-            torch.save(bank.state_dict(), run.out_dir / "camera_bank.pt")
-            run.log_artifact(run.out_dir / "camera_bank.pt", "cameras")
-        if alignment is not None:
-            run.log_dict({"G": alignment, "convention": "x_learned = G x_true (column "
-                          "vectors), from the hidden cameras; evaluation only"},
-                         "cameras/alignment.json")
+        _log_cameras(run, data, alignment)
     result.run_id = run.run_id
     result.history, result.epochs = history, epochs
     result.wall_seconds = run.wall_seconds
     return result
+
+
+def _grid_start(net: ReconstructionNet, data: Collection, cfg: ExperimentConfig, run: StageRun,
+                grid_losses: torch.Tensor | None) -> torch.Tensor:
+    """:func:`initialise_from_grid` in eval mode, timed; returns the grid losses."""
+    tic = time.perf_counter()
+    net.eval()
+    try:
+        losses = initialise_from_grid(net, data.dataset, data.bank, cfg, run.runtime,
+                                      data.owned, run.progress, grid_losses)
+    finally:
+        train_mode(net)
+    run.log_metrics({"grid_init_seconds": time.perf_counter() - tic})
+    return losses
+
+
+def _log_cameras(run: StageRun, data: Collection, alignment: list[list[float]] | None) -> None:
+    """The final camera bank (``camera_bank.pt``) and, for rendered collections, the frame
+    alignment ``G`` as artifacts of the run."""
+    merge_bank(data.bank, data.owned, run.runtime)
+    if run.is_main and run.out_dir is not None:
+        torch.save(data.bank.state_dict(), run.out_dir / "camera_bank.pt")
+        run.log_artifact(run.out_dir / "camera_bank.pt", "cameras")
+    if alignment is not None:
+        run.log_dict({"G": alignment, "convention": "x_learned = G x_true (column vectors), "
+                      "from the hidden cameras; evaluation only"}, "cameras/alignment.json")
 
 
 ABLATION_TAG = "ss3d.ablation"
