@@ -710,7 +710,9 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
             if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs:
                 evaluate(epoch + 1)
             save(epoch + 1)
-        if not run.checkpoint.exists():
+        if start_epoch >= s.epochs:  # resumed with nothing left: still leave a checkpoint here
+            # (decided on the loop, not on the file: save() all-reduces, and another rank
+            # could see rank 0's file before or after it lands)
             save(s.epochs)
         result.figures["curves"] = curves_figure(history, epochs)
         run.log_figure(result.figures["curves"], "curves")
