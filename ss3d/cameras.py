@@ -43,8 +43,8 @@ __all__ = [
     "focal_from_fov",
     "pixel_rays",
     "pose_to_spherical",
-    "sample_pixels",
     "project_points",
+    "sample_pixels",
     "spherical_to_pytorch3d",
     "to_pytorch3d_cameras",
 ]

@@ -281,10 +281,6 @@ class Runtime:
         torch.distributed.all_gather_object(out, obj)
         return out
 
-    def barrier(self) -> None:
-        if self.distributed:
-            torch.distributed.barrier()
-
 
 def init_distributed(device_preference: str = "auto") -> Runtime:
     """Read torchrun's environment (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``) and set up."""

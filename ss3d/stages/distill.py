@@ -444,7 +444,7 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
             raise FileNotFoundError(f"no synthetic renders at {renders} (needed for "
                                     "distill.p_synthetic > 0): run notebooks/00_render.ipynb")
     local_batch = runtime.local_batch(cfg.optim.batch_size)
-    data = DistillData(cfg, collections, renders, cfg.seed + runtime.rank)
+    data = DistillData(cfg, collections, renders, run.rank_seed())
     intrinsics = Intrinsics.from_fov(cfg.render.fov_degrees, cfg.data.crop_size)
 
     pool = TeacherPool({name: load_network(path, device)[0] for name, (path, _) in found.items()},
@@ -465,7 +465,7 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
         if runtime.is_main:
             data.generator.set_state(payload["extra"]["data_rng"])
         else:  # the file holds rank 0's stream; the others draw fresh ones
-            data.generator.manual_seed(cfg.seed + runtime.rank + 7919 * start_step)
+            data.generator.manual_seed(run.rank_seed(start_step))
     result = DistillResult(run_id=None, checkpoint=run.checkpoint,
                            teachers={k: str(v[0]) for k, v in found.items()},
                            agreement_before=agreement_before)

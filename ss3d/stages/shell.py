@@ -148,7 +148,7 @@ class StageRun:
         self._active = False
         self.seed = seed
         if seed is not None:
-            seed_everything(seed + self.runtime.rank)
+            seed_everything(self.rank_seed())
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -158,6 +158,13 @@ class StageRun:
     @property
     def is_main(self) -> bool:
         return self.runtime.is_main
+
+    def rank_seed(self, step: int = 0) -> int:
+        """This rank's seed: ``seed + rank`` at the start; after a resume at ``step``, a fresh
+        one for every rank but 0 (a checkpoint holds only rank 0's random state)."""
+        if self.seed is None:
+            raise ValueError(f"stage {self.stage!r} was opened without a seed")
+        return self.seed + self.runtime.rank + 7919 * step
 
     @property
     def logging(self) -> bool:
@@ -265,5 +272,5 @@ class StageRun:
         self.run_id = payload.get("mlflow_run_id")
         if self.runtime.rank > 0 and self.seed is not None:
             # the file holds rank 0's RNG: the other ranks draw their own rays again
-            seed_everything(self.seed + self.runtime.rank + 7919 * int(payload["step"]))
+            seed_everything(self.rank_seed(int(payload["step"])))
         return payload
