@@ -213,6 +213,10 @@ class ModelConfig:
     fused_layers: bool = _f(True, help="FiLM-SIREN hidden layers as one fused op with a "
                             "hand-written backward (ss3d.fused); false = plain autograd ops "
                             "(the baseline; same parameters and checkpoints).")
+    viewpoint_net: bool = _f(True, help="A viewpoint classifier (its own encoder; azimuth "
+                             "and elevation bins) trained in pre-training on the input views' "
+                             "cameras; self-training can use it as a pose prior "
+                             "(selftrain.viewpoint_weight).")
 
 
 @dataclass
@@ -247,6 +251,9 @@ class PretrainConfig:
     val_models: int = _f(16, ge=1, help="Held-out models used for validation.")
     val_views: int = _f(2, ge=1, help="Novel views per held-out model.")
     checkpoint_every: int = _f(100, ge=1)
+    viewpoint_batch: int = _f(16, ge=1, help="Rendered views per step that train the viewpoint "
+                              "network (model.viewpoint_net), beside the reconstruction "
+                              "batch.")
 
 
 @dataclass
@@ -314,6 +321,10 @@ class SelftrainConfig:
     gate_margin: float = _f(0.0, ge=0.0, help="Phase B leaves out images whose best hypothesis "
                             "does not score at least this fraction below the runner-up "
                             "(ambiguous poses); 0 keeps every image.")
+    viewpoint_weight: float = _f(0.0, ge=0.0, help="Pose prior: each hypothesis' score (the "
+                                 "grid start, the logits, the choice) adds this times "
+                                 "-log p(azimuth, elevation) of the pre-trained viewpoint network "
+                                 "(model.viewpoint_net); 0 = off (the paper).")
     rehearsal: float = _f(0.0, ge=0.0, help="Weight of a synthetic pre-training batch (known "
                           "cameras) added to every phase-B step so the prior is not forgotten; "
                           "0 = off.")

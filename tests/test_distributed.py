@@ -45,11 +45,12 @@ def _loss(net: ReconstructionNet, images: torch.Tensor, points: torch.Tensor) ->
 def _one_step(net: ReconstructionNet, images, points, runtime: Runtime | None
               ) -> tuple[float, dict[str, torch.Tensor]]:
     """One update without clipping; the gradient norm and the gradients it applied."""
-    optimizer = make_adam(net.parameters(), 1e-3)
+    optimizer = make_adam(net.reconstruction_parameters(), 1e-3)
     norm = optimiser_step(_loss(net, images, points), optimizer,
-                          grad_scaler(torch.device("cpu")), net.parameters(), grad_clip=0,
-                          runtime=runtime)
-    return float(norm), {name: p.grad.clone() for name, p in net.named_parameters()}
+                          grad_scaler(torch.device("cpu")), net.reconstruction_parameters(),
+                          grad_clip=0, runtime=runtime)
+    return float(norm), {name: p.grad.clone() for name, p in net.named_parameters()
+                         if not name.startswith("viewpoint.")}
 
 
 def _worker(rank: int, rendezvous: str, out: str) -> None:

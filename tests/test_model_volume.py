@@ -11,7 +11,7 @@ from ss3d.data.procedural import generate_category
 from ss3d.data.render import MeshRenderer
 from ss3d.data.shapenet import load_model
 from ss3d.geometry import merge_meshes, winding_number
-from ss3d.model import FiLMSiren, ImageEncoder, ReconstructionNet
+from ss3d.model import FiLMSiren, ImageEncoder, ReconstructionNet, ViewpointNet
 from ss3d.volume import (
     emission_absorption,
     ray_bounds,
@@ -149,3 +149,56 @@ def test_image_metrics_analytic():
     assert mask_iou(torch.zeros(1, 3, 3), torch.zeros(1, 3, 3)).item() == 1.0  # both empty
     img = torch.full((1, 4, 4, 3), 0.5)
     assert psnr(img + 0.1, img).item() == pytest.approx(20.0, abs=1e-3)
+
+
+def test_viewpoint_prior_is_the_bin_log_probabilities_and_learns_a_pose():
+    torch.manual_seed(0)
+    net = ViewpointNet("resnet18", latent_dim=16, input_size=32, azimuth_bins=12,
+                       elevation_bins=6)
+    images = torch.rand(3, 3, 32, 32)
+    log_az, log_el = net.eval()(images)
+    assert log_az.shape == (3, 12) and log_el.shape == (3, 6)
+    # at bin centres the prior is exactly the bins' log-probabilities
+    azimuth = torch.tensor([[15.0, 45.0, 345.0]]).expand(3, -1)  # centres of bins 0, 1, 11
+    elevation = torch.tensor([[-75.0, -45.0, 75.0]]).expand(3, -1)  # bins 0, 1, 5
+    expected = log_az[:, [0, 1, 11]] + log_el[:, [0, 1, 5]]
+    assert torch.allclose(net.log_prob(log_az, log_el, azimuth, elevation), expected, atol=1e-5)
+    # half way between the last and the first azimuth bin: the average (circular)
+    wrap = net.log_prob(log_az, log_el, torch.full((3, 1), 360.0), torch.full((3, 1), -75.0))
+    assert torch.allclose(wrap[:, 0], 0.5 * (log_az[:, 11] + log_az[:, 0]) + log_el[:, 0],
+                          atol=1e-5)
+    # a few steps on one labelled pose make it the prediction, and front beats back
+    optimizer = torch.optim.Adam(net.classifier.parameters(), lr=1e-2)
+    for _ in range(100):
+        optimizer.zero_grad()
+        net.loss(images, torch.full((3,), 100.0), torch.full((3,), 20.0)).backward()
+        optimizer.step()
+    log_az, log_el = net(images)
+    azimuth, elevation = net.most_likely(log_az, log_el)
+    assert torch.allclose(azimuth, torch.full((3,), 105.0))  # bin 3 = [90, 120)
+    assert torch.allclose(elevation, torch.full((3,), 15.0))  # bin 3 = [0, 30)
+    poses = net.log_prob(log_az, log_el, torch.tensor([[100.0, 280.0]]).expand(3, -1),
+                         torch.tensor([[20.0, 20.0]]).expand(3, -1))
+    assert (poses[:, 0] > poses[:, 1] + 1.0).all()
+
+
+def test_network_without_viewpoint_net_loads_old_checkpoints(tmp_path):
+    from dataclasses import replace
+
+    from ss3d.config import ExperimentConfig, to_dict
+    from ss3d.engine import save_checkpoint
+    from ss3d.model import load_network
+
+    cfg = ExperimentConfig(model=replace(SMALL, viewpoint_net=False))
+    old = to_dict(cfg)
+    del old["model"]["viewpoint_net"]  # written before the viewpoint network existed
+    net = ReconstructionNet(cfg.model)
+    path = save_checkpoint(tmp_path / "old.pt", stage="pretrain", step=1, config=old, model=net)
+    loaded, _ = load_network(path)
+    assert loaded.viewpoint is None
+    with_net = ReconstructionNet(SMALL)  # the default has one, outside the reconstruction
+    assert with_net.viewpoint is not None
+    inside = {id(p) for p in with_net.reconstruction_parameters()}
+    assert not any(id(p) in inside for p in with_net.viewpoint.parameters())
+    assert len(inside) + sum(1 for _ in with_net.viewpoint.parameters()) == \
+        sum(1 for _ in with_net.parameters())

@@ -12,8 +12,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ss3d import tracking
-from ss3d.config import load_config
+from ss3d.config import from_dict, load_config
 from ss3d.engine import load_checkpoint
+from ss3d.model import ReconstructionNet
 from ss3d.stages.data import render_stage
 from ss3d.stages.pretrain import pretrain_stage
 
@@ -60,6 +61,13 @@ def test_short_pretraining_lowers_loss_and_resumes(tiny_data, mlflow_store):
     assert [v["step"] for v in first.validation] == [0, 10, 20, 30]
     ckpt = load_checkpoint(first.checkpoint)
     assert ckpt["step"] == 30 and ckpt["mlflow_run_id"] == first.run_id
+    # the viewpoint network trains beside the reconstruction, on its own optimiser
+    viewpoint = [h["loss_viewpoint"] for h in first.history]
+    assert sum(viewpoint[-5:]) < sum(viewpoint[:5])
+    assert all(0.0 <= v["viewpoint_acc30"] <= 1.0 for v in first.validation)
+    saved_moments = ckpt["extra"]["viewpoint_training"]["optimizer"]["state"]
+    net = ReconstructionNet(from_dict(ckpt["config"]).model)
+    assert len(saved_moments) == len(list(net.viewpoint.parameters()))  # resumable
 
     more = _cfg(tiny_data, **{"pretrain.steps": 40})
     second = pretrain_stage(more, resume=True, progress=False)

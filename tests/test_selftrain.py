@@ -431,3 +431,79 @@ def test_cli_runs_the_h1_ablation_beside_the_run(tiny_setup, mlflow_store, tmp_p
     assert ablation.info.run_id != main_run.info.run_id
     params = MlflowClient(mlflow_store).get_run(ablation.info.run_id).data.params
     assert params["selftrain.hypotheses"] == "1" and ablation.data.tags["ss3d.ablation"] == "H1"
+
+
+def test_pose_prior_adds_the_viewpoint_networks_log_probability(tiny_setup):
+    """``selftrain.viewpoint_weight`` adds ``-w log p(pose)`` of the pre-trained viewpoint
+    network to every pose score; a run with it logs how often that network alone is right."""
+    from ss3d.data.datasets import ImageCollection
+    from ss3d.model import load_network
+    from ss3d.stages.selftrain import ViewpointPrior, image_losses, pose_scores
+
+    root, pretrained = tiny_setup
+    net, _ = load_network(pretrained)
+    assert net.viewpoint is not None  # pre-training trains one by default
+    cfg = _cfg(root, **{"selftrain.viewpoint_weight": 0.5})
+    dataset = ImageCollection(data_paths(cfg).collection("bird"), split="train")
+    runtime = Runtime(torch.device("cpu"))
+    prior = ViewpointPrior.compute(net.viewpoint, dataset, torch.arange(len(dataset)), 0.5,
+                                   runtime)
+    index = torch.tensor([0, 2])
+    images = torch.stack([dataset[int(i)]["image"] for i in index])
+    masks = torch.stack([dataset[int(i)]["mask"] for i in index])
+    cams = (torch.tensor([[10.0, 190.0]] * 2), torch.tensor([[20.0, 20.0]] * 2),
+            torch.full((2, 2), 2.0))
+    with torch.no_grad():
+        latent = net.encode(images)
+        plain = image_losses(net, latent, images, masks, *cams, cfg, 8, 6)
+        scored = pose_scores(net, latent, images, masks, *cams, cfg, 8, 6, prior, index)
+        log_az, log_el = net.viewpoint(images)
+    expected = -0.5 * net.viewpoint.log_prob(log_az, log_el, cams[0], cams[1])
+    assert torch.allclose(scored - plain, expected, atol=1e-4)
+    # the same cameras for every image (the pose grid) broadcast
+    grid = prior.penalty(index, cams[0][0], cams[1][0])
+    assert torch.allclose(grid, prior.penalty(index, *cams[:2]))
+    result = selftrain_stage(_cfg(root, **{"name": "prior", "selftrain.viewpoint_weight": 0.5,
+                                           "selftrain.epochs": 1}),
+                             pretrained=pretrained, progress=False, track=False)
+    assert 0.0 <= result.epochs[-1]["viewpoint_net_acc30"] <= 1.0
+
+
+def test_pose_prior_needs_a_checkpoint_with_a_viewpoint_network(tiny_setup, tmp_path):
+    root, pretrained = tiny_setup
+    payload = load_checkpoint(pretrained)
+    config = payload["config"]
+    config["model"]["viewpoint_net"] = False
+    from ss3d.config import from_dict
+    from ss3d.model import ReconstructionNet
+
+    net = ReconstructionNet(from_dict({"model": config["model"]}).model)
+    net.load_state_dict({k: v for k, v in payload["model"].items()
+                         if not k.startswith("viewpoint.")})
+    headless = save_checkpoint(tmp_path / "headless.pt", stage="pretrain", step=1,
+                               config=config, model=net)
+    cfg = _cfg(root, **{"name": "headless", "selftrain.viewpoint_weight": 0.5})
+    with pytest.raises(ValueError, match="has none"):
+        selftrain_stage(cfg, pretrained=headless, progress=False, track=False)
+    # without the prior the same checkpoint self-trains
+    result = selftrain_stage(_cfg(root, **{"name": "headless-ok", "selftrain.epochs": 1}),
+                             pretrained=headless, progress=False, track=False)
+    assert "viewpoint_net_acc30" not in result.epochs[-1]
+
+
+def test_phase_b_draws_its_rays_as_pretraining_does():
+    """The network update's rays follow ``pretrain.foreground_fraction`` (the share that
+    calibrated where the surface sits), not the camera search's half-on-the-mask."""
+    from ss3d.stages.selftrain import network_pixels
+
+    masks = torch.zeros(64, 1, 16, 16)
+    masks[:, :, :8, :8] = 1  # a quarter of every image
+    for fraction in (0.1, 0.6):
+        cfg = load_config(None, {"pretrain.foreground_fraction": fraction,
+                                 "selftrain.rays_per_image": 500})
+        torch.manual_seed(0)
+        pixels = network_pixels(masks, cfg)
+        assert pixels.shape == (64, 500, 2)
+        on_mask = ((pixels[..., 0] < 8) & (pixels[..., 1] < 8)).float().mean()
+        expected = fraction + (1 - fraction) * 0.25  # the drawn share + the uniform rest
+        assert abs(float(on_mask) - expected) < 0.02, (fraction, float(on_mask))

@@ -152,6 +152,9 @@ class RenderedViews(_LazyH5):
         return {
             "image": torch.from_numpy(input_rgb * input_mask[..., None]).permute(2, 0, 1),
             "input_mask": torch.from_numpy(input_mask)[None],
+            # the input view's camera: the viewpoint head's label
+            "input_azimuth": torch.tensor(float(f["azimuth"][row][input_view])),
+            "input_elevation": torch.tensor(float(f["elevation"][row][input_view])),
             "azimuth": torch.from_numpy(f["azimuth"][row][views]),
             "elevation": torch.from_numpy(f["elevation"][row][views]),
             "distance": torch.from_numpy(f["distance"][row][views]),

@@ -451,7 +451,7 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
                        device, on_device=d.teachers_on_device)
     student, _ = load_network(found[SYNTHETIC][0], device)
     student.train()
-    optimizer = make_adam(student.parameters(), d.lr)
+    optimizer = make_adam(student.reconstruction_parameters(), d.lr)
     scaler = grad_scaler(device, cfg.optim.amp)  # fp16 on CUDA only; a pass-through elsewhere
     start_step = 0
     history: list[dict[str, float]] = []
@@ -495,8 +495,8 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
             images, labels, _ = data.batch(local_batch)
             loss, per_teacher = distill_step(student, pool, images.to(device), labels, cfg,
                                              intrinsics, aug_rng)
-            optimiser_step(loss, optimizer, scaler, student.parameters(), cfg.optim.grad_clip,
-                           runtime=runtime)
+            optimiser_step(loss, optimizer, scaler, student.reconstruction_parameters(),
+                           cfg.optim.grad_clip, runtime=runtime)
             record = {"loss": float(loss.detach()), "step_seconds": time.perf_counter() - tic,
                       **{f"loss/{k}": v for k, v in per_teacher.items()}, "step": step + 1}
             history.append(record)

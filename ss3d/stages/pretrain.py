@@ -26,17 +26,24 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ss3d.cameras import Intrinsics, pixel_rays
 from ss3d.config import ExperimentConfig
 from ss3d.data.datasets import RenderedViews
-from ss3d.engine import autocast, grad_scaler, make_adam, move_batch, optimiser_step
+from ss3d.engine import (
+    Runtime,
+    autocast,
+    grad_scaler,
+    make_adam,
+    move_batch,
+    optimiser_step,
+)
 from ss3d.eval.baselines import mean_object_radius, sphere_field
 from ss3d.metrics import mask_iou, psnr
-from ss3d.model import ReconstructionNet
+from ss3d.model import ReconstructionNet, ViewpointNet
 from ss3d.stages.data import data_paths, find_renders
 from ss3d.stages.shell import StageRun, TrainingResult, stage_dir
 from ss3d.viz import finish_grid, finish_plot
 from ss3d.volume import emission_absorption, ray_bounds, render_network, sample_along_rays
 
 __all__ = ["PretrainResult", "ValidationSet", "pretrain_loss", "pretrain_stage", "sphere_baseline",
-           "training_views"]
+           "training_views", "viewpoint_accuracy"]
 
 log = logging.getLogger(__name__)
 STAGE = "pretrain"
@@ -69,6 +76,8 @@ class ValidationSet:
     rgb: torch.Tensor
     categories: list[str]
     intrinsics: Intrinsics
+    input_azimuth: torch.Tensor | None = None  # (N,) camera of the input view
+    input_elevation: torch.Tensor | None = None
 
     @classmethod
     def from_renders(cls, path: Path, categories: list[str], splits: tuple[str, ...],
@@ -88,7 +97,8 @@ class ValidationSet:
         return cls(images=masked[:, 0].permute(0, 3, 1, 2).contiguous(),
                    azimuth=cams["azimuth"][:, 1:n + 1], elevation=cams["elevation"][:, 1:n + 1],
                    distance=cams["distance"][:, 1:n + 1], masks=mask[:, 1:n + 1],
-                   rgb=masked[:, 1:n + 1], categories=cats, intrinsics=index.intrinsics)
+                   rgb=masked[:, 1:n + 1], categories=cats, intrinsics=index.intrinsics,
+                   input_azimuth=cams["azimuth"][:, 0], input_elevation=cams["elevation"][:, 0])
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -124,10 +134,27 @@ def render_validation(field_fn, val: ValidationSet, cfg: ExperimentConfig,
     return {"mask": torch.stack(masks, 1), "rgb": torch.stack(rgbs, 1)}
 
 
-def validation_metrics(rendered: dict[str, torch.Tensor], val: ValidationSet) -> dict[str, float]:
+def viewpoint_accuracy(azimuth: torch.Tensor, elevation: torch.Tensor,
+                       true_azimuth: torch.Tensor, true_elevation: torch.Tensor) -> torch.Tensor:
+    """Per-image ``(N,)`` 1 where the predicted look-at rotation is within 30° of the true one."""
+    from ss3d.hypotheses import geodesic_degrees, rotation_matrices
+
+    return (geodesic_degrees(rotation_matrices(azimuth.cpu(), elevation.cpu()),
+                             rotation_matrices(true_azimuth.cpu(), true_elevation.cpu()))
+            < 30).float()
+
+
+def validation_metrics(rendered: dict[str, torch.Tensor], val: ValidationSet,
+                       viewpoint: tuple[torch.Tensor, torch.Tensor] | None = None
+                       ) -> dict[str, float]:
+    """Held-out mask IoU and PSNR (overall and per category), and with the viewpoint head's
+    predictions ``viewpoint = (azimuth, elevation) (N,)`` its acc@30 on the input views."""
     ious = mask_iou(rendered["mask"], val.masks)
     psnrs = psnr(rendered["rgb"].clamp(0, 1), val.rgb)
     metrics = {"mask_iou": float(ious.mean()), "psnr": float(psnrs.mean())}
+    if viewpoint is not None and val.input_azimuth is not None:
+        metrics["viewpoint_acc30"] = float(viewpoint_accuracy(
+            *viewpoint, val.input_azimuth, val.input_elevation).mean())
     for cat in sorted(set(val.categories)):
         sel = torch.tensor([c == cat for c in val.categories])
         metrics[f"mask_iou.{cat}"] = float(ious[sel].mean())
@@ -167,6 +194,47 @@ def endless(loader: DataLoader, sampler: DistributedSampler | None = None) -> It
             sampler.set_epoch(epoch)
         yield from loader
         epoch += 1
+
+
+class ViewpointTraining:
+    """The viewpoint network's own batches, optimiser and schedule (``model.viewpoint_net``).
+
+    One step per pre-training step, on ``pretrain.viewpoint_batch`` rendered views labelled
+    with their cameras; it shares no parameter with the reconstruction, so its update never
+    touches (or clips) the reconstruction's gradients.
+    """
+
+    def __init__(self, net: ViewpointNet, cfg: ExperimentConfig, renders: Path,
+                 runtime: Runtime):
+        views = RenderedViews(renders, categories=cfg.data.categories, splits=("train",),
+                              views_per_object=1, rays_per_view=1)
+        sampler = DistributedSampler(views) if runtime.distributed else None
+        loader = DataLoader(views, batch_size=runtime.local_batch(cfg.pretrain.viewpoint_batch,
+                                                                  len(views)),
+                            shuffle=sampler is None, sampler=sampler, drop_last=True,
+                            num_workers=cfg.data.num_workers)
+        self.net, self.cfg, self.runtime = net, cfg, runtime
+        self.batches = endless(loader, sampler)
+        self.optimizer = make_adam(net.parameters(), cfg.pretrain.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                           lambda s: _lr_factor(cfg, s))
+        self.scaler = grad_scaler(runtime.device, cfg.optim.amp)
+
+    def step(self) -> dict[str, float]:
+        batch = move_batch(next(self.batches), self.runtime.device)
+        with autocast(self.runtime.device, self.cfg.optim.amp):
+            loss = self.net.loss(batch["image"], batch["input_azimuth"],
+                                 batch["input_elevation"])
+        optimiser_step(loss, self.optimizer, self.scaler, self.net.parameters(),
+                       self.cfg.optim.grad_clip, runtime=self.runtime, scheduler=self.scheduler)
+        return {"loss_viewpoint": float(loss.detach())}
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict, step: int) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.last_epoch = step
 
 
 def _lr_factor(cfg: ExperimentConfig, step: int) -> float:
@@ -210,7 +278,6 @@ def pretrain_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
     depths, points = sample_along_rays(origins, dirs, near, far, cfg.model.n_samples,
                                        stratified=True)
     b, rays, samples = depths.shape
-    # model(...) rather than net.encode/query, so that DDP sees a forward call
     rgb_logits, density = model(batch["image"], points.reshape(b, rays * samples, 3))
     out = emission_absorption(density.reshape(b, rays, samples),
                               torch.sigmoid(rgb_logits.reshape(b, rays, samples, 3)), depths)
@@ -303,9 +370,12 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
 
     net = ReconstructionNet(cfg.model).to(device)
     runtime.broadcast_module(net)  # one initialisation on every rank
-    optimizer = make_adam(net.parameters(), cfg.pretrain.lr, cfg.pretrain.weight_decay)
+    optimizer = make_adam(net.reconstruction_parameters(), cfg.pretrain.lr,
+                          cfg.pretrain.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(cfg, s))
     scaler = grad_scaler(device, cfg.optim.amp)
+    viewpoint = (ViewpointTraining(net.viewpoint, cfg, renders, runtime)
+                 if net.viewpoint is not None else None)
     history: list[dict[str, float]] = []
     validation: list[dict[str, float]] = []
     baselines: dict[str, float] = {}
@@ -317,6 +387,8 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
         history, validation = extra.get("history", []), extra.get("validation", [])
         baselines = extra.get("baselines", {})
         scheduler.last_epoch = start_step
+        if viewpoint is not None and "viewpoint_training" in extra:
+            viewpoint.load_state_dict(extra["viewpoint_training"], start_step)
         runtime.info("resuming pre-training at step %d", start_step)
     result = PretrainResult(run_id=None, checkpoint=run.checkpoint)
 
@@ -326,8 +398,10 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
             latent = net.encode(val.images.to(device))
             rendered = render_validation(lambda idx, p: net.query(p, latent[idx]), val, cfg,
                                          device)
+            predicted = (net.viewpoint.most_likely(*net.viewpoint(val.images.to(device)))
+                         if net.viewpoint is not None else None)
         net.train()
-        metrics = validation_metrics(rendered, val)
+        metrics = validation_metrics(rendered, val, predicted)
         metrics["step"] = step
         validation.append(metrics)
         run.log_metrics(metrics, step=step, prefix="val/")
@@ -336,9 +410,11 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
         return metrics
 
     def save(step: int) -> None:
-        run.save(step=step, model=net, optimizer=optimizer,
-                 extra={"history": history, "validation": validation, "baselines": baselines,
-                        "renders": str(renders)})
+        extra = {"history": history, "validation": validation, "baselines": baselines,
+                 "renders": str(renders)}
+        if viewpoint is not None:
+            extra["viewpoint_training"] = viewpoint.state_dict()
+        run.save(step=step, model=net, optimizer=optimizer, extra=extra)
 
     with run.open(consumed=[render_run_id]):
         run.set_tag("ss3d.renders", str(renders))
@@ -357,10 +433,12 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
             batch = move_batch(next(batches), device)
             with autocast(device, cfg.optim.amp):
                 losses = pretrain_loss(net, batch, intrinsics, cfg)
-            grad_norm = optimiser_step(losses["loss"], optimizer, scaler, net.parameters(),
-                                       cfg.optim.grad_clip, runtime=runtime,
-                                       scheduler=scheduler)
+            grad_norm = optimiser_step(losses["loss"], optimizer, scaler,
+                                       net.reconstruction_parameters(), cfg.optim.grad_clip,
+                                       runtime=runtime, scheduler=scheduler)
             record = {k: float(v.detach()) for k, v in losses.items()}
+            if viewpoint is not None:
+                record.update(viewpoint.step())
             record.update(step=step + 1, lr=optimizer.param_groups[0]["lr"],
                           grad_norm=float(grad_norm), step_seconds=time.perf_counter() - tic)
             history.append(record)
@@ -370,7 +448,9 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
             if done % cfg.pretrain.val_every == 0 or done == cfg.pretrain.steps:
                 metrics = validate(done)
                 run.print(f"step {done}: held-out mask IoU {metrics['mask_iou']:.3f}, "
-                          f"PSNR {metrics['psnr']:.2f} dB")
+                          f"PSNR {metrics['psnr']:.2f} dB" + (
+                              f", viewpoint acc@30 {metrics['viewpoint_acc30']:.2f}"
+                              if "viewpoint_acc30" in metrics else ""))
             if done % cfg.pretrain.checkpoint_every == 0 or done == cfg.pretrain.steps:
                 save(done)
         if start_step >= cfg.pretrain.steps and not run.checkpoint.exists():

@@ -51,9 +51,9 @@ from ss3d.engine import (
 )
 from ss3d.hypotheses import CameraBank, frame_alignment, pose_metrics
 from ss3d.metrics import mask_iou
-from ss3d.model import ReconstructionNet
+from ss3d.model import ReconstructionNet, ViewpointNet
 from ss3d.stages.data import data_paths
-from ss3d.stages.pretrain import endless, pretrain_loss, training_views
+from ss3d.stages.pretrain import endless, pretrain_loss, training_views, viewpoint_accuracy
 from ss3d.stages.shell import (
     MissingPretrainedError,
     StageRun,
@@ -64,10 +64,10 @@ from ss3d.stages.shell import (
 from ss3d.viz import finish_grid, finish_plot
 from ss3d.volume import emission_absorption, ray_bounds, render_network, sample_along_rays
 
-__all__ = ["Collection", "MissingPretrainedError", "SelftrainResult", "choose_hypotheses",
-           "chosen_mask_iou", "evaluate_epoch", "hypothesis_losses", "image_losses",
-           "initialise_from_grid", "merge_bank", "network_weights", "pose_grid",
-           "selftrain_stage", "selftrain_step"]
+__all__ = ["Collection", "MissingPretrainedError", "SelftrainResult", "ViewpointPrior",
+           "choose_hypotheses", "chosen_mask_iou", "evaluate_epoch", "hypothesis_losses",
+           "image_losses", "initialise_from_grid", "merge_bank", "network_pixels",
+           "network_weights", "pose_grid", "pose_scores", "selftrain_stage", "selftrain_step"]
 
 log = logging.getLogger(__name__)
 STAGE = "selftrain"
@@ -84,9 +84,24 @@ class SelftrainResult(TrainingResult):
     grid_losses: torch.Tensor | None = None
 
 
-def _sample_pixels(masks: torch.Tensor, count: int) -> torch.Tensor:
-    """``(B, count, 2)`` pixel centres of ``masks (B, 1, H, W)``, half on the mask."""
-    return sample_pixels(masks[:, 0], count, foreground_fraction=0.5)[1]
+def _sample_pixels(masks: torch.Tensor, count: int, foreground_fraction: float = 0.5
+                   ) -> torch.Tensor:
+    """``(B, count, 2)`` pixel centres of ``masks (B, 1, H, W)``, ``foreground_fraction`` of
+    them on the mask (half of them for the camera search, which only compares poses)."""
+    return sample_pixels(masks[:, 0], count, foreground_fraction=foreground_fraction)[1]
+
+
+def network_pixels(masks: torch.Tensor, cfg: ExperimentConfig) -> torch.Tensor:
+    """Phase B's rays: ``selftrain.rays_per_image`` pixel centres ``(B, R, 2)`` of ``masks
+    (B, 1, H, W)``, drawn as pre-training draws its rays (``pretrain.foreground_fraction``).
+
+    The ray distribution sets how foreground and background errors are traded, i.e. where the
+    learned surface sits. Fine-tuning with another one moves the surface the pre-training
+    calibrated: at the true cameras of the embedded airplanes, half the rays on the mask (the
+    camera search's share) lowered F@0.05 by 0.13 and uniform rays by 0.21, pre-training's share
+    changed it by +0.00 (README: Results).
+    """
+    return _sample_pixels(masks, cfg.selftrain.rays_per_image, cfg.pretrain.foreground_fraction)
 
 
 def _gather(images: torch.Tensor, masks: torch.Tensor,
@@ -221,13 +236,72 @@ def image_losses(net: ReconstructionNet, latents: torch.Tensor, images: torch.Te
     return torch.stack(out)
 
 
+@dataclass
+class ViewpointPrior:
+    """The pre-trained viewpoint network's bin log-probabilities for every image of a
+    collection, computed once (self-training never trains that network), and the pose prior
+    ``selftrain.viewpoint_weight · -log p(azimuth, elevation)`` they give."""
+
+    net: ViewpointNet
+    log_azimuth: torch.Tensor  # (N, azimuth_bins)
+    log_elevation: torch.Tensor  # (N, elevation_bins)
+    weight: float
+
+    @classmethod
+    @torch.no_grad()
+    def compute(cls, net: ViewpointNet, dataset: ImageCollection, owned: torch.Tensor,
+                weight: float, runtime: Runtime) -> ViewpointPrior:
+        """Each rank scores the images it owns; the sum over ranks gives every row."""
+        was_training = net.training
+        net.eval()
+        log_az = torch.zeros(len(dataset), net.azimuth_bins)
+        log_el = torch.zeros(len(dataset), net.elevation_bins)
+        for batch in DataLoader(Subset(dataset, owned.tolist()), batch_size=32):
+            a, e = net(batch["image"].to(runtime.device))
+            log_az[batch["index"]], log_el[batch["index"]] = a.cpu(), e.cpu()
+        net.train(was_training)
+        return cls(net, runtime.all_sum(log_az), runtime.all_sum(log_el), weight)
+
+    def penalty(self, index: torch.Tensor, azimuth: torch.Tensor,
+                elevation: torch.Tensor) -> torch.Tensor:
+        """``weight · -log p`` of cameras ``(B, P)`` (or ``(P,)``, the same for every image) of
+        the images ``index (B,)``: ``(B, P)`` on the cameras' device."""
+        index = index.cpu()
+        azimuth, elevation = azimuth.detach().cpu(), elevation.detach().cpu()
+        if azimuth.dim() == 1:
+            azimuth = azimuth.expand(len(index), -1)
+            elevation = elevation.expand(len(index), -1)
+        return -self.weight * self.net.log_prob(self.log_azimuth[index],
+                                                self.log_elevation[index], azimuth, elevation)
+
+    def most_likely(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's own pose of every image, azimuth and elevation ``(N,)``."""
+        return self.net.most_likely(self.log_azimuth, self.log_elevation)
+
+
+def pose_scores(net: ReconstructionNet, latents: torch.Tensor, images: torch.Tensor,
+                masks: torch.Tensor, azimuth: torch.Tensor, elevation: torch.Tensor,
+                distance: torch.Tensor, cfg: ExperimentConfig, resolution: int,
+                n_samples: int, prior: ViewpointPrior | None = None,
+                index: torch.Tensor | None = None) -> torch.Tensor:
+    """What poses are compared on (the pose grid, the logit update, the choice): the
+    :func:`image_losses` of the images ``index``, plus the pose ``prior``'s penalty when
+    ``selftrain.viewpoint_weight > 0``. ``(B, P)``."""
+    losses = image_losses(net, latents, images, masks, azimuth, elevation, distance, cfg,
+                          resolution, n_samples)
+    if prior is None or prior.weight <= 0:
+        return losses
+    return losses + prior.penalty(index, azimuth, elevation).to(losses)
+
+
 def selection_losses(net: ReconstructionNet, latent: torch.Tensor, images: torch.Tensor,
                      masks: torch.Tensor, bank: CameraBank, index: torch.Tensor,
-                     cfg: ExperimentConfig) -> torch.Tensor:
-    """Low-noise per-hypothesis losses of images ``index`` for choosing among them: ``(B, H)``."""
+                     cfg: ExperimentConfig, prior: ViewpointPrior | None = None
+                     ) -> torch.Tensor:
+    """Low-noise per-hypothesis scores of images ``index`` for choosing among them: ``(B, H)``."""
     s = cfg.selftrain
-    return image_losses(net, latent, images, masks, *bank.cameras(index), cfg,
-                        s.selection_size, s.camera_samples)
+    return pose_scores(net, latent, images, masks, *bank.cameras(index), cfg,
+                       s.selection_size, s.camera_samples, prior, index)
 
 
 def network_weights(scores: torch.Tensor, weights: torch.Tensor, target: str = "weighted",
@@ -284,8 +358,8 @@ def pose_grid(cfg: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor, torch.
 
 def initialise_from_grid(net: ReconstructionNet, dataset: ImageCollection, bank: CameraBank,
                          cfg: ExperimentConfig, runtime: Runtime, owned: torch.Tensor,
-                         progress: bool = True, losses: torch.Tensor | None = None
-                         ) -> torch.Tensor:
+                         progress: bool = True, losses: torch.Tensor | None = None,
+                         prior: ViewpointPrior | None = None) -> torch.Tensor:
     """``selftrain.init=grid``: hypothesis ``k`` of every image becomes the grid pose of the
     ``k``-th azimuth sector that the (pre-trained) network explains best.
 
@@ -315,9 +389,9 @@ def initialise_from_grid(net: ReconstructionNet, dataset: ImageCollection, bank:
             images, masks = batch["image"].to(device), batch["mask"].to(device)
             with torch.no_grad():
                 latents = net.encode(images)
-            losses[batch["index"]] = image_losses(
+            losses[batch["index"]] = pose_scores(
                 net, latents, images, masks, *grid, cfg, cfg.selftrain.score_size,
-                cfg.selftrain.grid_samples).cpu()
+                cfg.selftrain.grid_samples, prior, batch["index"]).cpu()
         losses = runtime.all_sum(losses)
     index = torch.arange(len(bank))
     az, el, dist = bank.cameras(index)
@@ -417,6 +491,7 @@ class Collection:
     owned: torch.Tensor
     intrinsics: Intrinsics
     truth: dict[str, dict]
+    prior: ViewpointPrior | None = None  # selftrain.viewpoint_weight > 0
 
     @classmethod
     def load(cls, path: Path, cfg: ExperimentConfig, runtime: Runtime) -> Collection:
@@ -468,8 +543,8 @@ def selftrain_step(net: ReconstructionNet, batch: dict[str, torch.Tensor], data:
     bank.set_raw(idx, raw)
     # The logits follow the low-noise full-image loss of the optimised cameras, not the
     # few-ray search loss (whose noise is as large as the gaps between poses).
-    scores = image_losses(net, latent, images, masks, *bank.cameras(idx), cfg,
-                          s.score_size, s.camera_samples).cpu()
+    scores = pose_scores(net, latent, images, masks, *bank.cameras(idx), cfg,
+                         s.score_size, s.camera_samples, data.prior, idx).cpu()
     # logits: gradient step on sum_h softmax(l)_h * loss_h (losses detached), per image: a
     # batch mean would shrink every image's step by the batch size
     logits = bank.logits[idx].clone().requires_grad_(True)
@@ -494,7 +569,7 @@ def selftrain_step(net: ReconstructionNet, batch: dict[str, torch.Tensor], data:
         loss = torch.zeros((), device=device)
         if len(rows):
             latent = net.encode(images[rows])
-            pixels = _sample_pixels(masks[rows], s.rays_per_image)
+            pixels = network_pixels(masks[rows], cfg)
             t_rgb, t_mask = _gather(images[rows], masks[rows], pixels)
             cams = bank.decode(*(r.to(device)[rows] for r in raw))
             w = target[rows]
@@ -509,7 +584,8 @@ def selftrain_step(net: ReconstructionNet, batch: dict[str, torch.Tensor], data:
                                               cfg)["loss"]
             record["rehearsal_loss"] = float(synthetic.detach())
             loss = loss + s.rehearsal * synthetic
-    record["grad_norm"] = float(optimiser_step(loss, optimizer, scaler, net.parameters(),
+    record["grad_norm"] = float(optimiser_step(loss, optimizer, scaler,
+                                               net.reconstruction_parameters(),
                                                cfg.optim.grad_clip, runtime=runtime))
     record["network_loss"] = float(loss.detach())
     return record
@@ -527,7 +603,7 @@ def choose_hypotheses(net: ReconstructionNet, data: Collection, cfg: ExperimentC
         idx = batch["index"]
         images, masks = batch["image"].to(runtime.device), batch["mask"].to(runtime.device)
         losses[idx] = selection_losses(net, net.encode(images), images, masks, data.bank, idx,
-                                       cfg).cpu()
+                                       cfg, data.prior).cpu()
     return runtime.all_sum(losses).argmin(-1), by_weight
 
 
@@ -563,6 +639,19 @@ def hypotheses_figure(net: ReconstructionNet, data: Collection, chosen: torch.Te
     return _figure(images, masks, rendered, data.bank.weights(fixed), novel, step)
 
 
+def viewpoint_accuracy_of(prior: ViewpointPrior, data: Collection) -> float:
+    """Share of the collection's images whose viewpoint-network pose alone is within 30° of the
+    hidden true camera (in the true frame: the network learned the synthetic one)."""
+    rows = [k for k, i in enumerate(data.bank.image_ids) if i in data.truth]
+    if not rows:
+        return float("nan")
+    azimuth, elevation = prior.most_likely()
+    truth = [data.truth[data.bank.image_ids[k]] for k in rows]
+    return float(viewpoint_accuracy(azimuth[rows], elevation[rows],
+                                    torch.tensor([t["azimuth"] for t in truth]),
+                                    torch.tensor([t["elevation"] for t in truth])).mean())
+
+
 def evaluate_epoch(net: ReconstructionNet, data: Collection, cfg: ExperimentConfig,
                    runtime: Runtime, last_choice: torch.Tensor | None
                    ) -> tuple[dict[str, float], torch.Tensor]:
@@ -582,6 +671,8 @@ def evaluate_epoch(net: ReconstructionNet, data: Collection, cfg: ExperimentConf
         if data.truth:
             metrics.update(pose_metrics(data.bank, data.truth, chosen))
             metrics.update(pose_metrics(data.bank, data.truth, by_weight, prefix="weights_"))
+            if data.prior is not None:
+                metrics["viewpoint_net_acc30"] = viewpoint_accuracy_of(data.prior, data)
     finally:
         train_mode(net)
     return metrics, chosen
@@ -629,10 +720,12 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     if grid_losses is not None and tuple(grid_losses.shape) != expected:
         raise ValueError(f"grid_losses has shape {tuple(grid_losses.shape)}, this run needs "
                          f"{expected} (images of {collection} × grid poses)")
-    net = ReconstructionNet(cfg.model).to(device)
-    load_checkpoint(ckpt_in, model=net, map_location=device)
+    net = _pretrained_network(ckpt_in, cfg, device)
+    if s.viewpoint_weight > 0:
+        data.prior = ViewpointPrior.compute(net.viewpoint, dataset, data.owned,
+                                            s.viewpoint_weight, runtime)
     train_mode(net)
-    optimizer = make_adam(net.parameters(), s.lr)
+    optimizer = make_adam(net.reconstruction_parameters(), s.lr)
     scaler = grad_scaler(device, cfg.optim.amp)  # fp16 on CUDA only; a pass-through elsewhere
     step, start_epoch = 0, 0
     # the previous evaluation's chosen hypotheses (None before the pre-search evaluation)
@@ -723,6 +816,24 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     return result
 
 
+def _pretrained_network(path: Path, cfg: ExperimentConfig,
+                        device: torch.device) -> ReconstructionNet:
+    """The pre-trained network, built from ``cfg.model`` with the checkpoint's own choice of
+    viewpoint network (``cfg.model.viewpoint_net`` is updated to it). Refuses a pose prior
+    (``selftrain.viewpoint_weight > 0``) that the checkpoint cannot provide."""
+    saved = load_checkpoint(path, map_location=device)
+    saved_model = saved.get("config", {}).get("model", {})
+    cfg.model.viewpoint_net = bool(saved_model.get("viewpoint_net", False))
+    if cfg.selftrain.viewpoint_weight > 0 and not cfg.model.viewpoint_net:
+        raise ValueError(f"selftrain.viewpoint_weight = {cfg.selftrain.viewpoint_weight} needs a "
+                         f"pre-trained model with a viewpoint network, and {path} has none: "
+                         "pre-train with model.viewpoint_net=true, or set "
+                         "selftrain.viewpoint_weight=0")
+    net = ReconstructionNet(cfg.model).to(device)
+    net.load_state_dict(saved["model"])
+    return net
+
+
 def _grid_start(net: ReconstructionNet, data: Collection, cfg: ExperimentConfig, run: StageRun,
                 grid_losses: torch.Tensor | None) -> torch.Tensor:
     """:func:`initialise_from_grid` in eval mode, timed; returns the grid losses."""
@@ -730,7 +841,7 @@ def _grid_start(net: ReconstructionNet, data: Collection, cfg: ExperimentConfig,
     net.eval()
     try:
         losses = initialise_from_grid(net, data.dataset, data.bank, cfg, run.runtime,
-                                      data.owned, run.progress, grid_losses)
+                                      data.owned, run.progress, grid_losses, data.prior)
     finally:
         train_mode(net)
     run.log_metrics({"grid_init_seconds": time.perf_counter() - tic})
