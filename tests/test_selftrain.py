@@ -486,7 +486,8 @@ def test_pose_prior_needs_a_checkpoint_with_a_viewpoint_network(tiny_setup, tmp_
     with pytest.raises(ValueError, match="has none"):
         selftrain_stage(cfg, pretrained=headless, progress=False, track=False)
     # without the prior the same checkpoint self-trains
-    result = selftrain_stage(_cfg(root, **{"name": "headless-ok", "selftrain.epochs": 1}),
+    result = selftrain_stage(_cfg(root, **{"name": "headless-ok", "selftrain.epochs": 1,
+                                           "selftrain.viewpoint_weight": 0.0}),
                              pretrained=headless, progress=False, track=False)
     assert "viewpoint_net_acc30" not in result.epochs[-1]
 
