@@ -35,6 +35,7 @@ from ss3d.engine import (
     optimiser_step,
 )
 from ss3d.eval.baselines import mean_object_radius, sphere_field
+from ss3d.hypotheses import geodesic_degrees, rotation_matrices
 from ss3d.metrics import mask_iou, psnr
 from ss3d.model import ReconstructionNet, ViewpointNet
 from ss3d.stages.data import data_paths, find_renders
@@ -137,8 +138,6 @@ def render_validation(field_fn, val: ValidationSet, cfg: ExperimentConfig,
 def viewpoint_accuracy(azimuth: torch.Tensor, elevation: torch.Tensor,
                        true_azimuth: torch.Tensor, true_elevation: torch.Tensor) -> torch.Tensor:
     """Per-image ``(N,)`` 1 where the predicted look-at rotation is within 30° of the true one."""
-    from ss3d.hypotheses import geodesic_degrees, rotation_matrices
-
     return (geodesic_degrees(rotation_matrices(azimuth.cpu(), elevation.cpu()),
                              rotation_matrices(true_azimuth.cpu(), true_elevation.cpu()))
             < 30).float()
@@ -147,7 +146,7 @@ def viewpoint_accuracy(azimuth: torch.Tensor, elevation: torch.Tensor,
 def validation_metrics(rendered: dict[str, torch.Tensor], val: ValidationSet,
                        viewpoint: tuple[torch.Tensor, torch.Tensor] | None = None
                        ) -> dict[str, float]:
-    """Held-out mask IoU and PSNR (overall and per category), and with the viewpoint head's
+    """Held-out mask IoU and PSNR (overall and per category), and with the viewpoint network's
     predictions ``viewpoint = (azimuth, elevation) (N,)`` its acc@30 on the input views."""
     ious = mask_iou(rendered["mask"], val.masks)
     psnrs = psnr(rendered["rgb"].clamp(0, 1), val.rgb)
