@@ -19,8 +19,7 @@ import torch
 
 __all__ = [
     "CameraBank", "aligned_rotation_errors", "best_alignment", "geodesic_degrees",
-    "pose_metrics",
-    "rotation_matrices",
+    "pose_metrics", "rotation_matrices", "viewpoint_accuracy",
 ]
 
 
@@ -158,6 +157,14 @@ def geodesic_degrees(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
                         m[..., 1, 0] - m[..., 0, 1]], dim=-1)
     # atan2(sin, cos) stays precise near 0° and 180°, where acos(cos) loses float32 digits
     return torch.rad2deg(torch.atan2(skew.norm(dim=-1) / 2, cos))
+
+
+def viewpoint_accuracy(azimuth: torch.Tensor, elevation: torch.Tensor,
+                       true_azimuth: torch.Tensor, true_elevation: torch.Tensor) -> torch.Tensor:
+    """Per-image ``(N,)`` 1 where the predicted look-at rotation is within 30° of the true one."""
+    return (geodesic_degrees(rotation_matrices(azimuth.cpu(), elevation.cpu()),
+                             rotation_matrices(true_azimuth.cpu(), true_elevation.cpu()))
+            < 30).float()
 
 
 def _project_so3(m: torch.Tensor) -> torch.Tensor:

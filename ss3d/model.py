@@ -29,7 +29,8 @@ from torch import nn
 from ss3d.config import ModelConfig
 from ss3d.fused import film_sine, film_sine_reference
 
-__all__ = ["FiLMSiren", "ImageEncoder", "ReconstructionNet", "ViewpointNet", "load_network"]
+__all__ = ["FiLMSiren", "ImageEncoder", "ReconstructionNet", "ViewpointNet",
+           "has_viewpoint_net", "load_network"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -258,6 +259,12 @@ class ReconstructionNet(nn.Module):
         return self.query(points, self.encode(images))
 
 
+def has_viewpoint_net(payload: dict) -> bool:
+    """Whether a checkpoint ``payload`` holds a viewpoint network (checkpoints written before
+    the viewpoint network existed have no such key in their model config: they hold none)."""
+    return bool(payload.get("config", {}).get("model", {}).get("viewpoint_net", False))
+
+
 def load_network(path: str | Path, map_location: str | torch.device = "cpu"
                  ) -> tuple[ReconstructionNet, dict]:
     """A network rebuilt from a checkpoint's own model config (teachers, evaluation, inference).
@@ -275,8 +282,7 @@ def load_network(path: str | Path, map_location: str | torch.device = "cpu"
         raise CheckpointError(f"{path}: checkpoint has no usable model config ({err})") from None
     # a local encoder-weights path is only needed to initialise; the checkpoint has the weights
     model_cfg.pretrained_weights = ""
-    if "viewpoint_net" not in payload["config"].get("model", {}):
-        model_cfg.viewpoint_net = False  # checkpoints from before the viewpoint network
+    model_cfg.viewpoint_net = has_viewpoint_net(payload)
     net = ReconstructionNet(model_cfg)
     net.load_state_dict(payload["model"])
     return net.to(map_location).eval(), payload

@@ -35,7 +35,7 @@ from ss3d.engine import (
     optimiser_step,
 )
 from ss3d.eval.baselines import mean_object_radius, sphere_field
-from ss3d.hypotheses import geodesic_degrees, rotation_matrices
+from ss3d.hypotheses import viewpoint_accuracy
 from ss3d.metrics import mask_iou, psnr
 from ss3d.model import ReconstructionNet, ViewpointNet
 from ss3d.stages.data import data_paths, find_renders
@@ -44,7 +44,7 @@ from ss3d.viz import finish_grid, finish_plot
 from ss3d.volume import emission_absorption, ray_bounds, render_network, sample_along_rays
 
 __all__ = ["PretrainResult", "ValidationSet", "pretrain_loss", "pretrain_stage", "sphere_baseline",
-           "training_views", "viewpoint_accuracy"]
+           "training_views"]
 
 log = logging.getLogger(__name__)
 STAGE = "pretrain"
@@ -133,14 +133,6 @@ def render_validation(field_fn, val: ValidationSet, cfg: ExperimentConfig,
         masks.append(out["mask"].cpu())
         rgbs.append(out["rgb"].cpu())
     return {"mask": torch.stack(masks, 1), "rgb": torch.stack(rgbs, 1)}
-
-
-def viewpoint_accuracy(azimuth: torch.Tensor, elevation: torch.Tensor,
-                       true_azimuth: torch.Tensor, true_elevation: torch.Tensor) -> torch.Tensor:
-    """Per-image ``(N,)`` 1 where the predicted look-at rotation is within 30° of the true one."""
-    return (geodesic_degrees(rotation_matrices(azimuth.cpu(), elevation.cpu()),
-                             rotation_matrices(true_azimuth.cpu(), true_elevation.cpu()))
-            < 30).float()
 
 
 def validation_metrics(rendered: dict[str, torch.Tensor], val: ValidationSet,

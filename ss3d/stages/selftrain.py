@@ -49,11 +49,11 @@ from ss3d.engine import (
     move_batch,
     optimiser_step,
 )
-from ss3d.hypotheses import CameraBank, frame_alignment, pose_metrics
+from ss3d.hypotheses import CameraBank, frame_alignment, pose_metrics, viewpoint_accuracy
 from ss3d.metrics import mask_iou
-from ss3d.model import ReconstructionNet, ViewpointNet
+from ss3d.model import ReconstructionNet, ViewpointNet, has_viewpoint_net
 from ss3d.stages.data import data_paths
-from ss3d.stages.pretrain import endless, pretrain_loss, training_views, viewpoint_accuracy
+from ss3d.stages.pretrain import endless, pretrain_loss, training_views
 from ss3d.stages.shell import (
     MissingPretrainedError,
     StageRun,
@@ -822,8 +822,7 @@ def _pretrained_network(path: Path, cfg: ExperimentConfig,
     viewpoint network (``cfg.model.viewpoint_net`` is updated to it). Refuses a pose prior
     (``selftrain.viewpoint_weight > 0``) that the checkpoint cannot provide."""
     saved = load_checkpoint(path, map_location=device)
-    saved_model = saved.get("config", {}).get("model", {})
-    cfg.model.viewpoint_net = bool(saved_model.get("viewpoint_net", False))
+    cfg.model.viewpoint_net = has_viewpoint_net(saved)
     if cfg.selftrain.viewpoint_weight > 0 and not cfg.model.viewpoint_net:
         raise ValueError(f"selftrain.viewpoint_weight = {cfg.selftrain.viewpoint_weight} needs a "
                          f"pre-trained model with a viewpoint network, and {path} has none: "
