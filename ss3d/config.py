@@ -247,6 +247,12 @@ class PretrainConfig:
     rays_per_view: int = _f(256, ge=1)
     foreground_fraction: float = _f(0.1, ge=0.0, le=1.0,
                                     help="Share of sampled rays drawn from the object mask.")
+    # Both targets are exact here (rendered views, known cameras), unlike self-training's
+    # photos, which weight the mask lower (selftrain.mask_weight / rgb_weight) because a
+    # searched camera explains a silhouette more loosely than colours.
+    mask_weight: float = _f(0.5, ge=0.0, help="Weight of the mask MSE in the pre-training loss.")
+    rgb_weight: float = _f(0.5, ge=0.0, help="Weight of the colour MSE (black background) in "
+                           "that loss.")
     val_every: int = _f(100, ge=1)
     val_models: int = _f(16, ge=1, help="Held-out models used for validation.")
     val_views: int = _f(2, ge=1, help="Novel views per held-out model.")

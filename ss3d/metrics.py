@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["mask_iou", "psnr"]
+__all__ = ["colour_spread", "mask_iou", "psnr"]
 
 
 def mask_iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -19,3 +19,30 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR (dB) of images in [0, 1]; ``(..., H, W, 3) -> (...)``."""
     mse = (pred - target).pow(2).flatten(-3).mean(-1)
     return -10.0 * torch.log10(mse.clamp(min=1e-10))
+
+
+def colour_spread(pred_rgb: torch.Tensor, pred_mask: torch.Tensor, target_rgb: torch.Tensor,
+                  target_mask: torch.Tensor) -> torch.Tensor:
+    """Per-image ratio of the predicted to the true colour spread on the object; ``(..., H, W, 3)``
+    colours (premultiplied: black background) and ``(..., H, W)`` masks ``-> (...)``.
+
+    The spread is the standard deviation of the object's colours over its pixels (mean over
+    the channels), taken where both masks are above 0.5 and after dividing the premultiplied
+    colours by their mask. 1 means the prediction varies as much as the truth; a model whose
+    colour ignores the image (one grey for every object part) scores near 0. NaN for an image
+    with fewer than two such pixels.
+    """
+    both = (pred_mask > 0.5) & (target_mask > 0.5)
+    pred = pred_rgb / pred_mask.clamp(min=1e-3)[..., None]
+    true = target_rgb / target_mask.clamp(min=1e-3)[..., None]
+
+    def spread(rgb: torch.Tensor) -> torch.Tensor:
+        w = both[..., None].float()
+        count = w.flatten(-3, -2).sum(-2)  # (..., 1)
+        mean = (rgb * w).flatten(-3, -2).sum(-2) / count.clamp(min=1)
+        var = ((rgb - mean[..., None, None, :]) ** 2 * w).flatten(-3, -2).sum(-2)
+        return (var / (count - 1).clamp(min=1)).sqrt().mean(-1)  # (...)
+
+    ratio = spread(pred) / spread(true).clamp(min=1e-6)
+    enough = both.flatten(-2).sum(-1) >= 2
+    return torch.where(enough, ratio, torch.full_like(ratio, float("nan")))

@@ -60,8 +60,10 @@ img{max-width:100%}table{border-collapse:collapse}td,th{border:1px solid #ccc;pa
 
 BASELINES_TEXT = (
     "Metrics: F-score at 0.02, 0.05 and 0.1 and Chamfer-L1 on surface samples in the unit "
-    "object cube; volumetric IoU on inside/outside samples; mask IoU and PSNR of novel views. "
-    "Every cell is the mean over test items with its 95% bootstrap interval; pose accuracies "
+    "object cube; volumetric IoU on inside/outside samples; mask IoU, PSNR and colour spread "
+    "of novel views (colour spread: the predicted over the true standard deviation of the "
+    "object's colours, 1 when they vary as in the truth, near 0 for one grey). Every cell is "
+    "the mean over test items with its 95% bootstrap interval; pose accuracies "
     "carry Wilson intervals. Baselines (grey rows): a sphere of the mean object size, the "
     "category's medoid training shape (one shape for every input) and the oracle nearest "
     "training shape (the best training shape for each test item, chosen with the answer in "
@@ -238,7 +240,8 @@ def _pretrain_line(runs: list[dict[str, Any]]) -> str:
             m = r["metrics"]
             if "val/mask_iou" in m:
                 return (f"Pre-training, held-out novel views: mask IoU {m['val/mask_iou']:.3f}, "
-                        f"PSNR {m.get('val/psnr', float('nan')):.2f} dB (untrained "
+                        f"PSNR {m.get('val/psnr', float('nan')):.2f} dB, colour spread "
+                        f"{m.get('val/colour_spread', float('nan')):.2f} (untrained "
                         f"{m.get('baseline/untrained_mask_iou', float('nan')):.3f}, mean sphere "
                         f"{m.get('baseline/sphere_mask_iou', float('nan')):.3f}).")
     return ""

@@ -151,6 +151,25 @@ def test_image_metrics_analytic():
     assert psnr(img + 0.1, img).item() == pytest.approx(20.0, abs=1e-3)
 
 
+def test_colour_spread_is_one_for_the_truth_and_zero_for_one_grey():
+    from ss3d.metrics import colour_spread
+    g = torch.Generator().manual_seed(0)
+    mask = torch.zeros(2, 8, 8)
+    mask[:, 2:6, 2:6] = 1.0
+    colours = torch.rand(2, 8, 8, 3, generator=g) * mask[..., None]  # premultiplied
+    assert torch.allclose(colour_spread(colours, mask, colours, mask), torch.ones(2))
+    grey = torch.full((2, 8, 8, 3), 0.5) * mask[..., None]
+    assert torch.allclose(colour_spread(grey, mask, colours, mask), torch.zeros(2), atol=1e-5)
+    half = 0.5 + 0.5 * (colours - 0.5)  # the same pattern at half the contrast
+    assert torch.allclose(colour_spread(half * mask[..., None], mask, colours, mask),
+                          torch.full((2,), 0.5), atol=1e-4)
+    # a soft predicted mask is divided out: the same colours at 60% opacity still spread 1
+    soft = mask * 0.6
+    assert torch.allclose(colour_spread(colours * 0.6, soft, colours, mask), torch.ones(2),
+                          atol=1e-4)
+    assert colour_spread(grey, torch.zeros(2, 8, 8), colours, mask).isnan().all()  # no overlap
+
+
 def test_viewpoint_prior_is_the_bin_log_probabilities_and_learns_a_pose():
     torch.manual_seed(0)
     net = ViewpointNet("resnet18", latent_dim=16, input_size=32, azimuth_bins=12,

@@ -59,7 +59,7 @@ from ss3d.eval.metrics import (
 from ss3d.eval.stats import Interval, bootstrap_ci, paired_bootstrap_diff, wilson_interval
 from ss3d.eval.views import figure_renderer, mesh_views, to_trimesh, write_turntable
 from ss3d.geometry import merge_meshes, occupancy, sample_surface
-from ss3d.metrics import mask_iou, psnr
+from ss3d.metrics import colour_spread, mask_iou, psnr
 from ss3d.model import ReconstructionNet, load_network
 from ss3d.stages.data import data_paths, find_renders
 from ss3d.stages.shell import StageRun, find_pretrained, latest_checkpoint, stage_dir
@@ -72,7 +72,7 @@ __all__ = ["EvalItem", "EvalModel", "EvalResult", "Table", "evaluate_stage", "fi
 log = logging.getLogger(__name__)
 STAGE = "evaluate"
 METRICS = ("fscore@0.02", "fscore@0.05", "fscore@0.1", "chamfer_l1", "chamfer_l2", "vol_iou",
-           "mask_iou", "psnr")
+           "mask_iou", "psnr", "colour_spread")
 #: Paired differences (model minus the pre-trained model, same items) are reported for these.
 DIFF_METRICS = ("fscore@0.05", "fscore@0.1", "chamfer_l1")
 
@@ -254,6 +254,10 @@ def evaluate_item(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | None
                                   item.novel["distance"].to(device), intrinsics, cfg.model)
         metrics["mask_iou"] = float(mask_iou(rendered["mask"].cpu(), item.novel["masks"]).mean())
         metrics["psnr"] = float(psnr(rendered["rgb"].cpu().clamp(0, 1), item.novel["rgb"]).mean())
+        spread = colour_spread(rendered["rgb"].cpu().clamp(0, 1), rendered["mask"].cpu(),
+                               item.novel["rgb"], item.novel["masks"])
+        if not spread.isnan().all():  # no object pixel in common: no colour to compare
+            metrics["colour_spread"] = float(spread.nanmean())
     return metrics, mesh
 
 
@@ -438,11 +442,12 @@ def tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
             out.append(Table(
                 title + " — mean [95% bootstrap interval]",
                 ["category", "model", "n", "F@0.02 ↑", "F@0.05 ↑", "F@0.1 ↑", "Chamfer-L1 ↓",
-                 "vol IoU ↑", "mask IoU ↑", "PSNR ↑"],
+                 "vol IoU ↑", "mask IoU ↑", "PSNR ↑", "colour spread →1"],
                 [[s["category"] + (" (zero-shot)" if s["zero_shot"] else ""), s["model"],
                   str(s["n"]), fmt_ci(s, "fscore@0.02", 2), fmt_ci(s, "fscore@0.05", 2),
                   fmt_ci(s, "fscore@0.1", 2), fmt_ci(s, "chamfer_l1", 3),
-                  fmt_ci(s, "vol_iou", 2), fmt_ci(s, "mask_iou", 2), fmt_ci(s, "psnr", 1)]
+                  fmt_ci(s, "vol_iou", 2), fmt_ci(s, "mask_iou", 2), fmt_ci(s, "psnr", 1),
+                  fmt_ci(s, "colour_spread", 2)]
                  for s in entries],
                 [s["model"].startswith("baseline") for s in entries]))
     if differences:

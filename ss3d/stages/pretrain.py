@@ -36,7 +36,7 @@ from ss3d.engine import (
 )
 from ss3d.eval.baselines import mean_object_radius, sphere_field
 from ss3d.hypotheses import viewpoint_accuracy
-from ss3d.metrics import mask_iou, psnr
+from ss3d.metrics import colour_spread, mask_iou, psnr
 from ss3d.model import ReconstructionNet, ViewpointNet
 from ss3d.stages.data import data_paths, find_renders
 from ss3d.stages.shell import StageRun, TrainingResult, stage_dir
@@ -138,11 +138,14 @@ def render_validation(field_fn, val: ValidationSet, cfg: ExperimentConfig,
 def validation_metrics(rendered: dict[str, torch.Tensor], val: ValidationSet,
                        viewpoint: tuple[torch.Tensor, torch.Tensor] | None = None
                        ) -> dict[str, float]:
-    """Held-out mask IoU and PSNR (overall and per category), and with the viewpoint network's
+    """Held-out mask IoU, PSNR and colour spread (predicted / true standard deviation of the
+    object's colours; overall) and mask IoU per category, and with the viewpoint network's
     predictions ``viewpoint = (azimuth, elevation) (N,)`` its acc@30 on the input views."""
     ious = mask_iou(rendered["mask"], val.masks)
     psnrs = psnr(rendered["rgb"].clamp(0, 1), val.rgb)
-    metrics = {"mask_iou": float(ious.mean()), "psnr": float(psnrs.mean())}
+    spread = colour_spread(rendered["rgb"].clamp(0, 1), rendered["mask"], val.rgb, val.masks)
+    metrics = {"mask_iou": float(ious.mean()), "psnr": float(psnrs.mean()),
+               "colour_spread": float(spread.nanmean())}
     if viewpoint is not None and val.input_azimuth is not None:
         metrics["viewpoint_acc30"] = float(viewpoint_accuracy(
             *viewpoint, val.input_azimuth, val.input_elevation).mean())
@@ -253,17 +256,9 @@ def supervision_rays(batch: dict[str, torch.Tensor], intrinsics: Intrinsics,
     return origins, dirs, near, far
 
 
-# Pre-training's loss weighting: mask and colour count equally. Both targets are exact here
-# (rendered views with known cameras), unlike self-training's photos, which weight the mask
-# lower (selftrain.mask_weight / rgb_weight) because a searched camera explains a silhouette
-# more loosely than colours; distillation matches the teacher's mask and colour 1:1.
-PRETRAIN_MASK_WEIGHT = 0.5
-PRETRAIN_RGB_WEIGHT = 0.5
-
-
 def pretrain_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
                   intrinsics: Intrinsics, cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
-    """``PRETRAIN_MASK_WEIGHT`` · mask MSE + ``PRETRAIN_RGB_WEIGHT`` · colour MSE on the sampled
+    """``pretrain.mask_weight`` · mask MSE + ``pretrain.rgb_weight`` · colour MSE on the sampled
     rays of the ``K`` supervision views (README: Pre-training)."""
     origins, dirs, near, far = supervision_rays(batch, intrinsics, cfg)
     depths, points = sample_along_rays(origins, dirs, near, far, cfg.model.n_samples,
@@ -277,7 +272,7 @@ def pretrain_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
     gt_rgb = batch["rgb"].reshape(b, -1, 3) * gt_mask[..., None]
     loss_mask = F.mse_loss(out["mask"], gt_mask)
     loss_rgb = F.mse_loss(out["rgb"], gt_rgb)
-    loss = PRETRAIN_MASK_WEIGHT * loss_mask + PRETRAIN_RGB_WEIGHT * loss_rgb
+    loss = cfg.pretrain.mask_weight * loss_mask + cfg.pretrain.rgb_weight * loss_rgb
     return {"loss": loss, "loss_mask": loss_mask, "loss_rgb": loss_rgb}
 
 
