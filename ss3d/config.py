@@ -349,6 +349,10 @@ class DistillConfig:
                                        "renders along random rays.")
     steps: int = _f(200, ge=1)
     p_synthetic: float = _f(0.3, ge=0.0, le=1.0)
+    renders_to_specialist: bool = _f(False, help="Synthetic renders of a category that has a "
+                                     "self-trained teacher (a collection of that category) "
+                                     "are labelled with that teacher instead of the synthetic "
+                                     "model, so that one category never has two teachers.")
     points_per_image: int = _f(4096, ge=1)
     point_cube: float = _f(0.6, gt=0.0, help="Points are drawn in [-c, c]^3.")
     lr: float = _f(1e-4, gt=0.0, help="Student learning rate (it starts from the synthetic "

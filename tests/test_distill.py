@@ -107,6 +107,22 @@ def _fixed_loss(cfg, student, teacher, images, seed=0):
     return float(per_image_loss(cfg, s, t).mean())
 
 
+@pytest.mark.parametrize("to_specialist", [False, True])
+def test_renders_of_a_category_with_a_specialist_go_to_that_teacher(tiny_teachers,
+                                                                   to_specialist):
+    root, _, _ = tiny_teachers
+    cfg = _cfg(root, **{"distill.p_synthetic": 1.0,
+                        "distill.renders_to_specialist": to_specialist})
+    paths = data_paths(cfg)
+    # the bird photos stand in for a collection of the synthetic category "car"
+    data = DistillData(cfg, {"car": paths.collection("bird")}, paths.renders, 0)
+    _, labels, cats = data.batch(24)
+    assert set(cats) == {"car", "laptop"}  # p_synthetic = 1: renders only
+    for label, cat in zip(labels, cats):
+        expected = "car" if (to_specialist and cat == "car") else SYNTHETIC
+        assert label == expected, (label, cat)
+
+
 @pytest.mark.parametrize("mode", ["point", "ray"])
 def test_distillation_lowers_the_loss(tiny_teachers, mode):
     root, pretrained, teacher_path = tiny_teachers

@@ -293,6 +293,32 @@ def test_paired_differences_and_verdicts_known_answers():
         same)[-1]
 
 
+def test_student_is_compared_with_the_teacher_it_learned_from():
+    from pathlib import Path
+
+    from ss3d.stages.evaluate import EvalModel, ratio_rows
+
+    summary = [{"set": "synthetic", "category": "airplane", "model": m, "fscore@0.1": f}
+               for m, f in (("pretrained", 0.9), ("selftrained-airplane", 0.8),
+                            ("distilled", 0.76))]
+    summary += [{"set": "synthetic", "category": "car", "model": m, "fscore@0.1": f}
+                for m, f in (("pretrained", 0.9), ("distilled", 0.9))]
+    summary += [{"set": "collection", "category": "airplane", "model": m, "fscore@0.1": f}
+                for m, f in (("pretrained", 0.7), ("selftrained-airplane", 0.8),
+                             ("distilled", 0.8))]
+    plain = EvalModel("distilled", "distill", Path("x.pt"))
+    specialist = EvalModel("distilled", "distill", Path("x.pt"),
+                           render_teachers={"airplane": "selftrained-airplane"})
+    for model, synthetic_teacher in ((plain, "pretrained"),
+                                     (specialist, "selftrained-airplane")):
+        rows = {(r["set"], r["category"]): r for r in ratio_rows(summary, [model])}
+        assert rows[("synthetic", "airplane")]["teacher"] == synthetic_teacher
+        assert rows[("synthetic", "car")]["teacher"] == "pretrained"  # no specialist
+        assert rows[("collection", "airplane")]["teacher"] == "selftrained-airplane"
+    rows = {(r["set"], r["category"]): r for r in ratio_rows(summary, [specialist])}
+    assert abs(rows[("synthetic", "airplane")]["ratio"] - 0.76 / 0.8) < 1e-9
+
+
 def test_pose_table_carries_wilson_intervals():
     from ss3d.stages.evaluate import half_widths, pose_interval, tables
 

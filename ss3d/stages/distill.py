@@ -3,8 +3,11 @@
 Teachers: the pre-trained synthetic model (``"synthetic"``) and the self-trained model of each
 collection category, found in MLflow (latest finished run per category) or given as paths.
 Each training image is labelled with its teacher: collection images with their category's
-model, synthetic renders (drawn with probability ``p_synthetic``) with the synthetic model.
-The student has the same architecture and starts from the synthetic model.
+model, synthetic renders (drawn with probability ``p_synthetic``) with the synthetic model,
+or, with ``renders_to_specialist``, renders of a category that has its own self-trained model
+with that model (one teacher per category: two teachers that disagree about similar images
+pull the student between them). The student has the same architecture and starts from the
+synthetic model.
 
 Per step the batch is grouped by teacher and every teacher runs once, without gradients, on
 its images (:class:`TeacherPool`). Losses:
@@ -15,8 +18,8 @@ its images (:class:`TeacherPool`). Losses:
 * ``ray``: ``rays_per_image`` random rays from random poses per image; MSE of mask and colour
   of the two renders.
 
-Runs in one process on one device (CUDA with autocast when available); unlike pre-training it
-does not split work across ``torchrun`` ranks yet.
+Under ``torchrun`` each process draws its share of every global batch and the gradients are
+averaged (:func:`distill_stage`); CUDA runs under autocast.
 """
 
 from __future__ import annotations
@@ -174,6 +177,7 @@ class DistillData:
                                         splits=("train",), views_per_object=1, rays_per_view=1)
                           if renders is not None and cfg.distill.p_synthetic > 0 else None)
         self.p_synthetic = cfg.distill.p_synthetic if self.synthetic is not None else 0.0
+        self.to_specialist = cfg.distill.renders_to_specialist
         if not self.collections and self.synthetic is None:
             raise ValueError("distillation needs at least one collection or synthetic renders")
         self.generator = torch.Generator().manual_seed(seed)
@@ -196,7 +200,8 @@ class DistillData:
                 i = int(torch.randint(len(self.synthetic), (), generator=self.generator))
                 item = self.synthetic[i]
                 images.append(self._resize(item["image"]))
-                labels.append(SYNTHETIC)
+                specialist = self.to_specialist and item["category"] in self.collections
+                labels.append(item["category"] if specialist else SYNTHETIC)
                 cats.append(item["category"])
             else:
                 name = names[int(torch.randint(len(names), (), generator=self.generator))]

@@ -79,7 +79,10 @@ DIFF_METRICS = ("fscore@0.05", "fscore@0.1", "chamfer_l1")
 
 @dataclass
 class EvalModel:
-    """One trained model to evaluate. ``alignments``: per collection category, ``G`` (3, 3)."""
+    """One trained model to evaluate. ``alignments``: per collection category, ``G`` (3, 3).
+    ``render_teachers``: for a student distilled with ``distill.renders_to_specialist``, the
+    synthetic categories it learned from a self-trained teacher (category -> that teacher's
+    label): there it is compared with, and aligned like, that teacher."""
 
     label: str
     stage: str
@@ -87,6 +90,7 @@ class EvalModel:
     run_id: str | None = None
     category: str | None = None
     alignments: dict[str, torch.Tensor] = field(default_factory=dict)
+    render_teachers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -137,8 +141,11 @@ def find_models(cfg: ExperimentConfig, track: bool = True
     if found is None:
         skipped.append("distilled: no distillation run (notebook 03)")
     else:
+        distill_cfg = load_checkpoint(found[0])["config"].get("distill", {})
+        specialists = ({c: f"selftrained-{c}" for c in teachers}
+                       if distill_cfg.get("renders_to_specialist", False) else {})
         models.append(EvalModel("distilled", "distill", found[0], found[1],
-                                alignments=dict(teachers)))
+                                alignments=dict(teachers), render_teachers=specialists))
     return models, skipped
 
 
@@ -262,7 +269,8 @@ def evaluate_item(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | None
 
 
 def _alignment_for(model: EvalModel, item: EvalItem) -> torch.Tensor | None:
-    if item.set == "collection" or model.stage == "selftrain":
+    if (item.set == "collection" or model.stage == "selftrain"
+            or item.category in model.render_teachers):
         return model.alignments.get(item.category)
     return None  # the student on synthetic renders: the synthetic teacher's frame
 
@@ -586,14 +594,17 @@ def ratio_rows(summary: list[dict[str, Any]], models: list[EvalModel]) -> list[d
     """Student F@0.1 over its teacher's, per (set, category) where both were evaluated."""
     lookup = {(s["set"], s["category"], s["model"]): s.get("fscore@0.1") for s in summary}
     out = []
-    if not any(m.stage == "distill" for m in models):
+    students = [m for m in models if m.stage == "distill"]
+    if not students:
         return out
+    render_teachers = students[0].render_teachers
     for s in summary:
         if s["model"] != "distilled":
             continue
-        teacher = (f"selftrained-{s['category']}"
-                   if (s["set"], s["category"], f"selftrained-{s['category']}") in lookup
-                   and s["set"] == "collection" else "pretrained")
+        specialist = f"selftrained-{s['category']}"
+        taught = s["set"] == "collection" or render_teachers.get(s["category"]) == specialist
+        teacher = (specialist if taught and (s["set"], s["category"], specialist) in lookup
+                   else "pretrained")
         t = lookup.get((s["set"], s["category"], teacher))
         if t is None or s.get("fscore@0.1") is None:
             continue
