@@ -324,11 +324,13 @@ def test_pose_table_carries_wilson_intervals():
 
     pose = {"category": "bird", "run": "selftrained-bird", "hypotheses": 8, "pose_n": 10.0,
             "pose_acc15": 0.5, "pose_acc30": 0.8, "pose_best_of_h_acc30": 1.0,
-            "pose_median_deg": 12.0, "initial_pose_acc30": 0.4, "mask_iou": 0.7}
+            "pose_median_deg": 12.0, "initial_pose_acc30": 0.4, "mask_iou": 0.7,
+            "viewpoint_net_acc30": 0.25}
     ci = pose_interval(pose, "pose_acc30")
     assert abs(ci.low - 0.4902) < 1e-3 and abs(ci.high - 0.9433) < 1e-3
     table = tables([], [pose], [])[0]
     assert "0.80 [0.49, 0.94]" in table.rows[0]
+    assert table.rows[0][table.header.index("pose prior's acc@30")] == "0.25"
     assert abs(half_widths([], [pose])["pose acc@30"] - (0.9433 - 0.4902) / 2) < 1e-3
 
 
