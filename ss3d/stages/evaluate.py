@@ -126,12 +126,14 @@ def find_models(cfg: ExperimentConfig, track: bool = True
     path, run_id = find_pretrained(cfg, None, track)  # no pre-trained model: nothing to do
     models.append(EvalModel("pretrained", "pretrain", path, run_id))
 
-    teachers: dict[str, torch.Tensor] = {}
+    teachers: dict[str, torch.Tensor] = {}  # alignments of the self-trained teachers that have one
+    selftrained: list[str] = []
     for category in cfg.data.collections:
         found = latest_checkpoint(cfg, "selftrain", category, track)
         if found is None:
             skipped.append(f"selftrained {category}: no self-training run (notebook 02)")
             continue
+        selftrained.append(category)
         g = _alignment_of(found[0])
         if g is not None:
             teachers[category] = g
@@ -142,7 +144,7 @@ def find_models(cfg: ExperimentConfig, track: bool = True
         skipped.append("distilled: no distillation run (notebook 03)")
     else:
         distill_cfg = load_checkpoint(found[0])["config"].get("distill", {})
-        specialists = ({c: f"selftrained-{c}" for c in teachers}
+        specialists = ({c: f"selftrained-{c}" for c in selftrained}
                        if distill_cfg.get("renders_to_specialist", False) else {})
         models.append(EvalModel("distilled", "distill", found[0], found[1],
                                 alignments=dict(teachers), render_teachers=specialists))
