@@ -308,7 +308,7 @@ def test_student_is_compared_with_the_teacher_it_learned_from():
                              ("distilled", 0.8))]
     plain = EvalModel("distilled", "distill", Path("x.pt"))
     specialist = EvalModel("distilled", "distill", Path("x.pt"),
-                           render_teachers={"airplane": "selftrained-airplane"})
+                           specialist_renders=frozenset({"airplane"}))
     for model, synthetic_teacher in ((plain, "pretrained"),
                                      (specialist, "selftrained-airplane")):
         rows = {(r["set"], r["category"]): r for r in ratio_rows(summary, [model])}

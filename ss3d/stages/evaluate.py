@@ -80,9 +80,9 @@ DIFF_METRICS = ("fscore@0.05", "fscore@0.1", "chamfer_l1")
 @dataclass
 class EvalModel:
     """One trained model to evaluate. ``alignments``: per collection category, ``G`` (3, 3).
-    ``render_teachers``: for a student distilled with ``distill.renders_to_specialist``, the
-    synthetic categories it learned from a self-trained teacher (category -> that teacher's
-    label): there it is compared with, and aligned like, that teacher."""
+    ``specialist_renders``: for a student distilled with ``distill.renders_to_specialist``, the
+    synthetic categories whose renders it learned from their self-trained teacher: there it is
+    compared with, and aligned like, that teacher."""
 
     label: str
     stage: str
@@ -90,7 +90,7 @@ class EvalModel:
     run_id: str | None = None
     category: str | None = None
     alignments: dict[str, torch.Tensor] = field(default_factory=dict)
-    render_teachers: dict[str, str] = field(default_factory=dict)
+    specialist_renders: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -144,10 +144,10 @@ def find_models(cfg: ExperimentConfig, track: bool = True
         skipped.append("distilled: no distillation run (notebook 03)")
     else:
         distill_cfg = load_checkpoint(found[0])["config"].get("distill", {})
-        specialists = ({c: f"selftrained-{c}" for c in selftrained}
-                       if distill_cfg.get("renders_to_specialist", False) else {})
+        specialists = frozenset(selftrained if distill_cfg.get("renders_to_specialist", False)
+                                else ())
         models.append(EvalModel("distilled", "distill", found[0], found[1],
-                                alignments=dict(teachers), render_teachers=specialists))
+                                alignments=dict(teachers), specialist_renders=specialists))
     return models, skipped
 
 
@@ -272,7 +272,7 @@ def evaluate_item(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | None
 
 def _alignment_for(model: EvalModel, item: EvalItem) -> torch.Tensor | None:
     if (item.set == "collection" or model.stage == "selftrain"
-            or item.category in model.render_teachers):
+            or item.category in model.specialist_renders):
         return model.alignments.get(item.category)
     return None  # the student on synthetic renders: the synthetic teacher's frame
 
@@ -600,12 +600,12 @@ def ratio_rows(summary: list[dict[str, Any]], models: list[EvalModel]) -> list[d
     students = [m for m in models if m.stage == "distill"]
     if not students:
         return out
-    render_teachers = students[0].render_teachers
+    specialist_renders = students[0].specialist_renders
     for s in summary:
         if s["model"] != "distilled":
             continue
         specialist = f"selftrained-{s['category']}"
-        taught = s["set"] == "collection" or render_teachers.get(s["category"]) == specialist
+        taught = s["set"] == "collection" or s["category"] in specialist_renders
         teacher = (specialist if taught and (s["set"], s["category"], specialist) in lookup
                    else "pretrained")
         t = lookup.get((s["set"], s["category"], teacher))
