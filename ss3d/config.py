@@ -379,7 +379,12 @@ class EvalConfig:
     """3D evaluation, baselines, figures and turntables."""
 
     mesh_resolution: int = _f(48, ge=8, help="Voxels per side of the marching-cubes grid.")
-    density_threshold: float = _f(5.0, ge=0.0)
+    density_threshold: float = _f(5.0, ge=0.0, help="Density of the extracted surface (and of "
+                                  "the volumetric IoU's inside), unless peak_fraction > 0.")
+    peak_fraction: float = _f(0.0, ge=0.0, lt=1.0, help="If > 0: extract every shape at this "
+                              "fraction of its own peak density on the grid instead of at "
+                              "density_threshold (follows a field whose density range "
+                              "fine-tuning moved).")
     surface_points: int = _f(4096, ge=16)
     fscore_thresholds: list[float] = _f([0.02, 0.05, 0.1], help="F-score distance thresholds "
                                         "(fractions of the cube side).")

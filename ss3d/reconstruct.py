@@ -153,10 +153,11 @@ def reconstruct(image: str | Path, mask: str | Path, model: str, output: str | P
     with torch.no_grad():
         latent = net.encode(inputs[None].to(dev))
         mesh = extract_mesh(lambda p: net.query(p, latent), e.mesh_resolution,
-                            e.density_threshold, coarse_factor=e.coarse_factor, device=dev)
+                            e.density_threshold, peak_fraction=e.peak_fraction,
+                            coarse_factor=e.coarse_factor, device=dev)
     if mesh.empty:
         raise ReconstructionError(f"{image}: the model predicts no surface above density "
-                                  f"{e.density_threshold} (nothing written)")
+                                  f"{mesh.level:g} (nothing written)")
     gif = None
     if turntable is not None:  # the part that can fail (rendering) first, then the mesh
         from ss3d.eval.views import to_trimesh, write_turntable

@@ -87,6 +87,30 @@ def test_coarse_to_fine_matches_dense_with_fewer_queries():
     assert fine.faces.shape[0] == pytest.approx(dense.faces.shape[0], rel=0.01)
 
 
+@pytest.mark.parametrize("coarse_factor", [1, 4])
+def test_peak_fraction_level_follows_a_deflated_field(coarse_factor: int):
+    """A field whose whole density range shrank (as fine-tuning can do) keeps its shape at a
+    peak-relative level; at the absolute level it all but vanishes."""
+    radii = torch.tensor([0.4, 0.25, 0.15])
+    field = ellipsoid_field(tuple(radii.tolist()))  # peak 55 at the centre (a grid point)
+
+    def deflated(p):
+        rgb, density = field(p)
+        return rgb, 0.1 * density  # peak 5.5
+
+    # level 0.5 x 55 = 27.5 lies at r = 1 - 22.5 / 50 = 0.55 of the radii, in both fields
+    for f, peak in ((field, 55.0), (deflated, 5.5)):
+        mesh = extract_mesh(f, 65, 5.0, peak_fraction=0.5, coarse_factor=coarse_factor)
+        assert mesh.level == pytest.approx(0.5 * peak)
+        extent = mesh.verts.abs().max(0).values
+        assert torch.allclose(extent, 0.55 * radii, atol=0.02)
+    absolute = extract_mesh(deflated, 65, 5.0, coarse_factor=coarse_factor)
+    assert absolute.level == 5.0
+    assert absolute.empty or absolute.verts.abs().max() < 0.1 * radii.max() + 0.02
+    with pytest.raises(ValueError, match="peak_fraction"):
+        extract_mesh(field, 17, 5.0, peak_fraction=1.0)
+
+
 def test_empty_field_gives_an_empty_mesh_and_finite_metrics():
     mesh = extract_mesh(lambda p: (p, torch.zeros(*p.shape[:-1], 1)), 16, 5.0)
     assert mesh.empty

@@ -9,6 +9,12 @@ one-cell margin). Elsewhere the fine values are the trilinear upsampling of the 
 convex combination of corners that are all on one side of the threshold stays on that side, so
 marching cubes finds no surface there, exactly as the dense grid would not (thin parts that
 fall between coarse points are the one thing it can miss).
+
+The level is either an absolute density (``threshold``) or, with ``peak_fraction = f > 0``, a
+fraction of the field's own peak density on the (coarse) grid. A fixed level assumes every
+model keeps the density range that pre-training calibrated; fine-tuning can deflate the whole
+field (self-training from a ``density_scale`` 20 model lowered its peak from ~9 to ~4.6 and
+left every mesh empty at level 5), and a peak-relative level follows it.
 """
 
 from __future__ import annotations
@@ -35,12 +41,14 @@ FieldFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 @dataclass
 class ExtractedMesh:
     """verts ``(V, 3)`` float32 in object coordinates, faces ``(F, 3)`` int64, colours ``(V, 3)``
-    in [0, 1]; ``queries``: how many points the field was evaluated at for the density grid."""
+    in [0, 1]; ``queries``: how many points the field was evaluated at for the density grid;
+    ``level``: the density of the extracted surface (inside is ``density > level``)."""
 
     verts: torch.Tensor
     faces: torch.Tensor
     colors: torch.Tensor
     queries: int
+    level: float = 5.0
 
     @property
     def empty(self) -> bool:
@@ -64,24 +72,30 @@ def _query_density(field: FieldFn, points: torch.Tensor, chunk: int) -> torch.Te
 
 @torch.no_grad()
 def density_grid(field: FieldFn, resolution: int = 64, *, coarse_factor: int = 1,
-                 threshold: float = 5.0, half: float = GRID_HALF,
-                 device: torch.device | str = "cpu",
-                 chunk: int = 65536) -> tuple[torch.Tensor, int]:
-    """Density on an ``R^3`` grid ``(R, R, R)`` (``[z, y, x]``) and the number of queries.
+                 threshold: float = 5.0, peak_fraction: float = 0.0,
+                 half: float = GRID_HALF, device: torch.device | str = "cpu",
+                 chunk: int = 65536) -> tuple[torch.Tensor, int, float]:
+    """Density on an ``R^3`` grid ``(R, R, R)`` (``[z, y, x]``), the number of queries and the
+    surface level (``threshold``, or ``peak_fraction`` × the peak of the coarse grid).
 
     With ``coarse_factor = k > 1`` the resolution is rounded up so that ``(R - 1)`` is a
     multiple of ``k`` (coarse points then coincide with fine points).
     """
+    if not 0.0 <= peak_fraction < 1.0:
+        raise ValueError(f"peak_fraction must be in [0, 1), got {peak_fraction}")
     device = torch.device(device)
     if coarse_factor <= 1:
         pts = _grid_points(resolution, half, device)
-        return _query_density(field, pts.reshape(-1, 3), chunk).reshape(pts.shape[:3]), \
-            resolution ** 3
+        grid = _query_density(field, pts.reshape(-1, 3), chunk).reshape(pts.shape[:3])
+        level = peak_fraction * float(grid.max()) if peak_fraction > 0 else threshold
+        return grid, resolution ** 3, level
     k = coarse_factor
     coarse_res = -(-(resolution - 1) // k) + 1
     resolution = (coarse_res - 1) * k + 1
     coarse_pts = _grid_points(coarse_res, half, device)
     coarse = _query_density(field, coarse_pts.reshape(-1, 3), chunk).reshape(coarse_pts.shape[:3])
+    if peak_fraction > 0:
+        threshold = peak_fraction * float(coarse.max())
     inside = (coarse > threshold).float()[None, None]
     # a cell is active when its 8 corners disagree; dilate by one cell for safety
     corner_max = F.max_pool3d(inside, 2, stride=1)
@@ -103,32 +117,36 @@ def density_grid(field: FieldFn, resolution: int = 64, *, coarse_factor: int = 1
     need &= ~known
     fine_pts = _grid_points(resolution, half, device)[need]
     fine[need] = _query_density(field, fine_pts, chunk)
-    return fine, coarse_res ** 3 + int(fine_pts.shape[0])
+    return fine, coarse_res ** 3 + int(fine_pts.shape[0]), threshold
 
 
 @torch.no_grad()
 def extract_mesh(field: FieldFn, resolution: int = 64, threshold: float = 5.0, *,
-                 coarse_factor: int = 1, half: float = GRID_HALF,
+                 peak_fraction: float = 0.0, coarse_factor: int = 1, half: float = GRID_HALF,
                  device: torch.device | str = "cpu", chunk: int = 65536) -> ExtractedMesh:
-    """Marching cubes (PyTorch3D) of ``density = threshold``; colours from the colour head."""
+    """Marching cubes (PyTorch3D) of ``density = threshold`` (or of ``peak_fraction`` × the
+    field's peak density, when > 0); colours from the colour head."""
     device = torch.device(device)
-    grid, queries = density_grid(field, resolution, coarse_factor=coarse_factor,
-                                 threshold=threshold, half=half, device=device, chunk=chunk)
+    grid, queries, threshold = density_grid(field, resolution, coarse_factor=coarse_factor,
+                                            threshold=threshold, peak_fraction=peak_fraction,
+                                            half=half, device=device, chunk=chunk)
     if not ((grid > threshold).any() and (grid <= threshold).any()):
         empty = torch.zeros(0, 3)
-        return ExtractedMesh(empty, torch.zeros(0, 3, dtype=torch.long), empty, queries)
+        return ExtractedMesh(empty, torch.zeros(0, 3, dtype=torch.long), empty, queries,
+                             threshold)
     # PyTorch3D's marching cubes runs on the CPU here (its C++ kernel) and returns local
     # coordinates in [-1, 1] with x along W, y along H, z along D — our [z, y, x] grid order.
     verts, faces = marching_cubes(grid[None].cpu(), isolevel=threshold, return_local_coords=True)
     verts, faces = verts[0] * half, faces[0].long()
     if faces.shape[0] == 0:
         empty = torch.zeros(0, 3)
-        return ExtractedMesh(empty, torch.zeros(0, 3, dtype=torch.long), empty, queries)
+        return ExtractedMesh(empty, torch.zeros(0, 3, dtype=torch.long), empty, queries,
+                             threshold)
     colors = []
     for s in range(0, verts.shape[0], chunk):
         rgb_logits, _ = field(verts[None, s:s + chunk].to(device))
         colors.append(torch.sigmoid(rgb_logits[0].float()).cpu())
-    return ExtractedMesh(verts.float(), faces, torch.cat(colors), queries)
+    return ExtractedMesh(verts.float(), faces, torch.cat(colors), queries, threshold)
 
 
 def write_obj(mesh: ExtractedMesh, path: str | Path) -> Path:

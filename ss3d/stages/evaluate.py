@@ -247,11 +247,12 @@ def evaluate_item(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | None
     latent = net.encode(item.image[None].to(device))
     field_fn = aligned_field(net, latent, g)
     mesh = extract_mesh(field_fn, e.mesh_resolution, e.density_threshold,
-                        coarse_factor=e.coarse_factor, device=device)
+                        peak_fraction=e.peak_fraction, coarse_factor=e.coarse_factor,
+                        device=device)
     pred = sample_mesh_surface(mesh.verts, mesh.faces, e.surface_points, seed=0)
     metrics = chamfer_fscore(pred, item.surface, tuple(e.fscore_thresholds))
     _, density = field_fn(item.volume_points[None].to(device))
-    metrics["vol_iou"] = volumetric_iou(density[0, :, 0].cpu() > e.density_threshold,
+    metrics["vol_iou"] = volumetric_iou(density[0, :, 0].cpu() > mesh.level,
                                         item.volume_inside)
     metrics["empty_mesh"] = float(mesh.empty)
     if item.novel is not None and intrinsics is not None:
