@@ -265,17 +265,18 @@ def has_viewpoint_net(payload: dict) -> bool:
     return bool(payload.get("config", {}).get("model", {}).get("viewpoint_net", False))
 
 
-def load_network(path: str | Path, map_location: str | torch.device = "cpu"
-                 ) -> tuple[ReconstructionNet, dict]:
-    """A network rebuilt from a checkpoint's own model config (teachers, evaluation, inference).
+# The function a checkpoint's weights compute depends on these fields of its model config; the
+# rest (how rays are sampled, fused or plain layers, where the encoder's initial weights came
+# from) is the running experiment's own choice.
+FUNCTION_FIELDS = ("encoder", "encoder_size", "latent_dim", "hidden", "layers", "omega_0",
+                   "density_scale", "viewpoint_net")
 
-    Returns the network (eval mode) and the checkpoint payload. Raises
-    :class:`ss3d.engine.CheckpointError` naming the file when it is not an ss3d checkpoint.
-    """
+
+def checkpoint_model_config(payload: dict, path: str | Path) -> ModelConfig:
+    """The model config a checkpoint ``payload`` (read from ``path``) was trained with."""
     from ss3d.config import ConfigError, from_dict
-    from ss3d.engine import CheckpointError, load_checkpoint
+    from ss3d.engine import CheckpointError
 
-    payload = load_checkpoint(path, map_location=map_location)
     try:
         model_cfg = from_dict({"model": payload["config"].get("model", {})}, str(path)).model
     except (ConfigError, AttributeError, KeyError) as err:
@@ -283,6 +284,38 @@ def load_network(path: str | Path, map_location: str | torch.device = "cpu"
     # a local encoder-weights path is only needed to initialise; the checkpoint has the weights
     model_cfg.pretrained_weights = ""
     model_cfg.viewpoint_net = has_viewpoint_net(payload)
-    net = ReconstructionNet(model_cfg)
+    return model_cfg
+
+
+def adopt_checkpoint_model(model_cfg: ModelConfig, payload: dict,
+                           path: str | Path) -> list[str]:
+    """Set :data:`FUNCTION_FIELDS` of ``model_cfg`` (in place) to the checkpoint's.
+
+    A stage that continues a checkpoint (self-training, distillation) must run its network as
+    it was trained: a ``density_scale`` of 10 in the experiment config and 20 in the checkpoint
+    would silently halve every density. Returns one ``"field: run -> checkpoint"`` line per
+    field that differed, for the stage to print.
+    """
+    saved = checkpoint_model_config(payload, path)
+    changed = []
+    for name in FUNCTION_FIELDS:
+        ours, theirs = getattr(model_cfg, name), getattr(saved, name)
+        if ours != theirs:
+            changed.append(f"model.{name}: {ours!r} -> {theirs!r}")
+            setattr(model_cfg, name, theirs)
+    return changed
+
+
+def load_network(path: str | Path, map_location: str | torch.device = "cpu"
+                 ) -> tuple[ReconstructionNet, dict]:
+    """A network rebuilt from a checkpoint's own model config (teachers, evaluation, inference).
+
+    Returns the network (eval mode) and the checkpoint payload. Raises
+    :class:`ss3d.engine.CheckpointError` naming the file when it is not an ss3d checkpoint.
+    """
+    from ss3d.engine import load_checkpoint
+
+    payload = load_checkpoint(path, map_location=map_location)
+    net = ReconstructionNet(checkpoint_model_config(payload, path))
     net.load_state_dict(payload["model"])
     return net.to(map_location).eval(), payload

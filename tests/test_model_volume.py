@@ -221,3 +221,19 @@ def test_network_without_viewpoint_net_loads_old_checkpoints(tmp_path):
     assert not any(id(p) in inside for p in with_net.viewpoint.parameters())
     assert len(inside) + sum(1 for _ in with_net.viewpoint.parameters()) == \
         sum(1 for _ in with_net.parameters())
+
+
+def test_adopting_a_checkpoints_model_settings_keeps_the_runs_own_choices():
+    from ss3d.config import ModelConfig, to_dict
+    from ss3d.model import adopt_checkpoint_model
+
+    saved = ModelConfig(density_scale=20.0, hidden=32, n_samples=64, fused_layers=False)
+    payload = {"config": {"model": to_dict(saved)}, "model": {"viewpoint.x": 0}}
+    ours = ModelConfig(pretrained_weights="/weights/resnet18.pth")
+    changed = adopt_checkpoint_model(ours, payload, "x.pt")
+    assert changed == ["model.hidden: 64 -> 32", "model.density_scale: 10.0 -> 20.0"]
+    assert (ours.density_scale, ours.hidden) == (20.0, 32)
+    # how rays are sampled and which kernels run stay the run's own choice
+    assert (ours.n_samples, ours.fused_layers) == (32, True)
+    assert ours.pretrained_weights == "/weights/resnet18.pth"
+    assert adopt_checkpoint_model(ours, payload, "x.pt") == []

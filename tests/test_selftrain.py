@@ -508,3 +508,35 @@ def test_phase_b_draws_its_rays_as_pretraining_does():
         on_mask = ((pixels[..., 0] < 8) & (pixels[..., 1] < 8)).float().mean()
         expected = fraction + (1 - fraction) * 0.25  # the drawn share + the uniform rest
         assert abs(float(on_mask) - expected) < 0.02, (fraction, float(on_mask))
+
+
+def test_selftraining_runs_the_network_with_the_checkpoints_model_settings(tiny_setup, tmp_path,
+                                                                           capsys):
+    """A checkpoint pre-trained at density_scale 20 self-trains at 20 (and its self-trained
+    checkpoint says so), whatever the experiment config says: the density is part of what the
+    weights compute, and running it at 10 would halve every density."""
+    root, pretrained = tiny_setup
+    payload = load_checkpoint(pretrained)
+    config = payload["config"]
+    assert config["model"]["density_scale"] == 10.0
+    config["model"]["density_scale"] = 20.0
+    from ss3d.model import load_network
+
+    scaled = save_checkpoint(tmp_path / "ds20.pt", stage="pretrain", step=1, config=config,
+                             model=load_network(pretrained)[0])
+    cfg = _cfg(root, **{"name": "ds20", "selftrain.epochs": 1, "selftrain.phase_a_epochs": 1})
+    assert cfg.model.density_scale == 10.0
+    result = selftrain_stage(cfg, pretrained=scaled, progress=True, track=False)
+    assert "model.density_scale: 10.0 -> 20.0" in capsys.readouterr().out
+    assert load_checkpoint(result.checkpoint)["config"]["model"]["density_scale"] == 20.0
+    assert cfg.model.density_scale == 10.0  # the caller's config is left alone
+    # phase A leaves the weights: the self-trained field is the scaled pre-trained one
+    points = torch.rand(1, 64, 3) - 0.5
+    image = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        before = load_network(scaled)[0](image, points)[1]
+        after = load_network(result.checkpoint)[0](image, points)[1]
+        unscaled = load_network(pretrained)[0](image, points)[1]
+    assert before.max() > 0
+    torch.testing.assert_close(after, before)
+    torch.testing.assert_close(after, 2.0 * unscaled)

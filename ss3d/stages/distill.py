@@ -51,7 +51,7 @@ from ss3d.engine import (
     unwrap,
 )
 from ss3d.metrics import mask_iou
-from ss3d.model import ReconstructionNet, load_network
+from ss3d.model import ReconstructionNet, adopt_checkpoint_model, load_network
 from ss3d.stages.data import data_paths, find_renders
 from ss3d.stages.shell import (
     StageRun,
@@ -431,6 +431,7 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
         register: log the student with ``mlflow.pytorch.log_model`` and register it as
             ``ss3d-unified``.
     """
+    cfg = copy.deepcopy(cfg)  # the student's model settings are adopted below
     d = cfg.distill
     run = StageRun(cfg, STAGE, out_dir=stage_dir(cfg, STAGE), track=track, progress=progress,
                    seed=cfg.seed)
@@ -454,7 +455,11 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
 
     pool = TeacherPool({name: load_network(path, device)[0] for name, (path, _) in found.items()},
                        device, on_device=d.teachers_on_device)
-    student, _ = load_network(found[SYNTHETIC][0], device)
+    student, student_payload = load_network(found[SYNTHETIC][0], device)
+    # the student is saved (and registered) with the model settings it runs with
+    adopted = adopt_checkpoint_model(cfg.model, student_payload, found[SYNTHETIC][0])
+    if adopted:
+        run.print(f"model settings taken from {found[SYNTHETIC][0]}: " + "; ".join(adopted))
     student.train()
     optimizer = make_adam(student.reconstruction_parameters(), d.lr)
     scaler = grad_scaler(device, cfg.optim.amp)  # fp16 on CUDA only; a pass-through elsewhere

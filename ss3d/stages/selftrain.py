@@ -51,7 +51,7 @@ from ss3d.engine import (
 )
 from ss3d.hypotheses import CameraBank, frame_alignment, pose_metrics, viewpoint_accuracy
 from ss3d.metrics import mask_iou
-from ss3d.model import ReconstructionNet, ViewpointNet, has_viewpoint_net
+from ss3d.model import ReconstructionNet, ViewpointNet, adopt_checkpoint_model
 from ss3d.stages.data import data_paths
 from ss3d.stages.pretrain import endless, pretrain_loss, training_views
 from ss3d.stages.shell import (
@@ -707,6 +707,14 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                                 "notebooks/00_render.ipynb (or `ss3d render`) or `ss3d ingest` "
                                 "first")
     ckpt_in, pretrain_run = find_pretrained(cfg, pretrained, track)
+    saved = load_checkpoint(ckpt_in, map_location="cpu")
+    # the network runs as it was pre-trained (and this run's params and checkpoints say so)
+    adopted = adopt_checkpoint_model(cfg.model, saved, ckpt_in)
+    if cfg.selftrain.viewpoint_weight > 0 and not cfg.model.viewpoint_net:
+        raise ValueError(f"selftrain.viewpoint_weight = {cfg.selftrain.viewpoint_weight} needs a "
+                         f"pre-trained model with a viewpoint network, and {ckpt_in} has none: "
+                         "pre-train with model.viewpoint_net=true, or set "
+                         "selftrain.viewpoint_weight=0")
     suffix = "" if not run_tags else "-" + "-".join(f"{v}" for v in run_tags.values())
     # ablation runs get their own stage tag, so later stages never take them as inputs
     run = StageRun(cfg, STAGE if not run_tags else f"{STAGE}-ablation",
@@ -720,7 +728,9 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     if grid_losses is not None and tuple(grid_losses.shape) != expected:
         raise ValueError(f"grid_losses has shape {tuple(grid_losses.shape)}, this run needs "
                          f"{expected} (images of {collection} × grid poses)")
-    net = _pretrained_network(ckpt_in, cfg, device)
+    if adopted:
+        run.print(f"model settings taken from {ckpt_in}: " + "; ".join(adopted))
+    net = _pretrained_network(saved, cfg, device)
     if s.viewpoint_weight > 0:
         data.prior = ViewpointPrior.compute(net.viewpoint, dataset, data.owned,
                                             s.viewpoint_weight, runtime)
@@ -816,21 +826,14 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     return result
 
 
-def _pretrained_network(path: Path, cfg: ExperimentConfig,
+def _pretrained_network(saved: dict, cfg: ExperimentConfig,
                         device: torch.device) -> ReconstructionNet:
-    """The pre-trained network, built from ``cfg.model`` with the checkpoint's own choice of
-    viewpoint network (``cfg.model.viewpoint_net`` is updated to it). Refuses a pose prior
-    (``selftrain.viewpoint_weight > 0``) that the checkpoint cannot provide."""
-    saved = load_checkpoint(path, map_location=device)
-    cfg.model.viewpoint_net = has_viewpoint_net(saved)
-    if cfg.selftrain.viewpoint_weight > 0 and not cfg.model.viewpoint_net:
-        raise ValueError(f"selftrain.viewpoint_weight = {cfg.selftrain.viewpoint_weight} needs a "
-                         f"pre-trained model with a viewpoint network, and {path} has none: "
-                         "pre-train with model.viewpoint_net=true, or set "
-                         "selftrain.viewpoint_weight=0")
-    net = ReconstructionNet(cfg.model).to(device)
+    """The pre-trained network of checkpoint payload ``saved``, built from
+    ``cfg.model`` once :func:`adopt_checkpoint_model` has made its function fields the
+    checkpoint's."""
+    net = ReconstructionNet(cfg.model)
     net.load_state_dict(saved["model"])
-    return net
+    return net.to(device)
 
 
 def _grid_start(net: ReconstructionNet, data: Collection, cfg: ExperimentConfig, run: StageRun,
