@@ -11,10 +11,11 @@ marching cubes finds no surface there, exactly as the dense grid would not (thin
 fall between coarse points are the one thing it can miss).
 
 The level is either an absolute density (``threshold``) or, with ``peak_fraction = f > 0``, a
-fraction of the field's own peak density on the (coarse) grid. A fixed level assumes every
-model keeps the density range that pre-training calibrated; fine-tuning can deflate the whole
-field (self-training from a ``density_scale`` 20 model lowered its peak from ~9 to ~4.6 and
-left every mesh empty at level 5), and a peak-relative level follows it.
+fraction of the field's own peak density on the (coarse) grid. An absolute level is in the
+units of one model's density range (5 was chosen on the validation split for
+``model.density_scale`` 10); a peak-relative level needs no re-tuning for models trained with
+another scale, or whose whole density range fine-tuning moved (0.6 matched level 5 on the
+validation split at density scales 10 and 20).
 """
 
 from __future__ import annotations
