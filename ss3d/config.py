@@ -386,6 +386,11 @@ class EvalConfig:
                               "density_threshold (needs no re-tuning for another "
                               "model.density_scale; 0.6 matched level 5 on the validation "
                               "split).")
+    mesh_colours: Literal["image", "field"] = _f("image", help="Colours of the meshes in "
+                                                 "figures, turntables and `ss3d reconstruct`: "
+                                                 "'image' paints the input image onto the "
+                                                 "side its (estimated) camera sees, 'field' "
+                                                 "= the colour head only (ss3d.eval.texture).")
     surface_points: int = _f(4096, ge=16)
     fscore_thresholds: list[float] = _f([0.02, 0.05, 0.1], help="F-score distance thresholds "
                                         "(fractions of the cube side).")

@@ -11,6 +11,7 @@ model: ``ss3d-unified`` (latest version) or ``ss3d-unified/3``.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from dataclasses import dataclass
@@ -106,15 +107,16 @@ def read_input(image_path: str | Path, mask_path: str | Path
 
 
 def prepare_input(image_path: str | Path, mask_path: str | Path, crop_size: int,
-                  margin: float, loaded: tuple | None = None) -> tuple[torch.Tensor, np.ndarray]:
-    """The network input ``(3, S, S)`` and the crop as uint8 ``(S, S, 3)``; ``loaded``: what
-    :func:`read_input` already returned for these files."""
+                  margin: float, loaded: tuple | None = None
+                  ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
+    """The network input ``(3, S, S)``, the crop as uint8 ``(S, S, 3)`` and its mask
+    ``(S, S)``; ``loaded``: what :func:`read_input` already returned for these files."""
     rgb_full, mask, box = loaded or read_input(image_path, mask_path)
     rgb, crop_mask, _ = square_crop(rgb_full, mask, box, crop_size, margin)
     if crop_mask.sum() == 0:
         raise ReconstructionError(f"{Path(mask_path)}: the mask vanishes at {crop_size} px")
     tensor = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
-    return tensor, rgb
+    return tensor, rgb, torch.from_numpy(crop_mask.astype(np.float32))
 
 
 def _check_writable(path: Path, flag: str, suffix: str, what: str) -> None:
@@ -148,7 +150,7 @@ def reconstruct(image: str | Path, mask: str | Path, model: str, output: str | P
     data = saved.get("data", {}) if isinstance(saved, dict) else {}
     crop_size = int(data.get("crop_size", cfg.data.crop_size))
     margin = float(data.get("crop_margin", cfg.data.crop_margin))
-    inputs, crop = prepare_input(image, mask, crop_size, margin, loaded)
+    inputs, crop, crop_mask = prepare_input(image, mask, crop_size, margin, loaded)
     e = cfg.evaluate
     with torch.no_grad():
         latent = net.encode(inputs[None].to(dev))
@@ -158,6 +160,17 @@ def reconstruct(image: str | Path, mask: str | Path, model: str, output: str | P
     if mesh.empty:
         raise ReconstructionError(f"{image}: the model predicts no surface above density "
                                   f"{mesh.level:g} (nothing written)")
+    if e.mesh_colours == "image":
+        from ss3d.eval.texture import image_colours, input_view_camera
+
+        fov = float(saved.get("render", {}).get("fov_degrees", cfg.render.fov_degrees)
+                    if isinstance(saved, dict) else cfg.render.fov_degrees)
+        camera_cfg = copy.deepcopy(cfg)
+        camera_cfg.render.fov_degrees = fov
+        with torch.no_grad():
+            camera = input_view_camera(lambda n: (lambda p: net.query(p, latent.expand(n, -1))),
+                                       inputs.to(dev), crop_mask.to(dev), camera_cfg)
+        mesh = image_colours(mesh, inputs, crop_mask, camera, fov)
     gif = None
     if turntable is not None:  # the part that can fail (rendering) first, then the mesh
         from ss3d.eval.views import to_trimesh, write_turntable

@@ -163,3 +163,65 @@ def test_cpu_nearest_neighbours_match_pytorch3d_knn():
     knn = knn_points(query[None], points[None], K=1)
     assert torch.equal(idx, knn.idx[0, :, 0])
     assert torch.allclose(dist, knn.dists[0, :, 0].sqrt(), atol=1e-6)
+
+
+def _two_tone_ellipsoid(p: torch.Tensor):
+    """Long along x, red on its +z side and blue on its -z side (colour logits ±6)."""
+    radii = torch.tensor([0.4, 0.15, 0.15])
+    r = ((p / radii) ** 2).sum(-1, keepdim=True).sqrt()
+    front = (p[..., 2:3] > 0).float()
+    rgb = torch.cat([12 * front - 6, torch.full_like(front, -6), 6 - 12 * front], -1)
+    return rgb, torch.relu(5.0 + 50.0 * (1.0 - r))
+
+
+def test_the_input_camera_is_the_grid_pose_that_explains_the_image_colours_included():
+    from ss3d.cameras import Intrinsics
+    from ss3d.config import ExperimentConfig
+    from ss3d.eval.texture import input_view_camera
+    from ss3d.stages.selftrain import pose_grid
+    from ss3d.volume import render_network
+
+    cfg = ExperimentConfig()
+    azimuth, elevation, distance = pose_grid(cfg)
+    # azimuth 225: its silhouette twin (45) comes first in the grid, and wins a tie
+    true = 15 * len(cfg.selftrain.grid_elevations) * len(cfg.selftrain.grid_distances) + 4
+    cam = (azimuth[true:true + 1], elevation[true:true + 1], distance[true:true + 1])
+    size = cfg.selftrain.score_size
+    out = render_network(_two_tone_ellipsoid, *cam, Intrinsics.from_fov(
+        cfg.render.fov_degrees, size), cfg.model, 64)
+    image, mask = out["rgb"][0].permute(2, 0, 1), out["mask"][0]
+    found = input_view_camera(lambda n: _two_tone_ellipsoid, image, mask, cfg)
+    # the silhouette alone has a twin half a turn away; the colours tell them apart
+    assert found == (float(cam[0]), float(cam[1]), float(cam[2]))
+
+
+def test_image_colours_paint_the_seen_side_and_keep_the_field_elsewhere():
+    from ss3d.cameras import Intrinsics, project_points
+    from ss3d.eval.mesh import ExtractedMesh
+    from ss3d.eval.texture import image_colours
+
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=0.3)
+    verts = torch.tensor(sphere.vertices, dtype=torch.float32)
+    grey = torch.full_like(verts, 0.5)
+    mesh = ExtractedMesh(verts, torch.tensor(sphere.faces), grey, 0)
+    size, camera = 32, (0.0, 0.0, 2.0)  # azimuth 0 looks from +z
+    image = torch.zeros(3, size, size)
+    image[0, :, :size // 2] = 1.0  # left half red
+    image[2, :, size // 2:] = 1.0  # right half blue
+    mask = torch.ones(size, size)
+    painted = image_colours(mesh, image, mask, camera, 40.0)
+    uv = project_points(verts[None], *camera, Intrinsics.from_fov(40.0, size))[0][0]
+    # facing the camera within ~50 degrees (at grazing angles the surface's depth changes by
+    # more than the tolerance within one pixel, and those vertices keep the field's colour)
+    front, back = verts[:, 2] > 0.2, verts[:, 2] < -0.05
+    left, right = uv[:, 0] < size / 2 - 1, uv[:, 0] > size / 2 + 1
+    assert torch.allclose(painted.colors[front & left], torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.allclose(painted.colors[front & right], torch.tensor([0.0, 0.0, 1.0]))
+    assert torch.equal(painted.colors[back], grey[back])  # hidden: the field's colours
+    assert torch.equal(mesh.colors, grey)  # the input mesh is left alone
+    # off the object mask nothing is painted; the black background never leaks in
+    half = mask.clone()
+    half[:, size // 2:] = 0
+    painted = image_colours(mesh, image, half, camera, 40.0)
+    assert torch.equal(painted.colors[front & right], grey[front & right])
+    assert torch.allclose(painted.colors[front & left], torch.tensor([1.0, 0.0, 0.0]))

@@ -106,9 +106,11 @@ def test_exif_rotation_applies_to_image_and_mask_alike(tmp_path, square):
     (tmp_path / "list.csv").write_text("category,rgb,mask\ncar,photo.jpg,mask.png\n")
     ingest_items(read_csv(tmp_path / "list.csv"), tmp_path / "c.h5", crop_size=24,
                  progress=False)
-    tensor, crop = prepare_input(tmp_path / "photo.jpg", tmp_path / "mask.png", 24, 0.1)
+    tensor, crop, crop_mask = prepare_input(tmp_path / "photo.jpg", tmp_path / "mask.png", 24,
+                                            0.1)
     with h5py.File(tmp_path / "c.h5", "r") as f:
         assert np.array_equal(f["images"][0], crop)
+        assert np.array_equal(f["masks"][0], crop_mask.numpy())
         green = f["images"][0][f["masks"][0] > 0, 1]
     assert green.mean() > 200
 

@@ -50,7 +50,7 @@ class EvalItem:
 
     image ``(3, S, S)`` masked RGB; surface ``(P, 3)``; volume_points ``(Q, 3)`` and
     volume_inside ``(Q,)``; novel: azimuth/elevation/distance ``(n,)``, masks ``(n, H, W)``,
-    rgb ``(n, H, W, 3)`` (synthetic only).
+    rgb ``(n, H, W, 3)`` (synthetic only); mask ``(S, S)``: the input's object mask.
     """
 
     set: str
@@ -63,6 +63,7 @@ class EvalItem:
     mesh_path: Path | None
     zero_shot: bool = False
     novel: dict[str, torch.Tensor] | None = None
+    mask: torch.Tensor | None = None
 
 
 def mean_object_radius(path: Path, rows: np.ndarray) -> float:

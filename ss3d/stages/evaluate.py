@@ -57,6 +57,7 @@ from ss3d.eval.metrics import (
     volumetric_iou,
 )
 from ss3d.eval.stats import Interval, bootstrap_ci, paired_bootstrap_diff, wilson_interval
+from ss3d.eval.texture import image_colours, input_view_camera
 from ss3d.eval.views import figure_renderer, mesh_views, to_trimesh, write_turntable
 from ss3d.geometry import merge_meshes, occupancy, sample_surface
 from ss3d.metrics import colour_spread, mask_iou, psnr
@@ -189,7 +190,8 @@ def synthetic_items(cfg: ExperimentConfig, renders: Path) -> tuple[list[EvalItem
                     torch.from_numpy(f["volume_points"][r]).float(),
                     torch.from_numpy(f["volume_occupancy"][r]).bool(),
                     _mesh_path(shapenet, category, str(ids[r])),
-                    zero_shot=category in cfg.data.heldout_categories, novel=novel))
+                    zero_shot=category in cfg.data.heldout_categories, novel=novel,
+                    mask=mask[0]))
     return items, intrinsics
 
 
@@ -223,7 +225,7 @@ def collection_items(cfg: ExperimentConfig) -> tuple[list[EvalItem], list[str]]:
                 "collection", category, item["image_id"], item["image"],
                 torch.from_numpy(sample_surface(mesh, cfg.render.surface_samples, seed=i)),
                 torch.from_numpy(points), torch.from_numpy(occupancy(points, mesh)),
-                mesh_path))
+                mesh_path, mask=item["mask"][0]))
     return items, notes
 
 
@@ -269,6 +271,21 @@ def evaluate_item(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | None
         if not spread.isnan().all():  # no object pixel in common: no colour to compare
             metrics["colour_spread"] = float(spread.nanmean())
     return metrics, mesh
+
+
+@torch.no_grad()
+def image_coloured(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | None,
+                   mesh: ExtractedMesh, cfg: ExperimentConfig,
+                   device: torch.device) -> ExtractedMesh:
+    """``mesh`` with the input image painted onto the side that the camera estimated from the
+    model's own field (in the frame the mesh is in) sees (:mod:`ss3d.eval.texture`)."""
+    if item.mask is None or mesh.empty:
+        return mesh
+    image, mask = item.image.to(device), item.mask.to(device)
+    latent = net.encode(image[None])
+    camera = input_view_camera(lambda n: aligned_field(net, latent.expand(n, -1), g), image,
+                               mask, cfg)
+    return image_colours(mesh, item.image, item.mask, camera, cfg.render.fov_degrees)
 
 
 def _alignment_for(model: EvalModel, item: EvalItem) -> torch.Tensor | None:
@@ -676,6 +693,9 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
                                                   else None, device)
                 item_rows.append({**base, "model": model.label, **metrics})
                 if id(item) in figure_keys:
+                    if cfg.evaluate.mesh_colours == "image":
+                        mesh = image_coloured(nets[model.label], item,
+                                              _alignment_for(model, item), mesh, cfg, device)
                     figure_meshes[(item.set, item.category)][model.label] = mesh
             rows += [(position, k, row) for k, row in enumerate(item_rows)]
         gathered = sorted((r for part in runtime.gather_objects(rows) for r in part),

@@ -1,0 +1,107 @@
+"""Mesh colours read from the input image: the side of a mesh that the input view sees takes
+that view's colours.
+
+Why: the colour head is close to one colour per category (README: four test cars whose mean
+colours differ all render as the same brown), because a global latent into a small SIREN does
+not carry an instance's colours. The image does. CMR and U-CMR sample the input image through a
+predicted texture flow; with no texture space here, the sampling goes through a camera instead:
+
+1. :func:`input_view_camera`: the camera from which the model's own field best explains the
+   input image (the self-training pose grid, scored with the self-training loss on the image
+   downsampled to ``selftrain.score_size``). No ground-truth camera is used: the field decides,
+   in whatever frame the field is given (the learned frame, or the true one after alignment).
+2. :func:`image_colours`: every mesh vertex that this camera sees (PyTorch3D's rasteriser
+   z-buffer) and that projects onto the object mask takes the image's colour there (bilinear);
+   the other vertices keep the colour head's.
+
+A camera the grid gets wrong (e.g. front and back swapped) still paints the image onto the
+surface that explains the silhouette from that camera, so the mesh seen from there looks like
+the input, and the hidden side keeps the field's colours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from pytorch3d.renderer import MeshRasterizer, RasterizationSettings
+from pytorch3d.structures import Meshes
+
+from ss3d.cameras import Intrinsics, project_points, to_pytorch3d_cameras
+from ss3d.config import ExperimentConfig
+from ss3d.eval.mesh import GRID_HALF, ExtractedMesh
+from ss3d.stages.selftrain import pose_grid, render_loss
+from ss3d.volume import render_network
+
+__all__ = ["image_colours", "input_view_camera"]
+
+#: A field for ``n`` cameras at once: ``n -> (points (n, N, 3) -> (rgb_logits, density))``.
+FieldFactory = Callable[[int], Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]
+
+
+@torch.no_grad()
+def input_view_camera(field_for: FieldFactory, image: torch.Tensor, mask: torch.Tensor,
+                      cfg: ExperimentConfig, chunk: int = 72) -> tuple[float, float, float]:
+    """``(azimuth, elevation, distance)`` of the pose-grid camera whose render of the field best
+    matches ``image (3, S, S)`` (masked RGB in [0, 1]) and ``mask (S, S)``.
+
+    The grid (``selftrain.grid_*``), the resolution (``selftrain.score_size``), the samples
+    per ray (``selftrain.grid_samples``) and the loss are self-training's grid start, so the
+    camera is the one self-training would start this image from (without the pose prior, which
+    lives in the pre-trained frame only).
+    """
+    azimuth, elevation, distance = pose_grid(cfg)
+    size = min(cfg.selftrain.score_size, image.shape[-1])
+    target = F.interpolate(torch.cat([image, mask[None]])[None].float(), size=size,
+                           mode="area")[0]
+    intrinsics = Intrinsics.from_fov(cfg.render.fov_degrees, size)
+    device = target.device
+    losses = []
+    for s in range(0, azimuth.numel(), chunk):
+        cams = [c[s:s + chunk].to(device) for c in (azimuth, elevation, distance)]
+        rendered = render_network(field_for(cams[0].numel()), *cams, intrinsics, cfg.model,
+                                  cfg.selftrain.grid_samples)
+        losses.append(render_loss(rendered["mask"], rendered["rgb"], target[3],
+                                  target[:3].permute(1, 2, 0), cfg))
+    best = int(torch.cat(losses).argmin())
+    return float(azimuth[best]), float(elevation[best]), float(distance[best])
+
+
+@torch.no_grad()
+def image_colours(mesh: ExtractedMesh, image: torch.Tensor, mask: torch.Tensor,
+                  camera: tuple[float, float, float], fov_degrees: float,
+                  depth_tolerance: float | None = None) -> ExtractedMesh:
+    """``mesh`` with the colours of ``image (3, S, S)`` on the vertices that ``camera``
+    (azimuth, elevation, distance; the input view) sees on the object ``mask (S, S)``.
+
+    A vertex is seen when its depth is within ``depth_tolerance`` (default: 1.5 grid cells of a
+    48-voxel grid) of the z-buffer at its pixel. Returns a new mesh; the input is unchanged.
+    """
+    if mesh.empty:
+        return mesh
+    size = image.shape[-1]
+    intrinsics = Intrinsics.from_fov(fov_degrees, size)
+    verts = mesh.verts.float().cpu()
+    tol = depth_tolerance if depth_tolerance is not None else 1.5 * 2 * GRID_HALF / 47
+    uv, depth = project_points(verts[None], *camera, intrinsics)
+    uv, depth = uv[0], depth[0]
+    cameras = to_pytorch3d_cameras(*camera, intrinsics)
+    rasteriser = MeshRasterizer(cameras=cameras, raster_settings=RasterizationSettings(
+        image_size=(size, size), faces_per_pixel=1, blur_radius=0.0))
+    zbuf = rasteriser(Meshes([verts], [mesh.faces.cpu()])).zbuf[0, ..., 0]  # (S, S), -1: empty
+    col = uv[:, 0].floor().long().clamp(0, size - 1)
+    row = uv[:, 1].floor().long().clamp(0, size - 1)
+    inside = ((uv >= 0) & (uv < size)).all(-1)
+    z = zbuf[row, col]
+    seen = inside & (z > 0) & (depth <= z + tol) & (mask.cpu()[row, col] > 0.5)
+    # bilinear samples at the projections (grid_sample: -1 and 1 are the outer pixel edges) of
+    # the masked image and of the mask: their ratio keeps the black background out of the
+    # colours at the silhouette
+    grid = (uv / size * 2.0 - 1.0)[None, None]  # (1, 1, V, 2)
+    planes = torch.cat([image.float().cpu() * (mask.cpu()[None] > 0.5), mask.cpu()[None] > 0.5])
+    sampled = F.grid_sample(planes[None].float(), grid, mode="bilinear",
+                            align_corners=False)[0, :, 0].T  # (V, 4)
+    rgb = sampled[:, :3] / sampled[:, 3:].clamp(min=1e-6)
+    colors = torch.where(seen[:, None], rgb.clamp(0, 1), mesh.colors)
+    return ExtractedMesh(mesh.verts, mesh.faces, colors, mesh.queries, mesh.level)
