@@ -71,12 +71,16 @@ def input_view_camera(field_for: FieldFactory, image: torch.Tensor, mask: torch.
 @torch.no_grad()
 def image_colours(mesh: ExtractedMesh, image: torch.Tensor, mask: torch.Tensor,
                   camera: tuple[float, float, float], fov_degrees: float,
-                  depth_tolerance: float | None = None) -> ExtractedMesh:
+                  depth_tolerance: float | None = None, smooth_steps: int = 2) -> ExtractedMesh:
     """``mesh`` with the colours of ``image (3, S, S)`` on the vertices that ``camera``
     (azimuth, elevation, distance; the input view) sees on the object ``mask (S, S)``.
 
     A vertex is seen when its depth is within ``depth_tolerance`` (default: 1.5 grid cells of a
-    48-voxel grid) of the z-buffer at its pixel. Returns a new mesh; the input is unchanged.
+    48-voxel grid) of the z-buffer at its pixel. The seen/unseen weights and the image colours
+    are then averaged ``smooth_steps`` times over each vertex's one-ring, and the colour is
+    ``w · image + (1 - w) · colour head``: single unseen vertices among seen ones (pits of a
+    bumpy marching-cubes surface) stop showing as specks, and the border to the hidden side
+    is a blend instead of a seam. Returns a new mesh; the input is unchanged.
     """
     if mesh.empty:
         return mesh
@@ -102,6 +106,23 @@ def image_colours(mesh: ExtractedMesh, image: torch.Tensor, mask: torch.Tensor,
     planes = torch.cat([image.float().cpu() * (mask.cpu()[None] > 0.5), mask.cpu()[None] > 0.5])
     sampled = F.grid_sample(planes[None].float(), grid, mode="bilinear",
                             align_corners=False)[0, :, 0].T  # (V, 4)
-    rgb = sampled[:, :3] / sampled[:, 3:].clamp(min=1e-6)
-    colors = torch.where(seen[:, None], rgb.clamp(0, 1), mesh.colors)
+    rgb = (sampled[:, :3] / sampled[:, 3:].clamp(min=1e-6)).clamp(0, 1)
+    weight = seen.float()[:, None]
+    painted = rgb * weight
+    faces = mesh.faces.cpu()
+    for _ in range(smooth_steps):
+        weight, painted = _one_ring_mean(weight, faces), _one_ring_mean(painted, faces)
+    image_rgb = painted / weight.clamp(min=1e-6)
+    colors = weight * image_rgb + (1.0 - weight) * mesh.colors.cpu()
     return ExtractedMesh(mesh.verts, mesh.faces, colors, mesh.queries, mesh.level)
+
+
+def _one_ring_mean(values: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """The mean of each vertex's ``values (V, C)`` and its neighbours' along the ``faces``'
+    edges (an edge shared by two faces counts twice)."""
+    edges = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    edges = torch.cat([edges, edges.flip(1)])  # (2E, 2): both directions
+    total = values.clone().index_add_(0, edges[:, 0], values[edges[:, 1]])
+    count = torch.ones(values.shape[0], 1).index_add_(0, edges[:, 0],
+                                                     torch.ones(edges.shape[0], 1))
+    return total / count
