@@ -27,7 +27,7 @@ import copy
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -830,8 +830,9 @@ def _pretrained_network(saved: dict, cfg: ExperimentConfig,
                         device: torch.device) -> ReconstructionNet:
     """The pre-trained network of checkpoint payload ``saved``, built from
     ``cfg.model`` once :func:`adopt_checkpoint_model` has made its function fields the
-    checkpoint's."""
-    net = ReconstructionNet(cfg.model)
+    checkpoint's. The encoder's initial weights file is not read: the checkpoint has the
+    weights (and a self-training node need not hold that file)."""
+    net = ReconstructionNet(replace(cfg.model, pretrained_weights=""))
     net.load_state_dict(saved["model"])
     return net.to(device)
 
