@@ -11,7 +11,6 @@ model: ``ss3d-unified`` (latest version) or ``ss3d-unified/3``.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 from dataclasses import dataclass
@@ -161,16 +160,13 @@ def reconstruct(image: str | Path, mask: str | Path, model: str, output: str | P
         raise ReconstructionError(f"{image}: the model predicts no surface above density "
                                   f"{mesh.level:g} (nothing written)")
     if e.mesh_colours == "image":
-        from ss3d.eval.texture import image_colours, input_view_camera
+        from ss3d.eval.texture import paint_from_input
 
         fov = float(saved.get("render", {}).get("fov_degrees", cfg.render.fov_degrees)
                     if isinstance(saved, dict) else cfg.render.fov_degrees)
-        camera_cfg = copy.deepcopy(cfg)
-        camera_cfg.render.fov_degrees = fov
         with torch.no_grad():
-            camera = input_view_camera(lambda n: (lambda p: net.query(p, latent.expand(n, -1))),
-                                       inputs.to(dev), crop_mask.to(dev), camera_cfg)
-        mesh = image_colours(mesh, inputs, crop_mask, camera, fov)
+            mesh = paint_from_input(mesh, lambda n: (lambda p: net.query(p, latent.expand(n, -1))),
+                                    inputs.to(dev), crop_mask.to(dev), cfg, fov)
     gif = None
     if turntable is not None:  # the part that can fail (rendering) first, then the mesh
         from ss3d.eval.views import to_trimesh, write_turntable

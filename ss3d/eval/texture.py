@@ -34,7 +34,7 @@ from ss3d.eval.mesh import GRID_HALF, ExtractedMesh
 from ss3d.stages.selftrain import pose_grid, render_loss
 from ss3d.volume import render_network
 
-__all__ = ["image_colours", "input_view_camera"]
+__all__ = ["image_colours", "input_view_camera", "paint_from_input"]
 
 #: A field for ``n`` cameras at once: ``n -> (points (n, N, 3) -> (rgb_logits, density))``.
 FieldFactory = Callable[[int], Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]
@@ -42,20 +42,23 @@ FieldFactory = Callable[[int], Callable[[torch.Tensor], tuple[torch.Tensor, torc
 
 @torch.no_grad()
 def input_view_camera(field_for: FieldFactory, image: torch.Tensor, mask: torch.Tensor,
-                      cfg: ExperimentConfig, chunk: int = 72) -> tuple[float, float, float]:
+                      cfg: ExperimentConfig, fov_degrees: float | None = None,
+                      chunk: int = 72) -> tuple[float, float, float]:
     """``(azimuth, elevation, distance)`` of the pose-grid camera whose render of the field best
-    matches ``image (3, S, S)`` (masked RGB in [0, 1]) and ``mask (S, S)``.
+    matches ``image (3, S, S)`` (masked RGB in [0, 1]) and ``mask (S, S)``, taken with a field
+    of view of ``fov_degrees`` (default ``render.fov_degrees``).
 
     The grid (``selftrain.grid_*``), the resolution (``selftrain.score_size``), the samples
     per ray (``selftrain.grid_samples``) and the loss are self-training's grid start, so the
     camera is the one self-training would start this image from (without the pose prior, which
     lives in the pre-trained frame only).
     """
+    fov_degrees = cfg.render.fov_degrees if fov_degrees is None else fov_degrees
     azimuth, elevation, distance = pose_grid(cfg)
     size = min(cfg.selftrain.score_size, image.shape[-1])
     target = F.interpolate(torch.cat([image, mask[None]])[None].float(), size=size,
                            mode="area")[0]
-    intrinsics = Intrinsics.from_fov(cfg.render.fov_degrees, size)
+    intrinsics = Intrinsics.from_fov(fov_degrees, size)
     device = target.device
     losses = []
     for s in range(0, azimuth.numel(), chunk):
@@ -66,6 +69,19 @@ def input_view_camera(field_for: FieldFactory, image: torch.Tensor, mask: torch.
                                   target[:3].permute(1, 2, 0), cfg))
     best = int(torch.cat(losses).argmin())
     return float(azimuth[best]), float(elevation[best]), float(distance[best])
+
+
+def paint_from_input(mesh: ExtractedMesh, field_for: FieldFactory, image: torch.Tensor,
+                     mask: torch.Tensor, cfg: ExperimentConfig,
+                     fov_degrees: float | None = None) -> ExtractedMesh:
+    """:func:`image_colours` through the :func:`input_view_camera` of ``field_for`` (the field
+    ``mesh`` was extracted from, in the same frame): what figures, turntables and
+    ``ss3d reconstruct`` show."""
+    if mesh.empty:
+        return mesh
+    fov_degrees = cfg.render.fov_degrees if fov_degrees is None else fov_degrees
+    camera = input_view_camera(field_for, image, mask, cfg, fov_degrees)
+    return image_colours(mesh, image.cpu(), mask.cpu(), camera, fov_degrees)
 
 
 @torch.no_grad()

@@ -57,7 +57,7 @@ from ss3d.eval.metrics import (
     volumetric_iou,
 )
 from ss3d.eval.stats import Interval, bootstrap_ci, paired_bootstrap_diff, wilson_interval
-from ss3d.eval.texture import image_colours, input_view_camera
+from ss3d.eval.texture import paint_from_input
 from ss3d.eval.views import figure_renderer, mesh_views, to_trimesh, write_turntable
 from ss3d.geometry import merge_meshes, occupancy, sample_surface
 from ss3d.metrics import colour_spread, mask_iou, psnr
@@ -281,11 +281,10 @@ def image_coloured(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | Non
     model's own field (in the frame the mesh is in) sees (:mod:`ss3d.eval.texture`)."""
     if item.mask is None or mesh.empty:
         return mesh
-    image, mask = item.image.to(device), item.mask.to(device)
+    image = item.image.to(device)
     latent = net.encode(image[None])
-    camera = input_view_camera(lambda n: aligned_field(net, latent.expand(n, -1), g), image,
-                               mask, cfg)
-    return image_colours(mesh, item.image, item.mask, camera, cfg.render.fov_degrees)
+    return paint_from_input(mesh, lambda n: aligned_field(net, latent.expand(n, -1), g), image,
+                            item.mask.to(device), cfg)
 
 
 def _alignment_for(model: EvalModel, item: EvalItem) -> torch.Tensor | None:
