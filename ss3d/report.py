@@ -285,7 +285,8 @@ def _index_html(cfg: ExperimentConfig, data: dict[str, Any], runs: list[dict[str
                                                    for n in notes) + "</ul>")
     if data.get("verdicts"):
         parts.append("<h2>What beats what</h2><p>F@0.05 of every learned model against every "
-                     "baseline: “beats” only where the two 95% intervals do not overlap.</p><ul>")
+                     "baseline on the same test items: “beats” only where the 95% paired "
+                     "interval of model minus baseline is above 0.</p><ul>")
         parts += [f"<li>{html.escape(v)}</li>" for v in data["verdicts"]]
         parts.append("</ul>")
     widths = data.get("half_widths") or half_widths(data["summary"], data.get("poses", []))

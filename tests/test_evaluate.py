@@ -293,6 +293,37 @@ def test_paired_differences_and_verdicts_known_answers():
         same)[-1]
 
 
+def test_baselines_are_beaten_by_paired_intervals():
+    """A model a little above the medoid on every item beats it by the paired interval while
+    the two unpaired intervals overlap; one level with it on average is not separable; one
+    below it on every item is below it."""
+    import numpy as np
+
+    from ss3d.stages.evaluate import baseline_differences, summarise, verdicts
+
+    rng = np.random.default_rng(1)
+    hard = rng.uniform(0.2, 0.8, 30)
+    noise = rng.normal(0, 0.05, 30)
+    rows = (_rows("baseline: category medoid", list(hard))
+            + _rows("pretrained", list(hard + 0.03))
+            + _rows("selftrained", list(hard + noise - noise.mean()))
+            + _rows("distilled", list(hard - 0.03)))
+    summary = summarise(rows)
+    own = {s["model"]: s for s in summary}
+    assert own["pretrained"]["fscore@0.05_lo"] < own["baseline: category medoid"][
+        "fscore@0.05_hi"]  # unpaired: overlapping
+    against = baseline_differences(rows)
+    assert {d["reference"] for d in against} == {"baseline: category medoid"}
+    assert {d["model"] for d in against} == {"pretrained", "selftrained", "distilled"}
+    lines = {v.split(": ")[1].split(" ")[0]: v for v in verdicts(summary, [],
+                                                                 against_baselines=against)}
+    assert "beats category medoid (paired Δ 0.030" in lines["pretrained"]
+    assert "not separable from category medoid" in lines["selftrained"]
+    assert "below category medoid (paired Δ -0.030" in lines["distilled"]
+    # without the paired entries the same data is judged by the overlapping intervals
+    assert "beats no baseline" in verdicts(summary, [])[0]
+
+
 def test_student_is_compared_with_the_teacher_it_learned_from():
     from pathlib import Path
 

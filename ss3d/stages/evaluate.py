@@ -102,6 +102,7 @@ class EvalResult:
     poses: list[dict[str, Any]] = field(default_factory=list)
     ratios: list[dict[str, Any]] = field(default_factory=list)
     differences: list[dict[str, Any]] = field(default_factory=list)
+    baseline_differences: list[dict[str, Any]] = field(default_factory=list)
     verdicts: list[str] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -365,12 +366,34 @@ def paired_differences(rows: list[dict[str, Any]], reference: str = "pretrained"
     return out
 
 
+def baseline_differences(rows: list[dict[str, Any]], metric: str = PRIMARY, seed: int = 0
+                         ) -> list[dict[str, Any]]:
+    """Each learned model minus each baseline on the same items (:func:`paired_differences`
+    with the baseline as reference), on ``metric`` only.
+
+    A baseline is scored on exactly the items the models are, so "model A beats the medoid" is
+    a paired question; two unpaired intervals that must not overlap ask for far more than 95%
+    confidence and miss differences that every item agrees on.
+    """
+    names = dict.fromkeys(r["model"] for r in rows if r["model"].startswith("baseline"))
+    return [d for name in names
+            for d in paired_differences(rows, reference=name, metrics=(metric,), seed=seed)]
+
+
 def verdicts(summary: list[dict[str, Any]], differences: list[dict[str, Any]],
-             metric: str = PRIMARY) -> list[str]:
-    """Plain sentences: per (set, category), which baselines each model beats on ``metric``
-    with its 95% interval clear of theirs, which beat it, and its paired difference to the
-    pre-trained model."""
+             metric: str = PRIMARY, against_baselines: list[dict[str, Any]] | None = None
+             ) -> list[str]:
+    """Plain sentences: per (set, category), which baselines each model beats on ``metric``,
+    which beat it, and its paired difference to the pre-trained model.
+
+    With ``against_baselines`` (:func:`baseline_differences`) a model beats a baseline where
+    the 95% paired interval of model minus baseline is above 0 (below: under 0); a baseline
+    without a paired entry, and every baseline without ``against_baselines``, is compared by
+    the two unpaired intervals being clear of each other.
+    """
     diff = {(d["set"], d["category"], d["model"]): d for d in differences}
+    paired = {(d["set"], d["category"], d["model"], d["reference"]): d
+              for d in against_baselines or [] if metric in d}
     lines = []
     for set_, category in dict.fromkeys((s["set"], s["category"]) for s in summary):
         group = [s for s in summary if (s["set"], s["category"]) == (set_, category)]
@@ -379,12 +402,19 @@ def verdicts(summary: list[dict[str, Any]], differences: list[dict[str, Any]],
             if s["model"].startswith("baseline") or metric not in s:
                 continue
             mine = interval_of(s, metric)
-            beats = [b["model"].removeprefix("baseline: ") for b in bases
-                     if mine.above(interval_of(b, metric))]
-            below = [b["model"].removeprefix("baseline: ") for b in bases
-                     if mine.below(interval_of(b, metric))]
-            tied = [b["model"].removeprefix("baseline: ") for b in bases
-                    if b["model"].removeprefix("baseline: ") not in beats + below]
+            beats, below, tied = [], [], []
+            for b in bases:
+                name = b["model"].removeprefix("baseline: ")
+                d = paired.get((set_, category, s["model"], b["model"]))
+                if d is not None:
+                    di = interval_of(d, metric)
+                    label = f"{name} (paired Δ {di.fmt(3)})"
+                    is_above, is_below = di.low > 0, di.high < 0
+                else:
+                    label = name
+                    theirs = interval_of(b, metric)
+                    is_above, is_below = mine.above(theirs), mine.below(theirs)
+                (beats if is_above else below if is_below else tied).append(label)
             text = (f"{set_} {category}: {s['model']} {metric} {mine.fmt(2)} (n={s['n']}) "
                     f"beats {', '.join(beats) or 'no baseline'}")
             if below:
@@ -514,7 +544,8 @@ def markdown_tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
                     verdict_lines: list[str] | None = None) -> str:
     lines = []
     if verdict_lines:
-        lines += ["### What beats what (F@0.05, 95% intervals clear of each other)", ""]
+        lines += ["### What beats what (F@0.05, 95% paired intervals of model minus baseline "
+                  "on the same items)", ""]
         lines += [f"* {v}" for v in verdict_lines]
         lines.append("")
     widths = half_widths(summary, poses)
@@ -720,7 +751,9 @@ def report_evaluation(result: EvalResult, cfg: ExperimentConfig, models: list[Ev
     result.poses = pose_rows(cfg, models, track)
     result.ratios = ratio_rows(result.summary, models)
     result.differences = paired_differences(result.rows, seed=cfg.seed)
-    result.verdicts = verdicts(result.summary, result.differences)
+    result.baseline_differences = baseline_differences(result.rows, seed=cfg.seed)
+    result.verdicts = verdicts(result.summary, result.differences,
+                               against_baselines=result.baseline_differences)
     result.tables_markdown = markdown_tables(result.summary, result.poses, result.ratios,
                                              result.differences, result.verdicts)
     result.figures["fscore_bars"] = metric_bars(result.summary)
@@ -738,7 +771,8 @@ def report_evaluation(result: EvalResult, cfg: ExperimentConfig, models: list[Ev
                 frames=cfg.evaluate.turntable_frames, renderer=renderer)
     payload = {"experiment": cfg.name, "models": result.models, "skipped": result.skipped,
                "summary": result.summary, "poses": result.poses, "ratios": result.ratios,
-               "differences": result.differences, "verdicts": result.verdicts,
+               "differences": result.differences,
+               "baseline_differences": result.baseline_differences, "verdicts": result.verdicts,
                "half_widths": half_widths(result.summary, result.poses),
                "rows": result.rows}
     (out / "evaluation.json").write_text(json.dumps(payload, indent=1, default=float))
