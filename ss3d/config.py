@@ -237,7 +237,7 @@ class OptimConfig:
 class PretrainConfig:
     """Synthetic pre-training with known cameras."""
 
-    steps: int = _f(600, ge=1)
+    steps: int = _f(900, ge=1)
     lr: float = _f(1e-3, gt=0.0, help="Adam learning rate (peak of the schedule).")
     weight_decay: float = _f(0.0, ge=0.0)
     schedule: Literal["constant", "cosine"] = _f("cosine",
