@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from ss3d.config import SYNSETS
 from ss3d.data import taxonomy
 from ss3d.data.hashing import stable_hash
 
 __all__ = ["ModelRecord", "ShapeNetError", "index_shapenet", "load_model", "stable_split"]
 
 log = logging.getLogger(__name__)
-SYNSET_NAMES = {v: k for k, v in SYNSETS.items()}
+SYNSET_NAMES = {v: k for k, v in taxonomy.SYNSETS.items()}
 DEFAULT_COLOR = np.array([180, 180, 180, 255], np.uint8)
 
 
