@@ -1,7 +1,8 @@
 """ShapeNetCore v2 category names ↔ synset ids (plus ss3d's procedural-only bird).
 
-Dependency-free on purpose: :mod:`ss3d.config` imports it to validate category names, so it
-must not import the config or anything heavy.
+Dependency-free on purpose: :mod:`ss3d.config` and :mod:`ss3d.data.procedural` import it, so it
+imports nothing of ss3d. :func:`canonical_category_keys` (the category check of config
+validation) is told which categories have a procedural generator by its caller.
 
 * Every one of the 55 ShapeNetCore v2 synsets has one canonical name (:data:`SHAPENET_CORE`);
   the procedural bird uses an id outside ShapeNet's range (:data:`PROCEDURAL_ONLY`).
@@ -22,13 +23,14 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
-    "ALIASES", "NAMES", "PROCEDURAL_ONLY", "SHAPENET_CORE", "SYNSETS", "UnknownCategoryError",
-    "canonical_name", "close_matches", "is_synset_id", "name_of", "normalise", "resolve",
-    "synset_from_yaml_int", "synset_of", "synsets_under",
+    "ALIASES", "NAMES", "PROCEDURAL_ONLY", "SHAPENET_CORE", "SYNSETS", "CategoryKeyError",
+    "UnknownCategoryError", "canonical_category_keys", "canonical_name", "close_matches",
+    "is_synset_id", "name_of", "normalise", "resolve", "synset_from_yaml_int", "synset_of",
+    "synsets_under",
 ]
 
 # The 55 categories of ShapeNetCore v2 (taxonomy.json), canonical name -> synset id.
@@ -93,7 +95,7 @@ SHAPENET_CORE: dict[str, str] = {
 # Categories that exist only as ss3d procedural generators (ids outside ShapeNet's range).
 PROCEDURAL_ONLY: dict[str, str] = {"bird": "99000001"}
 
-# Every known category, canonical name -> synset id (what ``ss3d.config.SYNSETS`` is).
+# Every known category, canonical name -> synset id (``ss3d.config.SYNSETS`` is this dict).
 SYNSETS: dict[str, str] = {**SHAPENET_CORE, **PROCEDURAL_ONLY}
 # synset id -> canonical name
 NAMES: dict[str, str] = {synset: name for name, synset in SYNSETS.items()}
@@ -147,6 +149,13 @@ _SYNSET_RE = re.compile(r"^\d{8}$")
 
 class UnknownCategoryError(ValueError):
     """A name or synset id that is neither in the taxonomy nor allowed by the caller."""
+
+
+class CategoryKeyError(ValueError):
+    """A config key's category that cannot be used; the message names the key and the source.
+
+    :mod:`ss3d.config` re-raises it as its ``ConfigError`` with the same message.
+    """
 
 
 def normalise(text: str) -> str:
@@ -249,3 +258,53 @@ def synset_from_yaml_int(value: int) -> str | None:
         if text in NAMES:
             return text
     return None
+
+
+def canonical_category_keys(values: Mapping[str, Sequence[str]], *, shapenet_root: str,
+                            generated: Collection[str], generators: Collection[str],
+                            source: str) -> dict[str, list[str]]:
+    """Every key's categories as canonical names (in order); CategoryKeyError if one is unusable.
+
+    ``values``: dotted config key → its category values (names, aliases or synset ids), checked
+    key by key in the given order. Accepted: a taxonomy name, alias or synset id, or any 8-digit
+    synset folder of ``shapenet_root`` (then the id is its own name). Without ``shapenet_root``,
+    models are generated, so the categories of the keys in ``generated`` (pre-training and
+    held-out categories) must be among ``generators``, the categories that have a procedural
+    generator (listed in this order in the message). Other keys (collections, the
+    self-training category) may be ingested photos: the render stage checks them. ``source``
+    (the config file or "overrides") ends every message.
+    """
+    root = shapenet_root
+    folders: list[str] | None = None
+
+    def canonical(key: str, value: str) -> str:
+        nonlocal folders
+        is_id = is_synset_id(value)
+        if folders is None and root and is_id and value.strip() not in NAMES:
+            folders = synsets_under(root)  # the disk is read for such ids only
+        try:
+            return resolve(value, extra_synsets=folders or ())[0]
+        except UnknownCategoryError as err:
+            hint = ""
+            if is_id:
+                hint = (f", and data.shapenet_root={root!r} has no folder {value.strip()}"
+                        if root else "; a synset outside the taxonomy needs data.shapenet_root "
+                        "set to a ShapeNet folder that has it")
+            raise CategoryKeyError(f"{key}: {err}{hint} ({source})") from None
+
+    def generated_name(key: str, value: str) -> str:
+        name = canonical(key, value)
+        if root:
+            return name
+        if name not in generators:
+            written = "" if value == name else f" ({name})"
+            raise CategoryKeyError(
+                f"{key}: category {value!r}{written}, synset {SYNSETS[name]}, has no procedural "
+                f"generator (those are: {', '.join(generators)}) and "
+                f"data.shapenet_root is empty: set data.shapenet_root to a ShapeNetCore folder "
+                f"that has it ({source})")
+        return name
+
+    return {key: [generated_name(key, v) if key in generated else canonical(key, v)
+                  for v in items]
+            for key, items in values.items()}
