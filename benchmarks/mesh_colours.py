@@ -34,13 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ss3d.cameras import camera_to_world_opengl  # noqa: E402
 from ss3d.config import load_config  # noqa: E402
 from ss3d.data.render import MeshRenderer  # noqa: E402
+from ss3d.eval.items import synthetic_items  # noqa: E402
 from ss3d.eval.mesh import ExtractedMesh, extract_mesh  # noqa: E402
 from ss3d.eval.texture import image_colours, input_view_camera  # noqa: E402
 from ss3d.eval.views import to_trimesh  # noqa: E402
 from ss3d.metrics import colour_spread, psnr  # noqa: E402
 from ss3d.model import load_network  # noqa: E402
 from ss3d.stages.data import data_paths  # noqa: E402
-from ss3d.stages.evaluate import synthetic_items  # noqa: E402
 
 
 def unlit(renderer: MeshRenderer, mesh: ExtractedMesh, camera: tuple[float, float, float],
@@ -69,9 +69,10 @@ def main() -> None:
     parser.add_argument("--per-category", type=int, default=10)
     args = parser.parse_args()
     cfg = load_config(args.config)
-    items, intrinsics = synthetic_items(cfg, data_paths(cfg).renders)
+    paths = data_paths(cfg)
+    items, intrinsics = synthetic_items(cfg, paths.renders, paths)
     net, _ = load_network(args.checkpoint)
-    with h5py.File(data_paths(cfg).renders, "r") as f:  # view 0 of each model is the input
+    with h5py.File(paths.renders, "r") as f:  # view 0 of each model is the input
         input_azimuth = dict(zip(f["model_id"].asstr()[:], f["azimuth"][:, 0].tolist()))
     e = cfg.evaluate
     results: dict[str, dict[str, list[float]]] = {}

@@ -26,7 +26,7 @@ from typing import Any
 
 from ss3d import tracking
 from ss3d.config import ExperimentConfig
-from ss3d.stages.evaluate import fmt, half_widths, tables
+from ss3d.eval.summary import fmt, half_widths, tables
 from ss3d.stages.shell import stage_dir
 
 __all__ = ["MissingEvaluationError", "write_report"]

@@ -239,7 +239,8 @@ def test_oracle_finds_a_test_shape_that_is_also_a_training_shape(store):
     """The oracle's answer is exact: a training shape given as the test item scores F = 1."""
     import torch
 
-    from ss3d.eval.baselines import EvalItem, build_baselines, oracle_index, shape_metrics
+    from ss3d.eval.baselines import build_baselines, oracle_index, shape_metrics
+    from ss3d.eval.items import EvalItem
     from ss3d.stages.data import data_paths
 
     _, cfg, _, _, _ = store
@@ -266,7 +267,7 @@ def test_paired_differences_and_verdicts_known_answers():
     does not; verdicts say beats / below / not separable from exactly as the intervals do."""
     import numpy as np
 
-    from ss3d.stages.evaluate import paired_differences, summarise, verdicts
+    from ss3d.eval.summary import paired_differences, summarise, verdicts
 
     rng = np.random.default_rng(0)
     hard = rng.uniform(0.2, 0.8, 40)
@@ -299,7 +300,7 @@ def test_baselines_are_beaten_by_paired_intervals():
     below it on every item is below it."""
     import numpy as np
 
-    from ss3d.stages.evaluate import baseline_differences, summarise, verdicts
+    from ss3d.eval.summary import baseline_differences, summarise, verdicts
 
     rng = np.random.default_rng(1)
     hard = rng.uniform(0.2, 0.8, 30)
@@ -351,7 +352,7 @@ def test_student_is_compared_with_the_teacher_it_learned_from():
 
 
 def test_pose_table_carries_wilson_intervals():
-    from ss3d.stages.evaluate import half_widths, pose_interval, tables
+    from ss3d.eval.summary import half_widths, pose_interval, tables
 
     pose = {"category": "bird", "run": "selftrained-bird", "hypotheses": 8, "pose_n": 10.0,
             "pose_acc15": 0.5, "pose_acc30": 0.8, "pose_best_of_h_acc30": 1.0,
@@ -363,6 +364,53 @@ def test_pose_table_carries_wilson_intervals():
     assert "0.80 [0.49, 0.94]" in table.rows[0]
     assert table.rows[0][table.header.index("pose prior's acc@30")] == "0.25"
     assert abs(half_widths([], [pose])["pose acc@30"] - (0.9433 - 0.4902) / 2) < 1e-3
+
+
+
+@pytest.mark.parametrize(("label", "kind", "category", "name"), [
+    ("pretrained", "pretrained", None, None),
+    ("distilled", "distilled", None, None),
+    ("selftrained", "selftrained", None, None),
+    ("selftrained-bird", "selftrained", "bird", None),
+    ("selftrained-sports-car", "selftrained", "sports-car", None),
+    ("baseline: sphere", "baseline", None, "sphere"),
+    ("baseline: category medoid", "baseline", None, "category medoid"),
+    ("baseline: oracle NN", "baseline", None, "oracle NN"),
+])
+def test_model_key_round_trips_the_row_labels(label, kind, category, name):
+    """The labels in evaluation.json, tables.md, the report and the MLflow metric names are
+    today's strings: a key parsed from one gives it back, and is the key built directly."""
+    from ss3d.eval.keys import ModelKey
+
+    key = ModelKey.parse(label)
+    assert (key.kind, key.category, key.name) == (kind, category, name)
+    assert key.label == str(key) == label
+    assert key == ModelKey(kind, category, name) and hash(key) == hash(ModelKey.parse(label))
+    assert key.is_baseline == (kind == "baseline")
+
+
+def test_model_key_labels_and_refusals():
+    from dataclasses import FrozenInstanceError
+
+    from ss3d.eval.baselines import MEDOID, ORACLE, SPHERE
+    from ss3d.eval.keys import ModelKey
+    from ss3d.eval.summary import PRETRAINED, is_baseline
+
+    assert ModelKey.selftrained("bird").label == "selftrained-bird"
+    assert (SPHERE, MEDOID, ORACLE, PRETRAINED) == (
+        "baseline: sphere", "baseline: category medoid", "baseline: oracle NN", "pretrained")
+    assert is_baseline(SPHERE) and not is_baseline("selftrained-bird")
+    for label in ("", "baseline", "baseline: ", "selftrained-", "Pretrained", "student",
+                  "teacher-bird"):
+        with pytest.raises(ValueError):
+            ModelKey.parse(label)
+    for kind, category, name in (("baseline", None, None), ("pretrained", "bird", None),
+                                 ("selftrained", None, "sphere"), ("teacher", None, None),
+                                 ("selftrained", "", None)):
+        with pytest.raises(ValueError):
+            ModelKey(kind, category, name)
+    with pytest.raises(FrozenInstanceError):
+        ModelKey.parse("distilled").kind = "pretrained"
 
 
 # The report in a real browser: headless Chromium at 500 px wide (`.ci/run` installs it).

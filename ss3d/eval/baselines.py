@@ -1,4 +1,5 @@
-"""Baselines that every number stands beside, and the test item they are scored on.
+"""Baselines that every number stands beside, scored on the test items of
+:mod:`ss3d.eval.items`.
 
 * **sphere**: a solid sphere with the mean volume of the category's training shapes (the
   training categories' mean for a zero-shot category);
@@ -23,6 +24,8 @@ from scipy.spatial import cKDTree
 
 from ss3d.cameras import Intrinsics
 from ss3d.config import ExperimentConfig
+from ss3d.eval.items import EvalItem
+from ss3d.eval.keys import ModelKey
 from ss3d.eval.metrics import (
     chamfer_fscore,
     nearest_distances,
@@ -30,40 +33,18 @@ from ss3d.eval.metrics import (
     scores_from_distances,
     volumetric_iou,
 )
+from ss3d.eval.summary import PRIMARY
 from ss3d.metrics import mask_iou
 from ss3d.volume import render_network
 
-__all__ = ["MEDOID", "ORACLE", "PRIMARY", "SPHERE", "Baselines", "EvalItem", "Shapes",
-           "baseline_rows", "build_baselines", "mean_object_radius", "medoid_index",
-           "oracle_index", "shape_metrics", "sphere_field"]
+__all__ = ["MEDOID", "ORACLE", "SPHERE", "Baselines", "Shapes", "baseline_rows",
+           "build_baselines", "mean_object_radius", "medoid_index", "oracle_index",
+           "shape_metrics", "sphere_field"]
 
-#: The metric that verdicts ("beats the medoid") and paired differences are read on.
-PRIMARY = "fscore@0.05"
-ORACLE = "baseline: oracle NN"
-MEDOID = "baseline: category medoid"
-SPHERE = "baseline: sphere"
-
-
-@dataclass
-class EvalItem:
-    """One test input with its ground truth (all in the true object frame).
-
-    image ``(3, S, S)`` masked RGB; surface ``(P, 3)``; volume_points ``(Q, 3)`` and
-    volume_inside ``(Q,)``; novel: azimuth/elevation/distance ``(n,)``, masks ``(n, H, W)``,
-    rgb ``(n, H, W, 3)`` (synthetic only); mask ``(S, S)``: the input's object mask.
-    """
-
-    set: str
-    category: str
-    key: str
-    image: torch.Tensor
-    surface: torch.Tensor
-    volume_points: torch.Tensor
-    volume_inside: torch.Tensor
-    mesh_path: Path | None
-    zero_shot: bool = False
-    novel: dict[str, torch.Tensor] | None = None
-    mask: torch.Tensor | None = None
+#: The baselines' row labels ("baseline: sphere", ...).
+ORACLE = ModelKey.baseline("oracle NN").label
+MEDOID = ModelKey.baseline("category medoid").label
+SPHERE = ModelKey.baseline("sphere").label
 
 
 def mean_object_radius(path: Path, rows: np.ndarray) -> float:

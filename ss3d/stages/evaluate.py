@@ -2,13 +2,9 @@
 
 Models: the pre-trained model, each category's self-trained model and the distilled student,
 found in MLflow (latest finished runs) or in ``<output_dir>/<name>/``; stages that have not
-run are skipped and listed. Test items:
-
-* ``synthetic``: held-out (test split) models of every pre-training category and of the
-  held-out (zero-shot) categories, input = view 0, ground truth = surface and inside/outside
-  samples and novel views from the renders;
-* ``collection``: test images of the rendered collections, ground truth = the hidden model's
-  mesh (3D) — and the pose accuracy of the self-training runs.
+run are skipped and listed. Test items (:mod:`ss3d.eval.items`): held-out synthetic models
+and collection test images with 3D ground truth; and the pose accuracy of the self-training
+runs. Statistics, verdicts and tables: :mod:`ss3d.eval.summary`.
 
 Learned frames: a self-trained model predicts in its own canonical frame, related to the true
 one by the global rotation ``G`` found from the hidden cameras (``x_learned = G x_true``, saved by
@@ -24,7 +20,6 @@ inside/outside at the test points comes from its nearest own volume sample).
 from __future__ import annotations
 
 import json
-import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable
@@ -32,34 +27,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from ss3d import tracking
 from ss3d.cameras import FIGURE_POSES, Intrinsics
-from ss3d.config import SYNSETS, ExperimentConfig
-from ss3d.data.datasets import ImageCollection, read_hidden_cameras
+from ss3d.config import ExperimentConfig
 from ss3d.data.render import MeshRenderer
 from ss3d.data.shapenet import load_model
 from ss3d.engine import autocast, load_checkpoint
-from ss3d.eval.baselines import (
-    PRIMARY,
-    EvalItem,
-    baseline_rows,
-    build_baselines,
-)
+from ss3d.eval.baselines import baseline_rows, build_baselines
+from ss3d.eval.items import EvalItem, collection_items, synthetic_items
+from ss3d.eval.keys import ModelKey
 from ss3d.eval.mesh import ExtractedMesh, extract_mesh
 from ss3d.eval.metrics import (
     chamfer_fscore,
     sample_mesh_surface,
     volumetric_iou,
 )
-from ss3d.eval.stats import Interval, bootstrap_ci, paired_bootstrap_diff, wilson_interval
+from ss3d.eval.summary import (
+    METRICS,
+    PRETRAINED,
+    PRIMARY,
+    baseline_differences,
+    half_widths,
+    interval_of,
+    is_baseline,
+    markdown_tables,
+    paired_differences,
+    summarise,
+    verdicts,
+)
 from ss3d.eval.texture import paint_from_input
 from ss3d.eval.views import figure_renderer, mesh_views, to_trimesh, write_turntable
-from ss3d.geometry import merge_meshes, occupancy, sample_surface
 from ss3d.metrics import colour_spread, mask_iou, psnr
 from ss3d.model import ReconstructionNet, load_network
 from ss3d.stages.data import data_paths, find_renders
@@ -67,15 +68,9 @@ from ss3d.stages.shell import StageRun, find_pretrained, latest_checkpoint, stag
 from ss3d.viz import finish_grid
 from ss3d.volume import render_network
 
-__all__ = ["EvalItem", "EvalModel", "EvalResult", "Table", "evaluate_stage", "find_models",
-           "fmt", "tables"]
+__all__ = ["EvalModel", "EvalResult", "evaluate_stage", "find_models"]
 
-log = logging.getLogger(__name__)
 STAGE = "evaluate"
-METRICS = ("fscore@0.02", "fscore@0.05", "fscore@0.1", "chamfer_l1", "chamfer_l2", "vol_iou",
-           "mask_iou", "psnr", "colour_spread")
-#: Paired differences (model minus the pre-trained model, same items) are reported for these.
-DIFF_METRICS = ("fscore@0.05", "fscore@0.1", "chamfer_l1")
 
 
 @dataclass
@@ -126,7 +121,7 @@ def find_models(cfg: ExperimentConfig, track: bool = True
     models: list[EvalModel] = []
     skipped: list[str] = []
     path, run_id = find_pretrained(cfg, None, track)  # no pre-trained model: nothing to do
-    models.append(EvalModel("pretrained", "pretrain", path, run_id))
+    models.append(EvalModel(PRETRAINED, "pretrain", path, run_id))
 
     teachers: dict[str, torch.Tensor] = {}  # alignments of the self-trained teachers that have one
     selftrained: list[str] = []
@@ -139,7 +134,8 @@ def find_models(cfg: ExperimentConfig, track: bool = True
         g = _alignment_of(found[0])
         if g is not None:
             teachers[category] = g
-        models.append(EvalModel(f"selftrained-{category}", "selftrain", found[0], found[1],
+        models.append(EvalModel(ModelKey.selftrained(category).label, "selftrain", found[0],
+                                found[1],
                                 category, {category: g} if g is not None else {}))
     found = latest_checkpoint(cfg, "distill", track=track)
     if found is None:
@@ -148,86 +144,9 @@ def find_models(cfg: ExperimentConfig, track: bool = True
         distill_cfg = load_checkpoint(found[0])["config"].get("distill", {})
         specialists = frozenset(selftrained if distill_cfg.get("renders_to_specialist", False)
                                 else ())
-        models.append(EvalModel("distilled", "distill", found[0], found[1],
+        models.append(EvalModel(ModelKey("distilled").label, "distill", found[0], found[1],
                                 alignments=dict(teachers), specialist_renders=specialists))
     return models, skipped
-
-
-# ----------------------------------------------------------------------------------------------
-# Test items
-# ----------------------------------------------------------------------------------------------
-def _mesh_path(root: Path, category: str, model_id: str) -> Path:
-    return root / SYNSETS.get(category, category) / model_id / "models" / "model_normalized.obj"
-
-
-def synthetic_items(cfg: ExperimentConfig, renders: Path) -> tuple[list[EvalItem], Intrinsics]:
-    """Test-split models of every pre-training and held-out category."""
-    e = cfg.evaluate
-    items: list[EvalItem] = []
-    shapenet = data_paths(cfg).shapenet
-    with h5py.File(renders, "r") as f:
-        n = int(f.attrs["complete_models"])
-        cats = f["category"].asstr()[:n]
-        splits = f["split"].asstr()[:n]
-        ids = f["model_id"].asstr()[:n]
-        size = int(f.attrs["image_size"])
-        intrinsics = Intrinsics(focal=float(f.attrs["focal"]), width=size, height=size,
-                                cx=float(f.attrs["cx"]), cy=float(f.attrs["cy"]))
-        views = min(e.novel_views, int(f.attrs["views_per_model"]) - 1)
-        for category in [*cfg.data.categories, *cfg.data.heldout_categories]:
-            rows = np.flatnonzero((cats == category) & (splits == "test"))[:e.models_per_category]
-            if len(rows) == 0:
-                log.warning("%s: no test models of %s", renders, category)
-            for r in rows:
-                rgb = torch.from_numpy(f["rgb"][r]).float() / 255.0  # (V, H, W, 3)
-                mask = torch.from_numpy(f["mask"][r]).float()
-                masked = rgb * mask[..., None]
-                novel = {k: torch.from_numpy(f[k][r][1:views + 1]).float()
-                         for k in ("azimuth", "elevation", "distance")}
-                novel.update(masks=mask[1:views + 1], rgb=masked[1:views + 1])
-                items.append(EvalItem(
-                    "synthetic", category, str(ids[r]), masked[0].permute(2, 0, 1).contiguous(),
-                    torch.from_numpy(f["surface_points"][r]).float(),
-                    torch.from_numpy(f["volume_points"][r]).float(),
-                    torch.from_numpy(f["volume_occupancy"][r]).bool(),
-                    _mesh_path(shapenet, category, str(ids[r])),
-                    zero_shot=category in cfg.data.heldout_categories, novel=novel,
-                    mask=mask[0]))
-    return items, intrinsics
-
-
-def collection_items(cfg: ExperimentConfig) -> tuple[list[EvalItem], list[str]]:
-    """Test images of rendered collections whose hidden model meshes are on disk."""
-    e = cfg.evaluate
-    paths = data_paths(cfg)
-    items: list[EvalItem] = []
-    notes: list[str] = []
-    for category in cfg.data.collections:
-        path = paths.collection(category)
-        truth = read_hidden_cameras(path) if path.is_file() else None
-        if not truth or e.collection_images == 0:
-            notes.append(f"collection {category}: no 3D ground truth (real photos or missing)")
-            continue
-        ds = ImageCollection(path, split="test")
-        for i in range(min(e.collection_images, len(ds))):
-            item = ds[i]
-            model_id = truth[item["image_id"]]["model_id"]
-            mesh_path = _mesh_path(paths.root / "collection_models", category, model_id)
-            if not mesh_path.is_file():
-                notes.append(f"collection {category}: mesh {mesh_path} missing")
-                break
-            mesh = merge_meshes(load_model(mesh_path))
-            rng = np.random.default_rng(i)
-            uniform = rng.uniform(-0.55, 0.55, (cfg.render.volume_samples // 2, 3))
-            near = (sample_surface(mesh, cfg.render.volume_samples // 2, seed=i)
-                    + rng.normal(0, 0.02, (cfg.render.volume_samples // 2, 3)))
-            points = np.concatenate([uniform, near]).astype(np.float32)
-            items.append(EvalItem(
-                "collection", category, item["image_id"], item["image"],
-                torch.from_numpy(sample_surface(mesh, cfg.render.surface_samples, seed=i)),
-                torch.from_numpy(points), torch.from_numpy(occupancy(points, mesh)),
-                mesh_path, mask=item["mask"][0]))
-    return items, notes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -301,265 +220,8 @@ def _applies(model: EvalModel, item: EvalItem) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# Tables and figures
+# Figures, poses and student/teacher ratios (statistics and tables: ss3d.eval.summary)
 # ----------------------------------------------------------------------------------------------
-def summarise(rows: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
-    """Mean and 95% bootstrap interval of every metric per (set, category, model).
-
-    Each entry holds ``n`` (items) and, per metric ``m``, ``m`` (mean), ``m_lo`` and ``m_hi``
-    (percentile bootstrap over items; NaN bounds for fewer than two items).
-    """
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        groups[(r["set"], r["category"], r["model"])].append(r)
-    out = []
-    for (set_, category, model), rs in groups.items():
-        entry: dict[str, Any] = {"set": set_, "category": category, "model": model,
-                                 "n": len(rs), "zero_shot": rs[0].get("zero_shot", False)}
-        for m in METRICS:
-            values = [r[m] for r in rs if m in r]
-            if values:
-                ci = bootstrap_ci(np.asarray(values, dtype=float), seed=seed)
-                entry.update({m: ci.estimate, f"{m}_lo": ci.low, f"{m}_hi": ci.high})
-        out.append(entry)
-    return out
-
-
-def interval_of(entry: dict[str, Any], metric: str) -> Interval:
-    """The interval of ``metric`` stored in a summary or difference entry."""
-    est = entry.get(metric)
-    if est is None:
-        return Interval.empty()
-    return Interval(float(est), float(entry.get(f"{metric}_lo", math.nan)),
-                    float(entry.get(f"{metric}_hi", math.nan)), int(entry.get("n", 0)))
-
-
-def paired_differences(rows: list[dict[str, Any]], reference: str = "pretrained",
-                       metrics: tuple[str, ...] = DIFF_METRICS, seed: int = 0
-                       ) -> list[dict[str, Any]]:
-    """Each trained model minus ``reference`` on the same items, with paired bootstrap intervals.
-
-    Returns one entry per (set, category, model): ``n`` (shared items) and, per metric ``m``,
-    ``m`` (mean difference), ``m_lo``, ``m_hi``. Pairing removes the per-item difficulty that
-    both models share, so these intervals are much narrower than the two models' own.
-    """
-    by_item: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
-    for r in rows:
-        by_item[(r["set"], r["category"], r["model"])][r["item"]] = r
-    out = []
-    for (set_, category, model), items in by_item.items():
-        if model == reference or model.startswith("baseline"):
-            continue
-        ref = by_item.get((set_, category, reference))
-        if not ref:
-            continue
-        shared = [k for k in items if k in ref]
-        entry: dict[str, Any] = {"set": set_, "category": category, "model": model,
-                                 "reference": reference, "n": len(shared)}
-        for m in metrics:
-            pairs = [(items[k][m], ref[k][m]) for k in shared if m in items[k] and m in ref[k]]
-            if pairs:
-                a, b = np.asarray(pairs, dtype=float).T
-                ci = paired_bootstrap_diff(a, b, seed=seed)
-                entry.update({m: ci.estimate, f"{m}_lo": ci.low, f"{m}_hi": ci.high})
-        out.append(entry)
-    return out
-
-
-def baseline_differences(rows: list[dict[str, Any]], metric: str = PRIMARY, seed: int = 0
-                         ) -> list[dict[str, Any]]:
-    """Each learned model minus each baseline on the same items (:func:`paired_differences`
-    with the baseline as reference), on ``metric`` only.
-
-    A baseline is scored on exactly the items the models are, so "model A beats the medoid" is
-    a paired question; two unpaired intervals that must not overlap ask for far more than 95%
-    confidence and miss differences that every item agrees on.
-    """
-    names = dict.fromkeys(r["model"] for r in rows if r["model"].startswith("baseline"))
-    return [d for name in names
-            for d in paired_differences(rows, reference=name, metrics=(metric,), seed=seed)]
-
-
-def verdicts(summary: list[dict[str, Any]], differences: list[dict[str, Any]],
-             metric: str = PRIMARY, against_baselines: list[dict[str, Any]] | None = None
-             ) -> list[str]:
-    """Plain sentences: per (set, category), which baselines each model beats on ``metric``,
-    which beat it, and its paired difference to the pre-trained model.
-
-    With ``against_baselines`` (:func:`baseline_differences`) a model beats a baseline where
-    the 95% paired interval of model minus baseline is above 0 (below: under 0); a baseline
-    without a paired entry, and every baseline without ``against_baselines``, is compared by
-    the two unpaired intervals being clear of each other.
-    """
-    diff = {(d["set"], d["category"], d["model"]): d for d in differences}
-    paired = {(d["set"], d["category"], d["model"], d["reference"]): d
-              for d in against_baselines or [] if metric in d}
-    lines = []
-    for set_, category in dict.fromkeys((s["set"], s["category"]) for s in summary):
-        group = [s for s in summary if (s["set"], s["category"]) == (set_, category)]
-        bases = [s for s in group if s["model"].startswith("baseline")]
-        for s in group:
-            if s["model"].startswith("baseline") or metric not in s:
-                continue
-            mine = interval_of(s, metric)
-            beats, below, tied = [], [], []
-            for b in bases:
-                name = b["model"].removeprefix("baseline: ")
-                d = paired.get((set_, category, s["model"], b["model"]))
-                if d is not None:
-                    di = interval_of(d, metric)
-                    label = f"{name} (paired Δ {di.fmt(3)})"
-                    is_above, is_below = di.low > 0, di.high < 0
-                else:
-                    label = name
-                    theirs = interval_of(b, metric)
-                    is_above, is_below = mine.above(theirs), mine.below(theirs)
-                (beats if is_above else below if is_below else tied).append(label)
-            text = (f"{set_} {category}: {s['model']} {metric} {mine.fmt(2)} (n={s['n']}) "
-                    f"beats {', '.join(beats) or 'no baseline'}")
-            if below:
-                text += f"; below {', '.join(below)}"
-            if tied:
-                text += f"; not separable from {', '.join(tied)}"
-            d = diff.get((set_, category, s["model"]))
-            if d is not None and metric in d:
-                di = interval_of(d, metric)
-                sign = ("above" if di.low > 0 else "below" if di.high < 0 else
-                        "not separable from")
-                text += f"; {sign} the pre-trained model (paired Δ {di.fmt(3)})"
-            lines.append(text + ".")
-    return lines
-
-
-def half_widths(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
-                metric: str = PRIMARY) -> dict[str, float]:
-    """The largest 95% half-width of ``metric`` per set over the learned models, and of the
-    pose accuracy@30 (Wilson) over the self-training runs."""
-    out: dict[str, float] = {}
-    for s in summary:
-        if s["model"].startswith("baseline") or metric not in s:
-            continue
-        hw = interval_of(s, metric).half_width
-        if not math.isnan(hw):
-            key = f"{s['set']} {metric}"
-            out[key] = max(out.get(key, 0.0), hw)
-    for p in poses:
-        ci = pose_interval(p, "pose_acc30")
-        if not math.isnan(ci.half_width):
-            out["pose acc@30"] = max(out.get("pose acc@30", 0.0), ci.half_width)
-    return out
-
-
-def pose_interval(pose: dict[str, Any], key: str) -> Interval:
-    """Wilson interval of a pose accuracy stored with its image count ``pose_n``."""
-    n = pose.get("pose_n")
-    if pose.get(key) is None or not n:
-        return Interval.empty(estimate=float(pose.get(key, math.nan) or math.nan))
-    return wilson_interval(round(float(pose[key]) * int(n)), int(n))
-
-
-def fmt(value: Any, digits: int = 3) -> str:
-    """A table cell: ``digits`` decimals, '–' for missing or NaN."""
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) \
-        else f"{value:.{digits}f}"
-
-
-def fmt_ci(entry: dict[str, Any], metric: str, digits: int = 3) -> str:
-    """``mean [low, high]`` of a summary cell, or just the mean where no interval exists."""
-    ci = interval_of(entry, metric)
-    if math.isnan(ci.estimate):
-        return "–"
-    if math.isnan(ci.low):
-        return fmt(ci.estimate, digits)
-    return ci.fmt(digits)
-
-
-@dataclass
-class Table:
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-    baseline_rows: list[bool]
-
-
-def tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
-           ratios: list[dict[str, Any]], differences: list[dict[str, Any]] | None = None
-           ) -> list[Table]:
-    """The evaluation tables as formatted cells (rendered as Markdown here, HTML in reports).
-
-    Every cell is the mean over items with its 95% bootstrap interval; pose accuracies carry
-    Wilson intervals.
-    """
-    out = []
-    for set_, title in (("synthetic", "Held-out synthetic models (input: one render)"),
-                        ("collection", "Collection test images (3D ground truth from the "
-                                       "hidden models)")):
-        entries = [s for s in summary if s["set"] == set_]
-        if entries:
-            out.append(Table(
-                title + " — mean [95% bootstrap interval]",
-                ["category", "model", "n", "F@0.02 ↑", "F@0.05 ↑", "F@0.1 ↑", "Chamfer-L1 ↓",
-                 "vol IoU ↑", "mask IoU ↑", "PSNR ↑", "colour spread →1"],
-                [[s["category"] + (" (zero-shot)" if s["zero_shot"] else ""), s["model"],
-                  str(s["n"]), fmt_ci(s, "fscore@0.02", 2), fmt_ci(s, "fscore@0.05", 2),
-                  fmt_ci(s, "fscore@0.1", 2), fmt_ci(s, "chamfer_l1", 3),
-                  fmt_ci(s, "vol_iou", 2), fmt_ci(s, "mask_iou", 2), fmt_ci(s, "psnr", 1),
-                  fmt_ci(s, "colour_spread", 2)]
-                 for s in entries],
-                [s["model"].startswith("baseline") for s in entries]))
-    if differences:
-        out.append(Table(
-            "Paired differences: model minus the pre-trained model on the same items "
-            "— mean [95% paired bootstrap interval]",
-            ["set", "category", "model", "n", "ΔF@0.05", "ΔF@0.1", "ΔChamfer-L1"],
-            [[d["set"], d["category"], d["model"], str(d["n"]), fmt_ci(d, "fscore@0.05", 3),
-              fmt_ci(d, "fscore@0.1", 3), fmt_ci(d, "chamfer_l1", 4)] for d in differences],
-            [False] * len(differences)))
-    if poses:
-        out.append(Table(
-            "Poses of the self-trained collections (after global alignment) — Wilson 95% "
-            "intervals",
-            ["category", "run", "H", "images", "acc@15 ↑", "acc@30 ↑", "median ° ↓",
-             "best-of-H acc@30", "acc@30 before search", "pose prior's acc@30", "mask IoU"],
-            [[str(p["category"]), p["run"], str(p["hypotheses"]),
-              str(int(p["pose_n"])) if p.get("pose_n") else "–",
-              pose_interval(p, "pose_acc15").fmt(2), pose_interval(p, "pose_acc30").fmt(2),
-              fmt(p.get("pose_median_deg"), 1),
-              pose_interval(p, "pose_best_of_h_acc30").fmt(2),
-              fmt(p.get("initial_pose_acc30"), 2), fmt(p.get("viewpoint_net_acc30"), 2),
-              fmt(p.get("mask_iou"))] for p in poses],
-            [False] * len(poses)))
-    if ratios:
-        out.append(Table(
-            "Distilled student vs its teacher (F@0.1, aim ≥ 0.95)",
-            ["set", "category", "teacher", "student F@0.1", "teacher F@0.1", "ratio"],
-            [[r["set"], r["category"], r["teacher"], fmt(r["student"]),
-              fmt(r["teacher_fscore"]), fmt(r["ratio"], 2)] for r in ratios],
-            [False] * len(ratios)))
-    return out
-
-
-def markdown_tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
-                    ratios: list[dict[str, Any]], differences: list[dict[str, Any]] | None = None,
-                    verdict_lines: list[str] | None = None) -> str:
-    lines = []
-    if verdict_lines:
-        lines += ["### What beats what (F@0.05, 95% paired intervals of model minus baseline "
-                  "on the same items)", ""]
-        lines += [f"* {v}" for v in verdict_lines]
-        lines.append("")
-    widths = half_widths(summary, poses)
-    if widths:
-        lines += ["Largest 95% interval half-widths: " + ", ".join(
-            f"{k} ±{v:.3f}" for k, v in widths.items()) + ".", ""]
-    for t in tables(summary, poses, ratios, differences):
-        lines += [f"### {t.title}", "", "| " + " | ".join(t.header) + " |",
-                  "|" + "---|" * len(t.header)]
-        lines += ["| " + " | ".join(row) + " |" for row in t.rows]
-        lines.append("")
-    return "\n".join(lines)
-
-
 def metric_bars(summary: list[dict[str, Any]], metric: str = PRIMARY) -> plt.Figure:
     """Bars per (set, category) and model, with 95% bootstrap intervals as error bars."""
     groups = sorted({(s["set"], s["category"]) for s in summary})
@@ -578,8 +240,8 @@ def metric_bars(summary: list[dict[str, Any]], metric: str = PRIMARY) -> plt.Fig
         err = np.nan_to_num(np.array([[ci.estimate - ci.low, ci.high - ci.estimate]
                                       for _, ci in cells]).T, nan=0.0)
         ax.bar(xs, est, width, yerr=err, capsize=1.5, error_kw={"elinewidth": 0.6},
-               label=model, hatch="//" if model.startswith("baseline") else None,
-               alpha=0.6 if model.startswith("baseline") else 1.0)
+               label=model, hatch="//" if is_baseline(model) else None,
+               alpha=0.6 if is_baseline(model) else 1.0)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(groups))],
                   [f"{c}\n({st})" for st, c in groups], fontsize=7)
     ax.set_ylabel(metric)
@@ -650,12 +312,12 @@ def ratio_rows(summary: list[dict[str, Any]], models: list[EvalModel]) -> list[d
         return out
     specialist_renders = students[0].specialist_renders
     for s in summary:
-        if s["model"] != "distilled":
+        if ModelKey.parse(s["model"]).kind != "distilled":
             continue
-        specialist = f"selftrained-{s['category']}"
+        specialist = ModelKey.selftrained(s["category"]).label
         taught = s["set"] == "collection" or s["category"] in specialist_renders
         teacher = (specialist if taught and (s["set"], s["category"], specialist) in lookup
-                   else "pretrained")
+                   else PRETRAINED)
         t = lookup.get((s["set"], s["category"], teacher))
         if t is None or s.get("fscore@0.1") is None:
             continue
@@ -679,13 +341,14 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
     run = StageRun(cfg, STAGE, track=track, progress=progress, seed=cfg.seed)
     runtime, device = run.runtime, run.device
     models, skipped = find_models(cfg, track)
-    renders = find_renders(cfg)[0] if track else data_paths(cfg).renders
+    paths = data_paths(cfg)
+    renders = find_renders(cfg)[0] if track else paths.renders
     if not renders.is_file():
         raise FileNotFoundError(f"no rendered data at {renders}: run notebooks/00_render.ipynb")
     out = Path(out_dir) if out_dir else stage_dir(cfg, STAGE)
     result = EvalResult(run_id=None, skipped=skipped)
-    synth, intrinsics = synthetic_items(cfg, renders)
-    coll, notes = collection_items(cfg)
+    synth, intrinsics = synthetic_items(cfg, renders, paths)
+    coll, notes = collection_items(cfg, paths)
     result.skipped += notes
     items = synth + coll
     baselines = build_baselines(cfg, renders)
