@@ -167,7 +167,7 @@ def bench_step(repeat: int, sizes: list[str], device: torch.device) -> dict:
 def selftrain_child(variant: str, device_name: str, b: int = 8) -> None:
     """One paper-size self-training step in this process; prints a JSON line."""
     from ss3d.hypotheses import CameraBank
-    from ss3d.stages.selftrain import _gather, _sample_pixels, hypothesis_losses
+    from ss3d.scoring import gather_targets, hypothesis_losses, sample_image_pixels
 
     device = torch.device(device_name)
     v = {"baseline": VARIANTS[0], "default": VARIANTS[3]}[variant]
@@ -197,8 +197,8 @@ def selftrain_child(variant: str, device_name: str, b: int = 8) -> None:
     # 1. one camera-search iteration: B x H cameras, network frozen, gradient to the cameras
     tic = time.perf_counter()
     net.requires_grad_(False)
-    pixels = _sample_pixels(masks.cpu(), s.camera_rays).to(device)
-    t_rgb, t_mask = _gather(images, masks, pixels)
+    pixels = sample_image_pixels(masks.cpu(), s.camera_rays).to(device)
+    t_rgb, t_mask = gather_targets(images, masks, pixels)
     losses = hypothesis_losses(net, latent, t_rgb, t_mask, pixels, *bank.decode(*raw), intr,
                                cfg, s.camera_samples)
     losses.sum().backward()
@@ -209,8 +209,8 @@ def selftrain_child(variant: str, device_name: str, b: int = 8) -> None:
     tic = time.perf_counter()
     with autocast(device, cfg.optim.amp):
         latent = net.encode(images)
-    pixels = _sample_pixels(masks.cpu(), s.rays_per_image).to(device)
-    t_rgb, t_mask = _gather(images, masks, pixels)
+    pixels = sample_image_pixels(masks.cpu(), s.rays_per_image).to(device)
+    t_rgb, t_mask = gather_targets(images, masks, pixels)
     cams = [c.detach() for c in bank.decode(*raw)]
     losses = hypothesis_losses(net, latent, t_rgb, t_mask, pixels, *cams, intr, cfg,
                                cfg.model.n_samples)

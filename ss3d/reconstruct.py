@@ -49,7 +49,7 @@ MIN_MASK_PIXELS = 64  # an 8 x 8 object: below this a crop is an upscaled blur
 def load_model_spec(spec: str, device: torch.device | str = "cpu"
                     ) -> tuple[ReconstructionNet, str, dict]:
     """``(network, description, checkpoint config or {})`` for a path, run id or model name."""
-    from ss3d.stages.distill import REGISTERED_MODEL, load_unified
+    from ss3d.stages.unified import REGISTERED_MODEL, load_unified
 
     path = Path(spec)
     if path.exists():

@@ -151,6 +151,16 @@ def _source_tags(stage: str, category: str | None, consumed: Sequence[str]) -> d
             "mlflow.note.content": f"ss3d {what}, run from {source}{inputs}."}
 
 
+
+#: Stage tags that are a variant of another stage: their checkpoints and config sections are
+#: that stage's, but later stages never take their runs as inputs.
+STAGE_VARIANTS = {"selftrain-ablation": "selftrain"}
+
+
+def stage_kind(stage: str) -> str:
+    """The stage a tag belongs to: ``selftrain`` for ``selftrain-ablation``, else itself."""
+    return STAGE_VARIANTS.get(stage, stage)
+
 @contextlib.contextmanager
 def start_run(cfg: ExperimentConfig, stage: str, *, category: str | None = None,
               consumed: Sequence[str] = (), run_id: str | None = None,
@@ -175,7 +185,7 @@ def start_run(cfg: ExperimentConfig, stage: str, *, category: str | None = None,
             tags.update(_source_tags(stage, category, consumed))
             tags.update(extra_tags or {})
             mlflow.set_tags(tags)
-            sections = STAGE_SECTIONS.get(stage.split("-")[0])  # selftrain-ablation too
+            sections = STAGE_SECTIONS.get(stage_kind(stage))
             params = {k: (str(v)[:_MAX_PARAM_CHARS]) for k, v in flatten(cfg).items()
                       if sections is None or k.split(".")[0] in sections}
             mlflow.log_params(params)

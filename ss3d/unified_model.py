@@ -3,7 +3,7 @@
 MLflow copies this file into each model version and runs it when the version is loaded with
 ``mlflow.pyfunc.load_model``. The weights travel beside it as an ss3d checkpoint, which
 :func:`ss3d.model.load_network` reads with ``torch.load(weights_only=True)``: neither this
-path nor :func:`ss3d.stages.distill.load_unified` unpickles Python objects, so a registry
+path nor :func:`ss3d.stages.unified.load_unified` unpickles Python objects, so a registry
 cannot hand you code hidden in a weights file. (Running this file is running the code of the
 ss3d version that registered the model, as with any pyfunc.)
 

@@ -9,7 +9,17 @@ Small composable parts in the spirit of PyTorch3D's ``renderer/implicit``:
 * :func:`emission_absorption` — weights, mask, colour and depth from densities and colours;
 * :func:`render_rays` — both around a *field*: any callable ``points (B, N, 3) ->
   (rgb_logits (B, N, 3), density (B, N, 1))`` such as ``lambda p: net.query(p, latent)``;
-* :func:`render_images` — full images in chunks of rays, for figures and validation.
+* :func:`camera_rays` — the rays of chosen pixels (or all of them) of ``B`` cameras, with the
+  model config's ray bounds;
+* :func:`render_pixels` — :func:`camera_rays` then :func:`render_rays`: how training renders
+  the few rays of a step;
+* :func:`render_images` / :func:`render_network` — full images in chunks of rays, for figures,
+  validation and the full-image scores;
+* :func:`mixed_precision` — a field that runs in the autocast dtype (the fused layers return
+  fp32, so sampling and compositing stay fp32 around it).
+
+Every stage renders through these functions: sampling, the field query and compositing are
+written once, here. ``emission_absorption`` is called nowhere else.
 
 We write the raymarcher by hand rather than use PyTorch3D's ``EmissionAbsorptionRaymarcher``
 because it folds the ray-length deltas into the densities itself and expects opacities in
@@ -19,22 +29,42 @@ because it folds the ray-length deltas into the densities itself and expects opa
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
 from ss3d.cameras import Intrinsics, pixel_rays
+from ss3d.engine import autocast
 from ss3d.model import CUBE_HALF
 
 if TYPE_CHECKING:
     from ss3d.config import ModelConfig
 
 __all__ = [
-    "Field", "emission_absorption", "ray_bounds", "render_images", "render_network",
-    "render_rays", "sample_along_rays",
+    "Field", "Rays", "camera_rays", "emission_absorption", "mixed_precision", "ray_bounds",
+    "render_images", "render_network", "render_pixels", "render_rays", "sample_along_rays",
 ]
 
 Field = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class Rays(NamedTuple):
+    """``B`` batches of ``R`` rays: ``origins, directions (B, R, 3)``, ``near, far (B, R)``."""
+
+    origins: torch.Tensor
+    directions: torch.Tensor
+    near: torch.Tensor
+    far: torch.Tensor
+
+
+def mixed_precision(field: Field, device: torch.device, enabled: bool = True) -> Field:
+    """``field`` run under :func:`ss3d.engine.autocast` (bf16 or fp16 where it pays): only the
+    network's layers change precision; the rays before and the compositing after stay as the
+    caller runs them."""
+    def run(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast(device, enabled):
+            return field(points)
+    return run
 
 
 def sample_along_rays(origins: torch.Tensor, directions: torch.Tensor, near: torch.Tensor,
@@ -125,6 +155,28 @@ def render_rays(field: Field, origins: torch.Tensor, directions: torch.Tensor,
     return emission_absorption(density.reshape(batch, rays, n_samples),
                                torch.sigmoid(rgb_logits.reshape(batch, rays, n_samples, 3)),
                                depths)
+
+
+def camera_rays(azimuth: torch.Tensor, elevation: torch.Tensor, distance: torch.Tensor,
+                intrinsics: Intrinsics, model: ModelConfig,
+                pixels: torch.Tensor | None = None) -> Rays:
+    """The rays of ``B`` cameras (``(B,)`` each) through ``pixels (B, R, 2)`` (default: every
+    pixel centre), bounded as ``model.ray_bounds`` / ``model.object_radius`` say."""
+    origins, directions = pixel_rays(azimuth, elevation, distance, intrinsics, pixels=pixels)
+    near, far = ray_bounds(origins, directions, distance, model.ray_bounds, model.object_radius)
+    return Rays(origins, directions, near, far)
+
+
+def render_pixels(field: Field, azimuth: torch.Tensor, elevation: torch.Tensor,
+                  distance: torch.Tensor, intrinsics: Intrinsics, model: ModelConfig,
+                  pixels: torch.Tensor, n_samples: int | None = None,
+                  stratified: bool = False) -> dict[str, torch.Tensor]:
+    """Render the ``pixels (B, R, 2)`` of ``B`` cameras through ``field`` (``model.n_samples``
+    per ray unless ``n_samples``): ``mask (B, R)``, ``rgb (B, R, 3)``, ``depth (B, R)``,
+    ``weights (B, R, S)``."""
+    return render_rays(field, *camera_rays(azimuth, elevation, distance, intrinsics, model,
+                                           pixels),
+                       n_samples or model.n_samples, stratified)
 
 
 def render_images(field: Field, azimuth: torch.Tensor,

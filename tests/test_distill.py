@@ -25,7 +25,6 @@ from ss3d.stages.distill import (
     TeacherPool,
     distill_stage,
     find_teachers,
-    load_unified,
     per_image_loss,
     point_outputs,
     random_points,
@@ -33,6 +32,7 @@ from ss3d.stages.distill import (
     ray_outputs,
 )
 from ss3d.stages.pretrain import pretrain_stage
+from ss3d.stages.unified import load_unified
 
 from .conftest import REPO, notebook_outputs
 from .test_pretrain import TINY

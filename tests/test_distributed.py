@@ -20,7 +20,7 @@ from ss3d.config import format_set_args, load_config
 from ss3d.engine import Runtime, grad_scaler, load_checkpoint, make_adam, optimiser_step
 from ss3d.hypotheses import CameraBank
 from ss3d.model import ReconstructionNet
-from ss3d.stages.selftrain import merge_bank
+from ss3d.stages.selftrain_loops import merge_bank
 
 from .conftest import REPO
 from .test_pretrain import TINY
@@ -158,7 +158,7 @@ def test_selftrain_under_torchrun_writes_once_and_resumes_on_one_process(tmp_pat
     n_train = len(payload["extra"]["bank"]["image_ids"])
     # searched hypotheses have left the grid's round elevations
     cfg = load_config(None, overrides)
-    from ss3d.stages.selftrain import pose_grid
+    from ss3d.scoring import pose_grid
 
     grid_elevations = set(pose_grid(cfg)[1].tolist())
     bank = CameraBank(payload["extra"]["bank"]["image_ids"], cfg.selftrain.hypotheses)

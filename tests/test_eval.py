@@ -178,7 +178,7 @@ def test_the_input_camera_is_the_grid_pose_that_explains_the_image_colours_inclu
     from ss3d.cameras import Intrinsics
     from ss3d.config import ExperimentConfig
     from ss3d.eval.texture import input_view_camera
-    from ss3d.stages.selftrain import pose_grid
+    from ss3d.scoring import pose_grid
     from ss3d.volume import render_network
 
     cfg = ExperimentConfig()

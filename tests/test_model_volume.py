@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -237,3 +239,39 @@ def test_adopting_a_checkpoints_model_settings_keeps_the_runs_own_choices():
     assert (ours.n_samples, ours.fused_layers) == (32, True)
     assert ours.pretrained_weights == "/weights/resnet18.pth"
     assert adopt_checkpoint_model(ours, payload, "x.pt") == []
+
+
+def test_the_one_render_path_against_a_hand_composited_slab():
+    """A field of constant density σ and colour c filling the sampling cube, seen straight down
+    an axis through its centre: every stage's render (``render_pixels``, ``render_network``)
+    must give mask ``1 - exp(-σ · d)`` (``d`` the cube's depth) and colour ``mask · c``."""
+    from ss3d.model import CUBE_HALF
+    from ss3d.volume import camera_rays, mixed_precision, render_network, render_pixels
+
+    sigma, colour = 1.7, torch.tensor([0.2, 0.5, 0.9])
+    logit = torch.log(colour / (1 - colour))
+
+    def slab(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        inside = (points.abs() <= CUBE_HALF + 1e-4).all(-1, keepdim=True).float()
+        return logit.expand(*points.shape[:-1], 3), sigma * inside
+
+    model = ModelConfig(ray_bounds="cube", n_samples=16)
+    intr = Intrinsics.from_fov(40.0, 9)
+    cams = (torch.tensor([0.0, 90.0]), torch.tensor([0.0, 0.0]), torch.tensor([2.0, 2.5]))
+    centre = torch.tensor([[[4.5, 4.5]]]).expand(2, 1, 2)  # the middle pixel's centre
+    rays = camera_rays(*cams, intr, model, pixels=centre)
+    depth = 2 * CUBE_HALF
+    assert torch.allclose(rays.far - rays.near, torch.full((2, 1), depth), atol=1e-5)
+    expected_mask = 1 - math.exp(-sigma * depth)
+    for field in (slab, mixed_precision(slab, torch.device("cpu"))):
+        out = render_pixels(field, *cams, intr, model, centre)
+        assert torch.allclose(out["mask"], torch.full((2, 1), expected_mask), atol=1e-5)
+        assert torch.allclose(out["rgb"], expected_mask * colour.expand(2, 1, 3), atol=1e-5)
+        full = render_network(field, *cams, intr, model)
+        assert torch.allclose(full["mask"][:, 4, 4], out["mask"][:, 0], atol=1e-6)
+        assert torch.allclose(full["rgb"][:, 4, 4], out["rgb"][:, 0], atol=1e-6)
+    # a ray that misses the cube composites nothing
+    corner = torch.tensor([[[0.5, 0.5]]]).expand(2, 1, 2)
+    far_off = (torch.tensor([0.0, 90.0]), torch.tensor([0.0, 0.0]), torch.tensor([6.0, 6.0]))
+    wide = Intrinsics.from_fov(120.0, 9)
+    assert torch.all(render_pixels(slab, *far_off, wide, model, corner)["mask"] < 1e-6)

@@ -17,17 +17,11 @@ from ss3d.config import load_config
 from ss3d.engine import Runtime, load_checkpoint, save_checkpoint
 from ss3d.hypotheses import CameraBank, aligned_rotation_errors, geodesic_degrees
 from ss3d.hypotheses import rotation_matrices as rot
+from ss3d.scoring import network_weights, pose_grid, selection_losses
 from ss3d.stages.data import build_rendered_collection, data_paths
 from ss3d.stages.pretrain import pretrain_stage
-from ss3d.stages.selftrain import (
-    MissingPretrainedError,
-    initialise_from_grid,
-    network_weights,
-    optimise_cameras,
-    pose_grid,
-    selection_losses,
-    selftrain_stage,
-)
+from ss3d.stages.selftrain import MissingPretrainedError, selftrain_stage
+from ss3d.stages.selftrain_loops import initialise_from_grid, optimise_cameras
 from ss3d.volume import render_images
 
 from .conftest import REPO, notebook_outputs
@@ -334,18 +328,18 @@ def test_phase_b_on_chosen_poses_with_gating_and_rehearsal(tiny_setup):
 def test_rehearsal_batches_carry_the_renders_known_cameras(tiny_setup):
     import h5py
 
-    from ss3d.stages.selftrain import _synthetic_batches
+    from ss3d.stages.selftrain_loops import synthetic_batches
 
     root, _ = tiny_setup
     cfg = _cfg(root)
-    batches, intrinsics = _synthetic_batches(cfg, torch.device("cpu"), 2)
+    batches, intrinsics = synthetic_batches(cfg, torch.device("cpu"), 2)
     batch = next(batches)
     with h5py.File(data_paths(cfg).renders, "r") as f:
         azimuths = set(torch.from_numpy(f["azimuth"][:]).flatten().round(decimals=3).tolist())
     assert set(batch["azimuth"].flatten().round(decimals=3).tolist()) <= azimuths
     assert intrinsics.width == cfg.render.image_size
     with pytest.raises(FileNotFoundError, match="needs the synthetic renders"):
-        _synthetic_batches(load_config(None, {**SELF, "data.root": str(root / "none")}),
+        synthetic_batches(load_config(None, {**SELF, "data.root": str(root / "none")}),
                            torch.device("cpu"), 2)
 
 
@@ -438,7 +432,7 @@ def test_pose_prior_adds_the_viewpoint_networks_log_probability(tiny_setup):
     network to every pose score; a run with it logs how often that network alone is right."""
     from ss3d.data.datasets import ImageCollection
     from ss3d.model import load_network
-    from ss3d.stages.selftrain import ViewpointPrior, image_losses, pose_scores
+    from ss3d.scoring import ViewpointPrior, image_losses, pose_scores
 
     root, pretrained = tiny_setup
     net, _ = load_network(pretrained)
@@ -495,7 +489,7 @@ def test_pose_prior_needs_a_checkpoint_with_a_viewpoint_network(tiny_setup, tmp_
 def test_phase_b_draws_its_rays_as_pretraining_does():
     """The network update's rays follow ``pretrain.foreground_fraction`` (the share that
     calibrated where the surface sits), not the camera search's half-on-the-mask."""
-    from ss3d.stages.selftrain import network_pixels
+    from ss3d.scoring import network_pixels
 
     masks = torch.zeros(64, 1, 16, 16)
     masks[:, :, :8, :8] = 1  # a quarter of every image

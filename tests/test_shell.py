@@ -6,6 +6,8 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
@@ -27,6 +29,20 @@ def _cfg(tmp_path: Path, **extra):
     return load_config(None, {"name": "shell", "output_dir": str(tmp_path / "out"), **extra})
 
 
+@dataclass
+class _State:
+    """The smallest stage state: a step and one list."""
+
+    step: int = 0
+    seen: list[int] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seen": list(self.seen)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.seen = list(state["seen"])
+
+
 def _exercise(run: StageRun) -> None:
     net = torch.nn.Linear(2, 1)
     with run.open(consumed=[None]):
@@ -34,7 +50,7 @@ def _exercise(run: StageRun) -> None:
         fig = __import__("matplotlib.pyplot").pyplot.figure()
         run.log_figure(fig, "a_figure")
         run.set_tag("ss3d.test", "yes")
-        run.save(step=3, model=net, extra={"k": 1})
+        run.save(_State(step=3, seen=[1]), model=net)
 
 
 def test_untracked_run_logs_nothing_and_still_writes_its_checkpoint(tmp_path, mlflow_store):
@@ -60,8 +76,76 @@ def test_tracked_run_logs_metrics_figures_and_the_checkpoint(tmp_path, mlflow_st
     assert load_checkpoint(run.checkpoint)["mlflow_run_id"] == run.run_id
     # resuming adopts the run id: the same MLflow run continues
     again = StageRun(_cfg(tmp_path), "pretrain", out_dir=tmp_path / "stage", track=True)
-    again.resume(True, model=torch.nn.Linear(2, 1))
+    state = _State()
+    again.resume(True, state, model=torch.nn.Linear(2, 1))
     assert again.run_id == run.run_id
+    assert (state.step, state.seen) == (3, [1])
+
+
+def test_finish_writes_the_state_unless_the_loop_just_saved_it(tmp_path):
+    """One rule for "resumed with nothing left to do": the run ends with its state on disk."""
+    net = torch.nn.Linear(2, 1)
+    run = StageRun(_cfg(tmp_path), "pretrain", out_dir=tmp_path / "stage", track=False)
+    state = _State(step=2, seen=[1, 2])
+    run.save(state, model=net)
+    stamp = run.checkpoint.stat().st_mtime_ns
+    run.finish(state, model=net)  # just saved at this step: nothing written
+    assert run.checkpoint.stat().st_mtime_ns == stamp
+    # a new invocation resumed at the end (nothing left to do) still writes its checkpoint
+    again = StageRun(_cfg(tmp_path), "pretrain", out_dir=tmp_path / "other", track=False)
+    resumed = _State()
+    again.resume(run.checkpoint, resumed, model=net)
+    assert not again.checkpoint.exists()
+    again.finish(resumed, model=net)
+    payload = load_checkpoint(again.checkpoint, stage="pretrain")
+    assert payload["step"] == 2 and payload["extra"] == {"seen": [1, 2]}
+    # an untouched state is left alone when resume is off
+    untouched = _State(step=5)
+    assert again.resume(False, untouched, model=net) is None and untouched.step == 5
+
+
+def test_training_states_round_trip_through_a_checkpoint(tmp_path):
+    """Each training stage's state comes back from its checkpoint as it was saved."""
+    from ss3d.hypotheses import CameraBank
+    from ss3d.stages.distill import DistillState
+    from ss3d.stages.pretrain import PretrainState
+    from ss3d.stages.selftrain import SelftrainState
+
+    bank = CameraBank(["a", "b", "c"], 4, (-30.0, 30.0), (1.8, 2.2), seed=1)
+    bank.logits[1, 2] = 3.0
+    generator = torch.Generator().manual_seed(7)
+    torch.rand(3, generator=generator)
+    states = {
+        "pretrain": (PretrainState(step=4, history=[{"loss": 0.5}], baselines={"b": 1.0},
+                                   validation=[{"mask_iou": 0.4}], renders="r.h5"),
+                     # the renders are this invocation's (the stage sets them), not restored
+                     lambda: PretrainState(renders="r.h5")),
+        "selftrain": (SelftrainState(bank=bank, category="bird", pretrained="p.pt", step=6,
+                                     epoch=2, last_choice=torch.tensor([0, 3, 1]),
+                                     alignment=[[1.0, 0.0], [0.0, 1.0]],
+                                     history=[{"loss_after_cameras": 0.1}],
+                                     epochs=[{"epoch": 2, "mask_iou": 0.3}]),
+                      lambda: SelftrainState(bank=CameraBank(["a", "b", "c"], 4, (-30.0, 30.0),
+                                                             (1.8, 2.2), seed=2),
+                                             category="bird", pretrained="p.pt")),
+        "distill": (DistillState(generator=generator, teachers={"synthetic": "s.pt"}, step=3,
+                                 history=[{"loss": 0.2}], agreement_before={"bird": 0.5}),
+                    lambda: DistillState(generator=torch.Generator(), teachers={})),
+    }
+    net = torch.nn.Linear(2, 1)
+    for stage, (saved, fresh) in states.items():
+        run = StageRun(_cfg(tmp_path), stage, out_dir=tmp_path / stage, track=False)
+        run.save(saved, model=net)
+        loaded = fresh()
+        StageRun(_cfg(tmp_path), stage, out_dir=tmp_path / stage,
+                 track=False).resume(True, loaded, model=net)
+        assert loaded.step == saved.step, stage
+        before, after = saved.state_dict(), loaded.state_dict()
+        if stage == "distill":  # the stream's state comes back as data, applied by the stage
+            assert torch.equal(loaded.data_rng, before.pop("data_rng"))
+            after.pop("data_rng")
+            before.pop("teachers"), after.pop("teachers")
+        assert repr(after) == repr(before), stage
 
 
 def test_a_failing_stage_ends_its_run_failed(tmp_path, mlflow_store):

@@ -31,8 +31,7 @@ from pytorch3d.structures import Meshes
 from ss3d.cameras import Intrinsics, project_points, to_pytorch3d_cameras
 from ss3d.config import ExperimentConfig
 from ss3d.eval.mesh import GRID_HALF, ExtractedMesh
-from ss3d.stages.selftrain import pose_grid, render_loss
-from ss3d.volume import render_network
+from ss3d.scoring import downsampled, field_image_losses, pose_grid
 
 __all__ = ["image_colours", "input_view_camera", "paint_from_input"]
 
@@ -55,18 +54,14 @@ def input_view_camera(field_for: FieldFactory, image: torch.Tensor, mask: torch.
     """
     fov_degrees = cfg.render.fov_degrees if fov_degrees is None else fov_degrees
     azimuth, elevation, distance = pose_grid(cfg)
-    size = min(cfg.selftrain.score_size, image.shape[-1])
-    target = F.interpolate(torch.cat([image, mask[None]])[None].float(), size=size,
-                           mode="area")[0]
-    intrinsics = Intrinsics.from_fov(fov_degrees, size)
+    target = downsampled(image[None], mask[None, None], cfg.selftrain.score_size)[0]
+    intrinsics = Intrinsics.from_fov(fov_degrees, target.shape[-1])
     device = target.device
     losses = []
     for s in range(0, azimuth.numel(), chunk):
         cams = [c[s:s + chunk].to(device) for c in (azimuth, elevation, distance)]
-        rendered = render_network(field_for(cams[0].numel()), *cams, intrinsics, cfg.model,
-                                  cfg.selftrain.grid_samples)
-        losses.append(render_loss(rendered["mask"], rendered["rgb"], target[3],
-                                  target[:3].permute(1, 2, 0), cfg))
+        losses.append(field_image_losses(field_for(cams[0].numel()), *cams, target, intrinsics,
+                                         cfg, cfg.selftrain.grid_samples))
     best = int(torch.cat(losses).argmin())
     return float(azimuth[best]), float(elevation[best]), float(distance[best])
 

@@ -33,47 +33,41 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
-import mlflow
 import torch
-import torch.nn.functional as F
 
-from ss3d import tracking
-from ss3d.cameras import FIGURE_DISTANCE, FIGURE_POSES, Intrinsics, pixel_rays
-from ss3d.config import ExperimentConfig, to_dict
-from ss3d.data.datasets import ImageCollection, RenderedViews
+from ss3d.cameras import FIGURE_DISTANCE, FIGURE_POSES, Intrinsics
+from ss3d.config import ExperimentConfig
 from ss3d.engine import (
-    CheckpointError,
     autocast,
     grad_scaler,
     make_adam,
     optimiser_step,
-    save_checkpoint,
-    unwrap,
 )
 from ss3d.metrics import mask_iou
 from ss3d.model import ReconstructionNet, adopt_checkpoint_model, load_network
 from ss3d.stages.data import data_paths, find_renders
+from ss3d.stages.distill_data import (
+    SYNTHETIC,
+    DistillData,
+    MissingTeacherError,
+    TeacherPool,
+    augment_images,
+    find_teachers,
+)
 from ss3d.stages.shell import (
     StageRun,
     TrainingResult,
-    find_pretrained,
-    latest_checkpoint,
     stage_dir,
 )
+from ss3d.stages.unified import register_student
 from ss3d.viz import finish_grid, finish_plot
-from ss3d.volume import ray_bounds, render_network, render_rays
+from ss3d.volume import Rays, camera_rays, render_network, render_rays
 
-__all__ = ["DistillResult", "MissingTeacherError", "TeacherPool", "distill_stage",
-           "find_teachers", "REGISTERED_MODEL"]
+__all__ = ["SYNTHETIC", "DistillResult", "DistillState", "MissingTeacherError", "distill_stage",
+           "distill_step", "find_teachers"]
 
 log = logging.getLogger(__name__)
 STAGE = "distill"
-SYNTHETIC = "synthetic"
-REGISTERED_MODEL = "ss3d-unified"
-
-
-class MissingTeacherError(FileNotFoundError):
-    """A teacher checkpoint is missing: says which notebook or command to run first."""
 
 
 @dataclass
@@ -85,177 +79,6 @@ class DistillResult(TrainingResult):
     agreement: dict[str, float] = field(default_factory=dict)
     agreement_before: dict[str, float] = field(default_factory=dict)
     model_version: str | None = None
-
-
-# ----------------------------------------------------------------------------------------------
-# Teachers
-# ----------------------------------------------------------------------------------------------
-def find_teachers(cfg: ExperimentConfig, overrides: Mapping[str, str] | None = None,
-                  track: bool = True) -> dict[str, tuple[Path, str | None]]:
-    """``{teacher name: (checkpoint, MLflow run id or None)}`` for ``synthetic`` and every
-    category of ``data.collections``; ``overrides`` maps names to checkpoint paths."""
-    overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - {SYNTHETIC, *cfg.data.collections})
-    if unknown:
-        raise ValueError(f"teacher override for {unknown}: not 'synthetic' or one of the "
-                         f"experiment's collections {cfg.data.collections}")
-    teachers: dict[str, tuple[Path, str | None]] = {}
-    try:
-        teachers[SYNTHETIC] = find_pretrained(cfg, overrides.get(SYNTHETIC), track)
-    except FileNotFoundError as err:
-        raise MissingTeacherError(f"synthetic teacher: {err}") from None
-    for category in cfg.data.collections:
-        if category in overrides:
-            path = Path(overrides[category])
-            if not path.is_file():
-                raise MissingTeacherError(f"teacher '{category}': checkpoint not found: {path}")
-            teachers[category] = (path, None)
-            continue
-        found = latest_checkpoint(cfg, "selftrain", category, track)
-        if found is None:
-            raise MissingTeacherError(
-                f"no self-trained model for '{category}' in experiment '{cfg.name}': run "
-                f"`papermill notebooks/02_selftrain.ipynb out.ipynb -p category {category}` (or "
-                f"`ss3d selftrain --set selftrain.category={category}`) first, or pass "
-                f"--teacher {category}=PATH")
-        teachers[category] = found
-    return teachers
-
-
-class TeacherPool:
-    """Frozen teacher networks, evaluated once per teacher per batch.
-
-    ``on_device=False`` keeps teachers on the CPU and moves one to the device only for its
-    forward (for many teachers on a small GPU). ``forwards`` counts teacher evaluations.
-    """
-
-    def __init__(self, nets: Mapping[str, ReconstructionNet], device: torch.device,
-                 on_device: bool = True):
-        self.device, self.on_device = device, on_device
-        self.nets = dict(nets)
-        for net in self.nets.values():
-            net.eval().requires_grad_(False)
-            net.to(device if on_device else "cpu")
-        self.forwards = 0
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.nets)
-
-    @torch.no_grad()
-    def run(self, name: str, fn):
-        """``fn(net)`` with teacher ``name`` on the device; one counted forward."""
-        net = self.nets[name]
-        if not self.on_device:
-            net.to(self.device)
-        try:
-            self.forwards += 1
-            return fn(net)
-        finally:
-            if not self.on_device:
-                net.to("cpu")
-
-    def grouped(self, labels: list[str], fn) -> dict[str, tuple[torch.Tensor, Any]]:
-        """Group a batch by teacher: ``{name: (row indices, fn(net, rows))}``, one forward each."""
-        out = {}
-        for name in dict.fromkeys(labels):  # first-appearance order, each teacher once
-            rows = torch.tensor([i for i, lab in enumerate(labels) if lab == name])
-            out[name] = (rows, self.run(name, lambda net, rows=rows: fn(net, rows)))
-        return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Data: pooled collections + synthetic renders
-# ----------------------------------------------------------------------------------------------
-class DistillData:
-    """Draws batches of (masked image, teacher label, category)."""
-
-    def __init__(self, cfg: ExperimentConfig, collections: Mapping[str, Path],
-                 renders: Path | None, seed: int):
-        self.collections = {c: ImageCollection(p, split="train") for c, p in collections.items()}
-        self.synthetic = (RenderedViews(renders, categories=cfg.data.categories,
-                                        splits=("train",), views_per_object=1, rays_per_view=1)
-                          if renders is not None and cfg.distill.p_synthetic > 0 else None)
-        self.p_synthetic = cfg.distill.p_synthetic if self.synthetic is not None else 0.0
-        self.to_specialist = cfg.distill.renders_to_specialist
-        if not self.collections and self.synthetic is None:
-            raise ValueError("distillation needs at least one collection or synthetic renders")
-        self.generator = torch.Generator().manual_seed(seed)
-        self.size = cfg.data.crop_size
-
-    def _resize(self, image: torch.Tensor) -> torch.Tensor:
-        if image.shape[-1] == self.size:
-            return image
-        return F.interpolate(image[None], size=(self.size, self.size), mode="bilinear",
-                             align_corners=False, antialias=True)[0]
-
-    def batch(self, size: int) -> tuple[torch.Tensor, list[str], list[str]]:
-        """``images (B, 3, S, S)``, teacher labels and categories."""
-        images, labels, cats = [], [], []
-        names = list(self.collections)
-        for _ in range(size):
-            synthetic = (not names or
-                         float(torch.rand((), generator=self.generator)) < self.p_synthetic)
-            if synthetic:
-                i = int(torch.randint(len(self.synthetic), (), generator=self.generator))
-                item = self.synthetic[i]
-                images.append(self._resize(item["image"]))
-                specialist = self.to_specialist and item["category"] in self.collections
-                labels.append(item["category"] if specialist else SYNTHETIC)
-                cats.append(item["category"])
-            else:
-                name = names[int(torch.randint(len(names), (), generator=self.generator))]
-                ds = self.collections[name]
-                item = ds[int(torch.randint(len(ds), (), generator=self.generator))]
-                images.append(self._resize(item["image"]))
-                labels.append(name)
-                cats.append(name)
-        return torch.stack(images), labels, cats
-
-    def fixed_images(self, per_category: int) -> dict[str, tuple[torch.Tensor, str]]:
-        """``{category: (images (n, 3, S, S), teacher)}``: the first images of every collection
-        and the first training models of every synthetic category (figures, agreement)."""
-        out: dict[str, tuple[torch.Tensor, str]] = {}
-        for name, ds in self.collections.items():
-            n = min(per_category, len(ds))
-            out[name] = (torch.stack([self._resize(ds[i]["image"]) for i in range(n)]), name)
-        if self.synthetic is not None:
-            for cat in dict.fromkeys(self.synthetic.row_categories):
-                if cat in out:  # a collection of that category already has its own teacher
-                    continue
-                rows = [i for i, c in enumerate(self.synthetic.row_categories) if c == cat]
-                imgs = [self._resize(_view_zero(self.synthetic, i)) for i in rows[:per_category]]
-                out[str(cat)] = (torch.stack(imgs), SYNTHETIC)
-        return out
-
-
-def _view_zero(ds: RenderedViews, index: int) -> torch.Tensor:
-    """The masked view 0 of a synthetic model ``(3, H, W)`` (fixed, unlike RenderedViews'
-    random input view)."""
-    row = int(ds.rows[index])
-    rgb = torch.from_numpy(ds.file["rgb"][row, 0]).float() / 255.0
-    mask = torch.from_numpy(ds.file["mask"][row, 0]).float()
-    return (rgb * mask[..., None]).permute(2, 0, 1).contiguous()
-
-
-def augment_images(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Geometry-preserving augmentations of the student's input: per-image brightness and
-    contrast jitter and a light blur. (Flips or crops would change the shape the teacher's
-    targets describe, so they are left out.)"""
-    b = images.shape[0]
-    bright = 1.0 + 0.4 * (torch.rand(b, 1, 1, 1, generator=generator) - 0.5)
-    contrast = 1.0 + 0.4 * (torch.rand(b, 1, 1, 1, generator=generator) - 0.5)
-    mean = images.mean(dim=(1, 2, 3), keepdim=True)
-    out = ((images - mean) * contrast.to(images) + mean) * bright.to(images)
-    blur = (torch.rand(b, generator=generator) < 0.3).to(images.device)
-    if blur.any():
-        kernel = torch.tensor([1.0, 2.0, 1.0], device=images.device)
-        kernel = (kernel[:, None] * kernel[None]) / 16.0
-        blurred = F.conv2d(out[blur].reshape(-1, 1, *out.shape[-2:]),
-                           kernel[None, None], padding=1).reshape(out[blur].shape)
-        out[blur] = blurred
-    background = images.sum(1, keepdim=True) == 0  # keep the masked background black
-    return out.clamp(0, 1).masked_fill(background, 0.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -277,18 +100,14 @@ def random_poses(count: int, cfg: ExperimentConfig, generator: torch.Generator |
 
 
 def random_rays(batch: int, rays: int, cfg: ExperimentConfig, intrinsics: Intrinsics,
-                device: torch.device, generator: torch.Generator | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                device: torch.device, generator: torch.Generator | None = None) -> Rays:
     """Rays of random pixels from one random pose per image: origins, dirs ``(B, R, 3)``,
     near, far ``(B, R)``."""
     azimuth, elevation, distance = random_poses(batch, cfg, generator)
     pixels = torch.rand(batch, rays, 2, generator=generator) * torch.tensor(
         [intrinsics.width, intrinsics.height], dtype=torch.float32)
-    origins, dirs = pixel_rays(azimuth.to(device), elevation.to(device), distance.to(device),
-                               intrinsics, pixels=pixels.to(device))
-    near, far = ray_bounds(origins, dirs, distance.to(device), cfg.model.ray_bounds,
-                           cfg.model.object_radius)
-    return origins, dirs, near, far
+    return camera_rays(azimuth.to(device), elevation.to(device), distance.to(device),
+                       intrinsics, cfg.model, pixels=pixels.to(device))
 
 
 def point_outputs(net: ReconstructionNet, images: torch.Tensor,
@@ -416,6 +235,46 @@ def curves_figure(history: list[dict[str, float]], teachers: list[str]) -> plt.F
 # ----------------------------------------------------------------------------------------------
 # The stage
 # ----------------------------------------------------------------------------------------------
+@dataclass
+class DistillState:
+    """Everything a distillation checkpoint holds besides the student and its optimiser."""
+
+    generator: torch.Generator  # the batches' random stream (rank 0's is saved)
+    teachers: dict[str, str]
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    agreement_before: dict[str, float] = field(default_factory=dict)
+    data_rng: torch.Tensor | None = None  # the stream's state as read from a checkpoint
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "teachers": self.teachers,
+                "agreement_before": self.agreement_before,
+                "data_rng": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.history = state["history"]
+        self.agreement_before = state.get("agreement_before", {})
+        self.data_rng = state["data_rng"]
+
+
+def _distill_inputs(cfg: ExperimentConfig, track: bool) -> tuple[dict[str, Path], Path | None]:
+    """The collections and (with ``distill.p_synthetic > 0``) the renders the batches come
+    from; fails early, naming what is missing."""
+    paths = data_paths(cfg)
+    collections = {c: paths.collection(c) for c in cfg.data.collections}
+    missing = [str(p) for p in collections.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"collections not found: {missing}; run notebooks/00_render"
+                                ".ipynb (or `ss3d render`) first")
+    renders = None
+    if cfg.distill.p_synthetic > 0:
+        renders = find_renders(cfg)[0] if track else paths.renders
+        if not renders.is_file():
+            raise FileNotFoundError(f"no synthetic renders at {renders} (needed for "
+                                    "distill.p_synthetic > 0): run notebooks/00_render.ipynb")
+    return collections, renders
+
+
 def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None = None,
                   resume: bool | str | Path = False, progress: bool = True,
                   track: bool = True, register: bool = True) -> DistillResult:
@@ -437,18 +296,7 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
                    seed=cfg.seed)
     runtime, device = run.runtime, run.device
     found = find_teachers(cfg, teachers, track)  # fails at once when a teacher is missing
-    paths = data_paths(cfg)
-    collections = {c: paths.collection(c) for c in cfg.data.collections}
-    missing = [str(p) for p in collections.values() if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"collections not found: {missing}; run notebooks/00_render"
-                                ".ipynb (or `ss3d render`) first")
-    renders = None
-    if d.p_synthetic > 0:
-        renders = find_renders(cfg)[0] if track else paths.renders
-        if not renders.is_file():
-            raise FileNotFoundError(f"no synthetic renders at {renders} (needed for "
-                                    "distill.p_synthetic > 0): run notebooks/00_render.ipynb")
+    collections, renders = _distill_inputs(cfg, track)
     local_batch = runtime.local_batch(cfg.optim.batch_size)
     data = DistillData(cfg, collections, renders, run.rank_seed())
     intrinsics = Intrinsics.from_fov(cfg.render.fov_degrees, cfg.data.crop_size)
@@ -463,43 +311,31 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
     student.train()
     optimizer = make_adam(student.reconstruction_parameters(), d.lr)
     scaler = grad_scaler(device, cfg.optim.amp)  # fp16 on CUDA only; a pass-through elsewhere
-    start_step = 0
-    history: list[dict[str, float]] = []
-    agreement_before: dict[str, float] = {}
     aug_rng = torch.Generator().manual_seed(cfg.seed + 1 + runtime.rank)
-    payload = run.resume(resume, model=student, optimizer=optimizer)
-    if payload is not None:
-        start_step = payload["step"]
-        history = payload["extra"]["history"]
-        agreement_before = payload["extra"].get("agreement_before", {})
+    state = DistillState(generator=data.generator,
+                         teachers={k: str(v[0]) for k, v in found.items()})
+    if run.resume(resume, state, model=student, optimizer=optimizer) is not None:
         if runtime.is_main:
-            data.generator.set_state(payload["extra"]["data_rng"])
+            data.generator.set_state(state.data_rng)
         else:  # the file holds rank 0's stream; the others draw fresh ones
-            data.generator.manual_seed(run.rank_seed(start_step))
-    result = DistillResult(run_id=None, checkpoint=run.checkpoint,
-                           teachers={k: str(v[0]) for k, v in found.items()},
-                           agreement_before=agreement_before)
+            data.generator.manual_seed(run.rank_seed(state.step))
+    result = DistillResult(run_id=None, checkpoint=run.checkpoint, teachers=state.teachers,
+                           agreement_before=state.agreement_before)
     fixed = data.fixed_images(d.agreement_images)
-
-    def save(step: int) -> None:
-        run.save(step=step, model=student, optimizer=optimizer,
-                 extra={"history": history, "teachers": result.teachers,
-                        "agreement_before": result.agreement_before,
-                        "data_rng": data.generator.get_state()})
 
     with run.open(consumed=[r for _, r in found.values()]):
         # lineage by run id (the UI links runs); a teacher given as a file keeps its path
         for name, (path, teacher_run) in found.items():
             run.set_tag(f"ss3d.teacher.{name}", teacher_run or str(path))
-        if not result.agreement_before and run.is_main:
+        if not state.agreement_before and run.is_main:
             # the starting point (the synthetic model) against every teacher
             student.eval()
-            result.agreement_before.update(agreement(student, pool, fixed, cfg, intrinsics,
-                                                     device, seed=cfg.seed))
+            state.agreement_before.update(agreement(student, pool, fixed, cfg, intrinsics,
+                                                    device, seed=cfg.seed))
             student.train()
-            run.log_metrics(result.agreement_before, prefix="agreement_before/")
-        bar = run.bar(range(start_step, d.steps), desc=f"distill ({d.mode})", unit="step",
-                      initial=start_step, total=d.steps)
+            run.log_metrics(state.agreement_before, prefix="agreement_before/")
+        bar = run.bar(range(state.step, d.steps), desc=f"distill ({d.mode})", unit="step",
+                      initial=state.step, total=d.steps)
         for step in bar:
             tic = time.perf_counter()
             images, labels, _ = data.batch(local_batch)
@@ -507,41 +343,49 @@ def distill_stage(cfg: ExperimentConfig, *, teachers: Mapping[str, str] | None =
                                              intrinsics, aug_rng)
             optimiser_step(loss, optimizer, scaler, student.reconstruction_parameters(),
                            cfg.optim.grad_clip, runtime=runtime)
+            state.step = step + 1
             record = {"loss": float(loss.detach()), "step_seconds": time.perf_counter() - tic,
-                      **{f"loss/{k}": v for k, v in per_teacher.items()}, "step": step + 1}
-            history.append(record)
-            run.log_metrics(record, step=step + 1)
+                      **{f"loss/{k}": v for k, v in per_teacher.items()}, "step": state.step}
+            state.history.append(record)
+            run.log_metrics(record, step=state.step)
             bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
-            if (step + 1) % d.checkpoint_every == 0 or step + 1 == d.steps:
-                save(step + 1)
-        if not run.checkpoint.exists():
-            save(max(start_step, d.steps))
+            if state.step % d.checkpoint_every == 0 or state.step == d.steps:
+                run.save(state, model=student, optimizer=optimizer)
+        run.finish(state, model=student, optimizer=optimizer)
         if run.is_main:
-            student.eval()
-            result.agreement = agreement(student, pool, fixed, cfg, intrinsics, device,
-                                         seed=cfg.seed)
-            result.figures["comparison"] = comparison_figure(student, pool, fixed, cfg,
-                                                             intrinsics, device, d.steps)
-            result.figures["curves"] = curves_figure(history, pool.names)
-            result.figures["agreement"] = agreement_figure(result.agreement_before,
-                                                           result.agreement)
-            run.print("student-teacher agreement (mask IoU, random poses), before -> after: "
-                      + ", ".join(f"{k} {result.agreement_before.get(k, float('nan')):.3f} -> "
-                                  f"{v:.3f}" for k, v in result.agreement.items()))
-            run.log_metrics(result.agreement, prefix="agreement/")
-            for name, fig in result.figures.items():
-                run.log_figure(fig, name)
-            if register and run.logging:
-                result.model_version = register_student(
-                    student, cfg, description=(
-                        f"distilled for {cfg.distill.steps} steps from "
-                        f"{', '.join(sorted(result.teachers))}; run {run.run_id}"),
-                    tags={"ss3d.run_id": run.run_id or "", "ss3d.experiment": cfg.name,
-                          "ss3d.teachers": ",".join(sorted(result.teachers))})
+            _final_agreement(student, pool, fixed, cfg, intrinsics, run, result, state, register)
     result.run_id = run.run_id
-    result.history = history
+    result.history = state.history
     result.wall_seconds = run.wall_seconds
     return result
+
+
+def _final_agreement(student: ReconstructionNet, pool: TeacherPool,
+                     fixed: Mapping[str, tuple[torch.Tensor, str]], cfg: ExperimentConfig,
+                     intrinsics: Intrinsics, run: StageRun, result: DistillResult,
+                     state: DistillState, register: bool) -> None:
+    """Rank 0 after the last step: agreement with every teacher, the figures, and the
+    registered model."""
+    student.eval()
+    result.agreement = agreement(student, pool, fixed, cfg, intrinsics, run.device,
+                                 seed=cfg.seed)
+    result.figures["comparison"] = comparison_figure(student, pool, fixed, cfg, intrinsics,
+                                                     run.device, cfg.distill.steps)
+    result.figures["curves"] = curves_figure(state.history, pool.names)
+    result.figures["agreement"] = agreement_figure(result.agreement_before, result.agreement)
+    run.print("student-teacher agreement (mask IoU, random poses), before -> after: "
+              + ", ".join(f"{k} {result.agreement_before.get(k, float('nan')):.3f} -> "
+                          f"{v:.3f}" for k, v in result.agreement.items()))
+    run.log_metrics(result.agreement, prefix="agreement/")
+    for name, fig in result.figures.items():
+        run.log_figure(fig, name)
+    if register and run.logging:
+        result.model_version = register_student(
+            student, cfg, description=(
+                f"distilled for {cfg.distill.steps} steps from "
+                f"{', '.join(sorted(result.teachers))}; run {run.run_id}"),
+            tags={"ss3d.run_id": run.run_id or "", "ss3d.experiment": cfg.name,
+                  "ss3d.teachers": ",".join(sorted(result.teachers))})
 
 
 def distill_step(student: ReconstructionNet, pool: TeacherPool, images: torch.Tensor,
@@ -577,70 +421,3 @@ def distill_step(student: ReconstructionNet, pool: TeacherPool, images: torch.Te
     return losses.mean(), per_teacher
 
 
-def register_student(student: ReconstructionNet, cfg: ExperimentConfig, *,
-                     description: str = "", tags: Mapping[str, str] | None = None
-                     ) -> str | None:
-    """Log the student as an MLflow pyfunc (:mod:`ss3d.unified_model`, weights in an ss3d
-    checkpoint) and register it as ``ss3d-unified``; returns the new model version.
-
-    Not ``mlflow.pytorch.log_model``: that pickles the whole module, and loading a pickle runs
-    whatever code it names. Here the weights load with ``weights_only=True``.
-    """
-    import tempfile
-    import warnings
-
-    import mlflow.pyfunc
-    import numpy as np
-    from mlflow.models import infer_signature
-    from mlflow.tracking import MlflowClient
-
-    net = copy.deepcopy(unwrap(student)).to("cpu").eval()  # the caller's copy stays put
-    size = cfg.data.crop_size
-    example = np.zeros((1, 3, size, size), np.float32)
-    with torch.no_grad():
-        latent = net.encode(torch.from_numpy(example)).float().numpy()
-    with tempfile.TemporaryDirectory(prefix="ss3d-register-") as tmp:
-        weights = save_checkpoint(Path(tmp) / "student.pt", stage=STAGE, step=0,
-                                  config={"model": to_dict(cfg)["model"]}, model=net)
-        with warnings.catch_warnings():
-            # MLflow asks for predict() type hints or an input example; the explicit
-            # signature already states the input and output shapes
-            warnings.simplefilter("ignore", UserWarning)
-            import ss3d.unified_model
-
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=ss3d.unified_model.__file__,
-                artifacts={"checkpoint": str(weights)},
-                registered_model_name=REGISTERED_MODEL,
-                signature=infer_signature(example, latent),
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "ss3d"])
-    version = getattr(info, "registered_model_version", None)
-    if version is None:
-        return None
-    client = MlflowClient()
-    client.update_registered_model(REGISTERED_MODEL, description=(
-        "ss3d: one network distilled from the pre-trained synthetic model and the "
-        "self-trained category models. predict: masked images (B, 3, S, S) in [0, 1] -> "
-        "latent codes; ss3d.stages.distill.load_unified() gives the network."))
-    client.update_model_version(REGISTERED_MODEL, str(version), description=description)
-    for key, value in (tags or {}).items():
-        client.set_model_version_tag(REGISTERED_MODEL, str(version), key, value)
-    return str(version)
-
-
-def load_unified(version: str = "latest") -> ReconstructionNet:
-    """The registered student, by name: ``models:/ss3d-unified/<version>``.
-
-    Reads the version's checkpoint with ``weights_only=True`` (no unpickling of code).
-    """
-    from mlflow.artifacts import download_artifacts
-
-    mlflow.set_tracking_uri(tracking.tracking_uri())
-    local = Path(download_artifacts(artifact_uri=f"models:/{REGISTERED_MODEL}/{version}"))
-    found = sorted(local.glob("artifacts/*.pt"))
-    if not found:
-        raise CheckpointError(f"models:/{REGISTERED_MODEL}/{version}: no ss3d checkpoint in "
-                              f"the model's artifacts ({local}); it was registered by an "
-                              "older ss3d that pickled the module; distil again")
-    net, _ = load_network(found[0])
-    return net.eval()

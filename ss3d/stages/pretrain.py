@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h5py
 import matplotlib.pyplot as plt
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ss3d.cameras import Intrinsics, pixel_rays
+from ss3d.cameras import Intrinsics
 from ss3d.config import ExperimentConfig
 from ss3d.data.datasets import RenderedViews
 from ss3d.engine import (
@@ -41,7 +42,7 @@ from ss3d.model import ReconstructionNet, ViewpointNet
 from ss3d.stages.data import data_paths, find_renders
 from ss3d.stages.shell import StageRun, TrainingResult, stage_dir
 from ss3d.viz import finish_grid, finish_plot
-from ss3d.volume import emission_absorption, ray_bounds, render_network, sample_along_rays
+from ss3d.volume import Rays, camera_rays, render_network, render_rays
 
 __all__ = ["PretrainResult", "ValidationSet", "pretrain_loss", "pretrain_stage", "sphere_baseline",
            "training_views"]
@@ -243,30 +244,23 @@ def _lr_factor(cfg: ExperimentConfig, step: int) -> float:
 
 
 def supervision_rays(batch: dict[str, torch.Tensor], intrinsics: Intrinsics,
-                     cfg: ExperimentConfig) -> tuple[torch.Tensor, ...]:
+                     cfg: ExperimentConfig) -> Rays:
     """Rays of the ``K`` supervision views of each object: origins, directions ``(B, K*R, 3)``
     and near, far ``(B, K*R)``."""
     b, k, r, _ = batch["pixels"].shape
-    origins, dirs = pixel_rays(batch["azimuth"].reshape(-1), batch["elevation"].reshape(-1),
-                               batch["distance"].reshape(-1), intrinsics,
-                               pixels=batch["pixels"].reshape(b * k, r, 2))
-    origins, dirs = origins.reshape(b, k * r, 3), dirs.reshape(b, k * r, 3)
-    dist = batch["distance"][..., None].expand(b, k, r).reshape(b, k * r)
-    near, far = ray_bounds(origins, dirs, dist, cfg.model.ray_bounds, cfg.model.object_radius)
-    return origins, dirs, near, far
+    rays = camera_rays(batch["azimuth"].reshape(-1), batch["elevation"].reshape(-1),
+                       batch["distance"].reshape(-1), intrinsics, cfg.model,
+                       pixels=batch["pixels"].reshape(b * k, r, 2))
+    return Rays(*(t.reshape(b, k * r, *t.shape[2:]) for t in rays))
 
 
 def pretrain_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
                   intrinsics: Intrinsics, cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
     """``pretrain.mask_weight`` · mask MSE + ``pretrain.rgb_weight`` · colour MSE on the sampled
     rays of the ``K`` supervision views (README: Pre-training)."""
-    origins, dirs, near, far = supervision_rays(batch, intrinsics, cfg)
-    depths, points = sample_along_rays(origins, dirs, near, far, cfg.model.n_samples,
-                                       stratified=True)
-    b, rays, samples = depths.shape
-    rgb_logits, density = model(batch["image"], points.reshape(b, rays * samples, 3))
-    out = emission_absorption(density.reshape(b, rays, samples),
-                              torch.sigmoid(rgb_logits.reshape(b, rays, samples, 3)), depths)
+    out = render_rays(lambda p: model(batch["image"], p),
+                      *supervision_rays(batch, intrinsics, cfg), cfg.model.n_samples,
+                      stratified=True)
     b = batch["mask"].shape[0]
     gt_mask = batch["mask"].reshape(b, -1)
     gt_rgb = batch["rgb"].reshape(b, -1, 3) * gt_mask[..., None]
@@ -316,6 +310,74 @@ def loss_curve_figure(history: list[dict[str, float]],
     return finish_plot(fig, (ax1, "training loss"), (ax2, "held-out novel-view mask IoU"))
 
 
+@dataclass
+class PretrainState:
+    """Everything a pre-training checkpoint holds besides the weights and the optimiser."""
+
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    validation: list[dict[str, float]] = field(default_factory=list)
+    baselines: dict[str, float] = field(default_factory=dict)
+    renders: str = ""
+    viewpoint: ViewpointTraining | None = None  # its optimiser travels with the state
+
+    def state_dict(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"history": self.history, "validation": self.validation,
+                                 "baselines": self.baselines, "renders": self.renders}
+        if self.viewpoint is not None:
+            extra["viewpoint_training"] = self.viewpoint.state_dict()
+        return extra
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.history, self.validation = state.get("history", []), state.get("validation", [])
+        self.baselines = state.get("baselines", {})
+        if self.viewpoint is not None and "viewpoint_training" in state:
+            self.viewpoint.load_state_dict(state["viewpoint_training"], self.step)
+
+
+def _renders_of(cfg: ExperimentConfig, renders: str | Path | None,
+                track: bool) -> tuple[Path, str | None]:
+    """The rendered set to train on and the run that rendered it; fails early when missing."""
+    run_id = None
+    if renders:
+        renders = Path(renders)
+    else:
+        renders, run_id = find_renders(cfg) if track else (data_paths(cfg).renders, None)
+    if not renders.is_file():
+        raise FileNotFoundError(
+            f"no rendered data at {renders}: run notebooks/00_render.ipynb or "
+            f"`ss3d render --config <experiment>.yaml` first")
+    return renders, run_id
+
+
+def _validate(net: ReconstructionNet, val: ValidationSet, state: PretrainState,
+              cfg: ExperimentConfig, run: StageRun, result: PretrainResult) -> dict[str, float]:
+    """Held-out novel-view metrics at ``state.step``: logged, kept, and shown as a figure."""
+    device = run.device
+    net.eval()
+    with torch.no_grad(), autocast(device, cfg.optim.amp):
+        latent = net.encode(val.images.to(device))
+        rendered = render_validation(lambda idx, p: net.query(p, latent[idx]), val, cfg,
+                                     device)
+        predicted = (net.viewpoint.most_likely(*net.viewpoint(val.images.to(device)))
+                     if net.viewpoint is not None else None)
+    net.train()
+    metrics = validation_metrics(rendered, val, predicted)
+    metrics["step"] = state.step
+    state.validation.append(metrics)
+    run.log_metrics(metrics, step=state.step, prefix="val/")
+    result.figures["validation"] = _validation_figure(val, rendered, state.step)
+    run.log_figure(result.figures["validation"], f"validation/step_{state.step:06d}")
+    return metrics
+
+
+def _validation_line(step: int, metrics: dict[str, float]) -> str:
+    return (f"step {step}: held-out mask IoU {metrics['mask_iou']:.3f}, "
+            f"PSNR {metrics['psnr']:.2f} dB" + (
+                f", viewpoint acc@30 {metrics['viewpoint_acc30']:.2f}"
+                if "viewpoint_acc30" in metrics else ""))
+
+
 def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
                    resume: bool | str | Path = False, progress: bool = True,
                    track: bool = True) -> PretrainResult:
@@ -332,15 +394,7 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
     """
     run = StageRun(cfg, STAGE, out_dir=stage_dir(cfg, STAGE), track=track, progress=progress,
                    seed=cfg.seed)
-    render_run_id = None
-    if renders:
-        renders = Path(renders)
-    else:
-        renders, render_run_id = find_renders(cfg) if track else (data_paths(cfg).renders, None)
-    if not renders.is_file():
-        raise FileNotFoundError(
-            f"no rendered data at {renders}: run notebooks/00_render.ipynb or "
-            f"`ss3d render --config <experiment>.yaml` first")
+    renders, render_run_id = _renders_of(cfg, renders, track)
     runtime, device = run.runtime, run.device
 
     train_set = training_views(cfg, renders)
@@ -352,7 +406,6 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
                         shuffle=sampler is None, sampler=sampler, drop_last=True,
                         num_workers=cfg.data.num_workers,
                         persistent_workers=cfg.data.num_workers > 0)
-    intrinsics = train_set.intrinsics
 
     net = ReconstructionNet(cfg.model).to(device)
     runtime.broadcast_module(net)  # one initialisation on every rank
@@ -360,90 +413,55 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
                           cfg.pretrain.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(cfg, s))
     scaler = grad_scaler(device, cfg.optim.amp)
-    viewpoint = (ViewpointTraining(net.viewpoint, cfg, renders, runtime)
-                 if net.viewpoint is not None else None)
-    history: list[dict[str, float]] = []
-    validation: list[dict[str, float]] = []
-    baselines: dict[str, float] = {}
-    start_step = 0
-    payload = run.resume(resume, model=net, optimizer=optimizer)
-    if payload is not None:
-        start_step = payload["step"]
-        extra = payload.get("extra", {})
-        history, validation = extra.get("history", []), extra.get("validation", [])
-        baselines = extra.get("baselines", {})
-        scheduler.last_epoch = start_step
-        if viewpoint is not None and "viewpoint_training" in extra:
-            viewpoint.load_state_dict(extra["viewpoint_training"], start_step)
-        runtime.info("resuming pre-training at step %d", start_step)
+    state = PretrainState(renders=str(renders), viewpoint=(
+        ViewpointTraining(net.viewpoint, cfg, renders, runtime)
+        if net.viewpoint is not None else None))
+    if run.resume(resume, state, model=net, optimizer=optimizer) is not None:
+        scheduler.last_epoch = state.step
+        runtime.info("resuming pre-training at step %d", state.step)
     result = PretrainResult(run_id=None, checkpoint=run.checkpoint)
-
-    def validate(step: int) -> dict[str, float]:
-        net.eval()
-        with torch.no_grad(), autocast(device, cfg.optim.amp):
-            latent = net.encode(val.images.to(device))
-            rendered = render_validation(lambda idx, p: net.query(p, latent[idx]), val, cfg,
-                                         device)
-            predicted = (net.viewpoint.most_likely(*net.viewpoint(val.images.to(device)))
-                         if net.viewpoint is not None else None)
-        net.train()
-        metrics = validation_metrics(rendered, val, predicted)
-        metrics["step"] = step
-        validation.append(metrics)
-        run.log_metrics(metrics, step=step, prefix="val/")
-        result.figures["validation"] = _validation_figure(val, rendered, step)
-        run.log_figure(result.figures["validation"], f"validation/step_{step:06d}")
-        return metrics
-
-    def save(step: int) -> None:
-        extra = {"history": history, "validation": validation, "baselines": baselines,
-                 "renders": str(renders)}
-        if viewpoint is not None:
-            extra["viewpoint_training"] = viewpoint.state_dict()
-        run.save(step=step, model=net, optimizer=optimizer, extra=extra)
 
     with run.open(consumed=[render_run_id]):
         run.set_tag("ss3d.renders", str(renders))
-        if not baselines:
+        if not state.baselines:
             # Baselines first: the untrained network and a sphere of the mean object size.
-            untrained = validate(0)
-            baselines.update({"untrained_mask_iou": untrained["mask_iou"],
-                              "untrained_psnr": untrained["psnr"]})
-            baselines.update(sphere_baseline(renders, train_set.rows, val, cfg, device))
-            run.log_metrics(baselines, prefix="baseline/")
+            untrained = _validate(net, val, state, cfg, run, result)
+            state.baselines.update({"untrained_mask_iou": untrained["mask_iou"],
+                                    "untrained_psnr": untrained["psnr"]})
+            state.baselines.update(sphere_baseline(renders, train_set.rows, val, cfg, device))
+            run.log_metrics(state.baselines, prefix="baseline/")
         batches = endless(loader, sampler)
-        bar = run.bar(range(start_step, cfg.pretrain.steps), desc="pretrain", unit="step",
-                      initial=start_step, total=cfg.pretrain.steps)
+        bar = run.bar(range(state.step, cfg.pretrain.steps), desc="pretrain", unit="step",
+                      initial=state.step, total=cfg.pretrain.steps)
         for step in bar:
             tic = time.perf_counter()
             batch = move_batch(next(batches), device)
             with autocast(device, cfg.optim.amp):
-                losses = pretrain_loss(net, batch, intrinsics, cfg)
+                losses = pretrain_loss(net, batch, train_set.intrinsics, cfg)
             grad_norm = optimiser_step(losses["loss"], optimizer, scaler,
                                        net.reconstruction_parameters(), cfg.optim.grad_clip,
                                        runtime=runtime, scheduler=scheduler)
             record = {k: float(v.detach()) for k, v in losses.items()}
-            if viewpoint is not None:
-                record.update(viewpoint.step())
-            record.update(step=step + 1, lr=optimizer.param_groups[0]["lr"],
+            if state.viewpoint is not None:
+                record.update(state.viewpoint.step())
+            state.step = step + 1
+            record.update(step=state.step, lr=optimizer.param_groups[0]["lr"],
                           grad_norm=float(grad_norm), step_seconds=time.perf_counter() - tic)
-            history.append(record)
-            run.log_metrics(record, step=step + 1)
+            state.history.append(record)
+            run.log_metrics(record, step=state.step)
             bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
-            done = step + 1
-            if done % cfg.pretrain.val_every == 0 or done == cfg.pretrain.steps:
-                metrics = validate(done)
-                run.print(f"step {done}: held-out mask IoU {metrics['mask_iou']:.3f}, "
-                          f"PSNR {metrics['psnr']:.2f} dB" + (
-                              f", viewpoint acc@30 {metrics['viewpoint_acc30']:.2f}"
-                              if "viewpoint_acc30" in metrics else ""))
-            if done % cfg.pretrain.checkpoint_every == 0 or done == cfg.pretrain.steps:
-                save(done)
-        if start_step >= cfg.pretrain.steps and not run.checkpoint.exists():
-            save(start_step)
-        result.figures["curves"] = loss_curve_figure(history, validation, baselines)
+            last = state.step == cfg.pretrain.steps
+            if state.step % cfg.pretrain.val_every == 0 or last:
+                run.print(_validation_line(state.step,
+                                           _validate(net, val, state, cfg, run, result)))
+            if state.step % cfg.pretrain.checkpoint_every == 0 or last:
+                run.save(state, model=net, optimizer=optimizer)
+        run.finish(state, model=net, optimizer=optimizer)
+        result.figures["curves"] = loss_curve_figure(state.history, state.validation,
+                                                     state.baselines)
         run.log_figure(result.figures["curves"], "curves")
     result.run_id = run.run_id
-    result.history, result.validation, result.baselines = history, validation, baselines
+    result.history, result.validation = state.history, state.validation
+    result.baselines = state.baselines
     result.wall_seconds = run.wall_seconds
     return result

@@ -3,14 +3,16 @@
 A stage function opens one :class:`StageRun` and keeps its own loop explicit inside it::
 
     run = StageRun(cfg, "pretrain", out_dir=stage_dir(cfg, "pretrain"), track=track)
-    payload = run.resume(path, model=net, optimizer=opt)    # optional, before the run opens
+    state = PretrainState()                                  # the stage's state as data
+    run.resume(path, state, model=net, optimizer=opt)        # optional, before the run opens
     with run.open(consumed=[render_run_id]):
-        for step in run.bar(range(start, steps), desc="pretrain"):
+        for step in run.bar(range(state.step, steps), desc="pretrain"):
             ...
             grad_norm = optimiser_step(loss, opt, scaler, net.parameters(), clip,
                                        runtime=run.runtime)
-            run.log_metrics({"loss": float(loss)}, step=step)
-        run.save(step=steps, model=net, optimizer=opt, extra={...})
+            state.step = step + 1
+            run.log_metrics({"loss": float(loss)}, step=state.step)
+        run.finish(state, model=net, optimizer=opt)          # the final checkpoint
 
 The run owns what every stage needs and no stage should branch on:
 
@@ -18,9 +20,12 @@ The run owns what every stage needs and no stage should branch on:
   progress bar and printed lines on rank 0 only;
 * **tracking or its absence**: with ``track=False``, or on any rank but 0, every ``log_*`` call
   is a no-op, so a stage logs unconditionally;
-* **checkpoints**: :meth:`save` writes the one checkpoint format on rank 0 only (with the
-  config and the MLflow run id), :meth:`resume` reads it and adopts the run id so the same
-  MLflow run continues; the final checkpoint is logged as an artifact when the run closes.
+* **checkpoints**: a stage keeps its state in one object (:class:`StageState`:
+  ``step``, ``state_dict``, ``load_state_dict``); :meth:`save` writes it with the model and
+  optimiser in the one checkpoint format on rank 0 only (with the config and the MLflow run
+  id), :meth:`resume` reads it back and adopts the run id so the same MLflow run continues,
+  :meth:`finish` writes the final checkpoint unless the loop just did (a run resumed with
+  nothing left to do too); the final checkpoint is logged as an artifact when the run closes.
 
 Why not a generic trainer (Lightning, nerfstudio's ``Trainer``): self-training's inner camera
 search and logit update are a loop inside the loop that researchers edit; a shell that owns the
@@ -34,7 +39,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import mlflow
 import torch
@@ -51,8 +56,8 @@ from ss3d.engine import (
     select_device,
 )
 
-__all__ = ["MissingPretrainedError", "StageRun", "TrainingResult", "find_pretrained",
-           "latest_checkpoint", "stage_dir"]
+__all__ = ["MissingPretrainedError", "StageRun", "StageState", "TrainingResult",
+           "find_pretrained", "latest_checkpoint", "stage_dir"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,6 +110,17 @@ def find_pretrained(cfg: ExperimentConfig, pretrained: str | Path | None = None,
 # ----------------------------------------------------------------------------------------------
 # The shell
 # ----------------------------------------------------------------------------------------------
+class StageState(Protocol):
+    """A training stage's state as data: what a checkpoint holds besides the model and the
+    optimiser, and what a resume restores. ``state_dict()`` is the checkpoint's ``extra``."""
+
+    step: int
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
 @dataclass
 class TrainingResult:
     """What a training stage returns: its MLflow run (None untracked), final checkpoint,
@@ -147,10 +163,16 @@ class StageRun:
         self.start_wall = time.perf_counter()
         self._active = False
         self.seed = seed
+        self._saved_step: int | None = None  # the step this invocation last saved
         if seed is not None:
             seed_everything(self.rank_seed())
 
     # -- properties ----------------------------------------------------------------------------
+    @property
+    def stage_kind(self) -> str:
+        """The stage a checkpoint belongs to: ``selftrain`` for ``selftrain-ablation`` too."""
+        return tracking.stage_kind(self.stage)
+
     @property
     def device(self) -> torch.device:
         return self.runtime.device
@@ -244,21 +266,35 @@ class StageRun:
             tqdm.write(message)  # between bar updates, not through them
 
     # -- checkpoints ---------------------------------------------------------------------------
-    def save(self, *, step: int, model: torch.nn.Module,
-             optimizer: torch.optim.Optimizer | None = None,
-             extra: dict[str, Any] | None = None, path: Path | None = None) -> Path:
-        """Write the stage's checkpoint (default :attr:`checkpoint`) on rank 0 only."""
+    def save(self, state: StageState, *, model: torch.nn.Module,
+             optimizer: torch.optim.Optimizer | None = None, path: Path | None = None) -> Path:
+        """Write the stage's checkpoint (default :attr:`checkpoint`) of ``state`` at
+        ``state.step``. Every rank calls it (``state.state_dict()`` may synchronise the ranks);
+        rank 0 writes."""
         path = path or self.checkpoint
+        extra = state.state_dict()
         if self.is_main:
-            save_checkpoint(path, stage=self.stage.split("-")[0], step=step,
+            save_checkpoint(path, stage=self.stage_kind, step=state.step,
                             config=to_dict(self.cfg), model=model, optimizer=optimizer,
                             extra=extra, mlflow_run_id=self.run_id)
+        self._saved_step = state.step
         return path
 
-    def resume(self, resume: bool | str | Path, *, model: torch.nn.Module,
+    def finish(self, state: StageState, *, model: torch.nn.Module,
+               optimizer: torch.optim.Optimizer | None = None) -> Path:
+        """The stage's last word on its checkpoint: write ``state`` unless this invocation has
+        just saved it. A run resumed with nothing left to do still leaves its checkpoint here
+        (decided on what this process did, not on the file: another rank could see rank 0's
+        file before or after it lands)."""
+        if self._saved_step != state.step:
+            self.save(state, model=model, optimizer=optimizer)
+        return self.checkpoint
+
+    def resume(self, resume: bool | str | Path, state: StageState, *, model: torch.nn.Module,
                optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any] | None:
-        """Load ``resume`` (True: :attr:`checkpoint`; a path: that file) into the model and
-        optimiser, restore the RNG, and continue its MLflow run. None when ``resume`` is off.
+        """Load ``resume`` (True: :attr:`checkpoint`; a path: that file) into the model,
+        optimiser and ``state``, restore the RNG, and continue its MLflow run. Returns the
+        checkpoint payload, or None when ``resume`` is off (``state`` is then untouched).
 
         Raises:
             CheckpointError: naming the file when it is missing, unreadable or of another stage.
@@ -268,8 +304,10 @@ class StageRun:
         path = self.checkpoint if resume is True else Path(resume)
         payload = load_checkpoint(path, model=model, optimizer=optimizer,
                                   map_location=self.device, restore_rng=True,
-                                  stage=self.stage.split("-")[0])
+                                  stage=self.stage_kind)
         self.run_id = payload.get("mlflow_run_id")
+        state.step = int(payload["step"])
+        state.load_state_dict(payload.get("extra") or {})
         if self.runtime.rank > 0 and self.seed is not None:
             # the file holds rank 0's RNG: the other ranks draw their own rays again
             seed_everything(self.rank_seed(int(payload["step"])))

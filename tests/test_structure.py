@@ -1,0 +1,112 @@
+"""The package's shape, as docs/architecture.md states it: layering, one render path, no
+import cycle, and modules small enough to read. Read from the source with ``ast``."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+PACKAGE = REPO / "ss3d"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imports(path: Path, modules: dict[str, Path], *, runtime_only: bool = True) -> set[str]:
+    """The ss3d modules ``path`` imports (``if TYPE_CHECKING:`` blocks left out), with a
+    ``from ss3d.x import y`` counted as ``ss3d.x.y`` when that is a module."""
+    tree = ast.parse(path.read_text())
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if (runtime_only and isinstance(node, ast.If)
+                and "TYPE_CHECKING" in ast.unparse(node.test)):
+            skip.update(id(n) for n in ast.walk(node))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("ss3d"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ss3d"):
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                out.add(full if full in modules else node.module)
+    return {m for m in out if m in modules}
+
+
+def test_evaluation_imports_no_stage_and_the_report_reads_the_summary_from_eval():
+    modules = _modules()
+    for name, path in modules.items():
+        if name.startswith("ss3d.eval"):
+            stages = sorted(m for m in _imports(path, modules, runtime_only=False)
+                            if m.startswith("ss3d.stages"))
+            assert not stages, f"{name} imports {stages}"
+    report = _imports(modules["ss3d.report"], modules, runtime_only=False)
+    assert "ss3d.stages.evaluate" not in report
+
+
+def test_compositing_lives_in_volume_only():
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "volume.py":
+            assert "emission_absorption" not in path.read_text(), path
+
+
+def test_no_import_cycle():
+    modules = _modules()
+    graph = {name: _imports(path, modules) - {name} for name, path in modules.items()}
+    # a package's __init__ importing its own submodules is how re-exports work, not a cycle
+    for name in graph:
+        graph[name] = {m for m in graph[name] if not m.startswith(name + ".")}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt):] + [nxt]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+
+
+def _long_functions(path: Path, limit: int) -> list[str]:
+    tree = ast.parse(path.read_text())
+    return [f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.end_lineno - node.lineno + 1 > limit]
+
+
+def test_stage_modules_and_functions_stay_readable():
+    for path in sorted((PACKAGE / "stages").glob("*.py")):
+        lines = len(path.read_text().splitlines())
+        assert lines <= 500, f"{path.name}: {lines} lines (at most 500)"
+        assert not _long_functions(path, 100)
+
+
+def test_procedural_category_modules_stay_small():
+    folder = PACKAGE / "data" / "procedural"
+    if not folder.is_dir():
+        pytest.fail("the procedural world is a package: ss3d/data/procedural/")
+    for path in sorted(folder.glob("*.py")):
+        lines = len(path.read_text().splitlines())
+        assert lines <= 300 or path.stem in {"builder", "primitives", "materials", "registry",
+                                             "__init__"}, f"{path.name}: {lines} lines"
