@@ -92,10 +92,9 @@ def seed_everything(seed: int) -> None:
 def cpu_bf16_supported() -> bool:
     """Whether this CPU has native bf16 arithmetic (AVX-512 BF16 or AMX), read from the kernel.
 
-    Where it has, bf16 autocast is several times faster than fp32 for our models (measured on an
-    AMD EPYC with AVX-512 BF16: decoder forward+backward 3.4-3.9x, the smoke pre-training 74 s vs
-    203 s with the same held-out mask IoU 0.705 vs 0.701); without it, PyTorch emulates bf16 and
-    is slower than fp32, so we stay in fp32. ``SS3D_CPU_AMP=0/1`` overrides the detection.
+    Where it has, bf16 autocast is several times faster than fp32 for our models at the same
+    held-out quality (docs/results.md, Speed); without it, PyTorch emulates bf16 and is slower
+    than fp32, so we stay in fp32. ``SS3D_CPU_AMP=0/1`` overrides the detection.
     """
     override = os.environ.get("SS3D_CPU_AMP")
     if override is not None:
@@ -142,10 +141,10 @@ def autocast(device: torch.device, enabled: bool = True) -> Any:
 def make_adam(params: Any, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
     """Adam for a network's parameters, with PyTorch's fused kernel.
 
-    The fused step is one kernel per parameter instead of a dozen elementwise passes: on the
-    smoke model (ResNet-18 + decoder, 2-core CPU) 8.6 ms against 40 ms for the default
-    ``foreach`` step, about a tenth of a bf16 pre-training step (``make bench``). CPU and CUDA
-    both have it; the state dict is the same as the unfused optimiser's, so resumes work across.
+    The fused step is one kernel per parameter instead of a dozen elementwise passes, several
+    times faster than the default ``foreach`` step on the smoke model (``make bench``). CPU and
+    CUDA both have it; the state dict is the same as the unfused optimiser's, so resumes work
+    across.
     """
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
 

@@ -147,8 +147,8 @@ class ViewpointNet(nn.Module):
     e.g. front from back or above from below (U-CMR and Unicorn use such priors; SS3D does not).
 
     Why a separate encoder: sharing the reconstruction encoder (a head on the latent) learned
-    almost nothing in the embedded budget at a small loss weight (held-out acc@30 0.12) and
-    cost shape quality at a large one (mask IoU 0.71 -> 0.59, acc@30 0.19).
+    almost nothing in the embedded budget at a small loss weight and cost shape quality at a
+    large one (docs/results.md has the measurements).
     """
 
     def __init__(self, encoder: str = "resnet18", latent_dim: int = 256, input_size: int = 64,
