@@ -7,7 +7,8 @@ For the first ``--per-category`` held-out synthetic models of every category, th
 is coloured both ways and rendered unlit (pyrender, flat shading: the vertex colours as they
 are) from the evaluation's novel views, against the true renders of those views:
 
-* colour spread (``ss3d.metrics.colour_spread``): 1 = the object varies as much as the truth;
+* colour spread (``ss3d.image_metrics.colour_spread``): 1 = the object varies as much as the
+  truth;
 * mean-colour error: L1 between the mean predicted and mean true colour on the object pixels
   both masks share (does the mesh have the *instance's* colours?);
 * PSNR of the whole view (shape errors included);
@@ -38,7 +39,7 @@ from ss3d.eval.items import synthetic_items  # noqa: E402
 from ss3d.eval.mesh import ExtractedMesh, extract_mesh  # noqa: E402
 from ss3d.eval.texture import image_colours, input_view_camera  # noqa: E402
 from ss3d.eval.views import to_trimesh  # noqa: E402
-from ss3d.metrics import colour_spread, psnr  # noqa: E402
+from ss3d.image_metrics import colour_spread, psnr  # noqa: E402
 from ss3d.model import load_network  # noqa: E402
 from ss3d.stages.data import data_paths  # noqa: E402
 

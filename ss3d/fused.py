@@ -8,8 +8,8 @@ Written with plain autograd ops this is a matmul, an ``addcmul`` and a ``sin``; 
 keeps the matmul output and the pre-activation alive and its backward makes five more passes
 over ``(B, N, hidden)`` tensors (``cos``, two products, a reduction, the ``addcmul``'s
 gradient). On CPU at our sizes those elementwise passes, not the matmuls, are where the time
-goes (``make bench``; docs/results.md, Speed). Because ``freq`` and ``shift`` are per image, they can be folded into
-the *weights* instead (weight modulation, as in StyleGAN2)::
+goes (``make bench``; docs/results.md, Speed). Because ``freq`` and ``shift`` are per image,
+they can be folded into the *weights* instead (weight modulation, as in StyleGAN2)::
 
     W_b = freq[b, :, None] * W        (B, O, I)   -- tiny
     c_b = freq[b] * bias + shift[b]   (B, O)      -- tiny

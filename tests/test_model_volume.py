@@ -141,7 +141,7 @@ def test_volume_render_of_occupancy_matches_pyrender(tmp_path, category):
 
 
 def test_image_metrics_analytic():
-    from ss3d.metrics import mask_iou, psnr
+    from ss3d.image_metrics import mask_iou, psnr
 
     a = torch.zeros(2, 4, 4)
     a[:, :2] = 1
@@ -154,7 +154,7 @@ def test_image_metrics_analytic():
 
 
 def test_colour_spread_is_one_for_the_truth_and_zero_for_one_grey():
-    from ss3d.metrics import colour_spread
+    from ss3d.image_metrics import colour_spread
     g = torch.Generator().manual_seed(0)
     mask = torch.zeros(2, 8, 8)
     mask[:, 2:6, 2:6] = 1.0

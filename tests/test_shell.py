@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from pathlib import Path
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import mlflow

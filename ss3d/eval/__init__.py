@@ -3,7 +3,7 @@
 * :mod:`ss3d.eval.mesh` — density grid → marching cubes (PyTorch3D) → vertex-coloured mesh,
   dense or coarse-to-fine;
 * :mod:`ss3d.eval.metrics` — Chamfer-L1/L2 and F-score (PyTorch3D KNN), volumetric IoU;
-  image metrics live in :mod:`ss3d.metrics`;
+  image metrics live in :mod:`ss3d.image_metrics`;
 * :mod:`ss3d.eval.items` — the test items (held-out synthetic models, collection test images)
   with their ground truth;
 * :mod:`ss3d.eval.baselines` — the sphere, category-medoid and oracle nearest-neighbour

@@ -34,7 +34,7 @@ from ss3d.eval.metrics import (
     volumetric_iou,
 )
 from ss3d.eval.summary import PRIMARY
-from ss3d.metrics import mask_iou
+from ss3d.image_metrics import mask_iou
 from ss3d.volume import render_network
 
 __all__ = ["MEDOID", "ORACLE", "SPHERE", "Baselines", "Shapes", "baseline_rows",

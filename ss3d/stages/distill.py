@@ -43,7 +43,7 @@ from ss3d.engine import (
     make_adam,
     optimiser_step,
 )
-from ss3d.metrics import mask_iou
+from ss3d.image_metrics import mask_iou
 from ss3d.model import ReconstructionNet, adopt_checkpoint_model, load_network
 from ss3d.stages.data import data_paths, find_renders
 from ss3d.stages.distill_data import (

@@ -61,7 +61,7 @@ from ss3d.eval.summary import (
 )
 from ss3d.eval.texture import paint_from_input
 from ss3d.eval.views import figure_renderer, mesh_views, to_trimesh, write_turntable
-from ss3d.metrics import colour_spread, mask_iou, psnr
+from ss3d.image_metrics import colour_spread, mask_iou, psnr
 from ss3d.model import ReconstructionNet, load_network
 from ss3d.stages.data import data_paths, find_renders
 from ss3d.stages.shell import StageRun, find_pretrained, latest_checkpoint, stage_dir
@@ -376,9 +376,8 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
             for model in models:
                 if not _applies(model, item):
                     continue
-                # The network in mixed precision where it pays (query returns fp32). Measured on
-                # 12 held-out items: 3.3x faster on a bf16 CPU, mean F@0.05 / mask IoU / vol IoU
-                # within 0.004 of fp32 (largest single item 0.013), far inside the intervals.
+                # The network in mixed precision where it pays (query returns fp32); its effect
+                # on the metrics is far inside the intervals (docs/results.md, Evaluation).
                 with autocast(device, cfg.optim.amp):
                     metrics, mesh = evaluate_item(nets[model.label], item,
                                                   _alignment_for(model, item), cfg,

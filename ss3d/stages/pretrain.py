@@ -37,7 +37,7 @@ from ss3d.engine import (
 )
 from ss3d.eval.baselines import mean_object_radius, sphere_field
 from ss3d.hypotheses import viewpoint_accuracy
-from ss3d.metrics import colour_spread, mask_iou, psnr
+from ss3d.image_metrics import colour_spread, mask_iou, psnr
 from ss3d.model import ReconstructionNet, ViewpointNet
 from ss3d.stages.data import data_paths, find_renders
 from ss3d.stages.shell import StageRun, TrainingResult, stage_dir

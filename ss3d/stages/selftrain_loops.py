@@ -29,7 +29,7 @@ from ss3d.config import ExperimentConfig
 from ss3d.data.datasets import ImageCollection, read_hidden_cameras
 from ss3d.engine import Runtime, autocast, move_batch, optimiser_step
 from ss3d.hypotheses import CameraBank, pose_metrics, viewpoint_accuracy
-from ss3d.metrics import mask_iou
+from ss3d.image_metrics import mask_iou
 from ss3d.model import ReconstructionNet
 from ss3d.scoring import (
     ViewpointPrior,
