@@ -4,9 +4,11 @@
     .venv/bin/python benchmarks/category_variation.py --module /tmp/procedural_orig.py
     .venv/bin/python benchmarks/category_variation.py --fast --seeds 0 1 2 3 4 5
 
-(``git show HEAD:ss3d/data/procedural.py > /tmp/procedural_orig.py`` measures an older
-generator.) About 2 minutes on 2 CPU cores; ``--fast`` (KD-tree F-scores, the same formula)
-takes 20 s per seed.
+(``--module`` takes a single-file generator, as the package was before it became
+``ss3d/data/procedural/``: ``git show 0bc7a6c:ss3d/data/procedural.py > /tmp/procedural_orig.py``;
+to measure a later one, run this script with ``PYTHONPATH`` set to that checkout.)
+About 2 minutes on 2 CPU cores; ``--fast`` (KD-tree F-scores, the same formula) takes 20 s per
+seed.
 
 For each category, ``count`` instances (indices 0..count-1) are normalised like
 ``ss3d.data.shapenet.load_model`` (bounding-box centre at the origin, longest side 1) and
@@ -116,7 +118,8 @@ def measure(gen: ModuleType, category: str, count: int, train: int, points: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--module", default=None,
-                        help="path of a procedural.py to measure (default: ss3d.data.procedural)")
+                        help="path of a single-file procedural.py to measure (default: "
+                             "ss3d.data.procedural)")
     parser.add_argument("--count", type=int, default=40)
     parser.add_argument("--train", type=int, default=28)
     parser.add_argument("--points", type=int, default=2048)

@@ -110,3 +110,41 @@ def test_procedural_category_modules_stay_small():
         lines = len(path.read_text().splitlines())
         assert lines <= 300 or path.stem in {"builder", "primitives", "materials", "registry",
                                              "__init__"}, f"{path.name}: {lines} lines"
+
+
+#: The layers of docs/architecture.md, bottom first: a module imports only from its own layer
+#: or the ones above it in this list (the cycle test keeps each layer acyclic).
+LAYERS: list[tuple[str, ...]] = [
+    ("ss3d", "ss3d.files", "ss3d.geometry", "ss3d.fused", "ss3d.viz", "ss3d.cameras",
+     "ss3d.image_metrics", "ss3d.engine", "ss3d.data.hashing", "ss3d.data.locks",
+     "ss3d.data.taxonomy"),
+    ("ss3d.data",),
+    ("ss3d.config",),
+    ("ss3d.model", "ss3d.unified_model"),
+    ("ss3d.volume",),
+    ("ss3d.hypotheses", "ss3d.scoring"),
+    ("ss3d.eval",),
+    ("ss3d.tracking",),
+    ("ss3d.stages",),
+    ("ss3d.report", "ss3d.reconstruct", "ss3d.notebooks", "ss3d.pipeline", "ss3d.cli"),
+]
+
+
+def _layer(module: str) -> int:
+    best, found = -1, -1
+    for index, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            exact = module == prefix
+            if (exact or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, found = len(prefix) + exact, index
+    assert found >= 0, f"{module} is in no layer of docs/architecture.md"
+    return found
+
+
+def test_data_flows_one_way_through_the_layers():
+    modules = _modules()
+    wrong = [f"{name} (layer {_layer(name)}) imports {m} (layer {_layer(m)})"
+             for name, path in modules.items()
+             for m in _imports(path, modules, runtime_only=False)
+             if _layer(m) > _layer(name)]
+    assert not wrong, "\n".join(wrong)
