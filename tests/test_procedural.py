@@ -17,6 +17,7 @@ import torch
 
 from ss3d.data.procedural import (
     ATLAS_TILES,
+    CATEGORY_FRAMES,
     PROCEDURAL_CATEGORIES,
     TILE,
     base_colours,
@@ -32,15 +33,14 @@ PAIR_FLOOR = 0.04  # Chamfer-L1 between instances 0 and 1 (measured: >= 0.050)
 MEAN_FLOOR = 0.055  # mean pairwise Chamfer-L1 over instances 0..5 (measured: >= 0.057)
 COLOUR_TOLERANCE = 32  # max channel deviation from the category's part colour (measured <= 25)
 PART_SEPARATION = 40.0  # RGB distance between two parts of one instance (measured >= 46)
-# parts every instance has (others depend on the variant: engines, lids, arms, ...)
-CORE_PARTS = {
-    "airplane": {"fuselage", "nose", "cockpit", "wing", "tail"},
-    "car": {"body", "tyre", "rim", "taillight", "bumper"},
-    "laptop": {"shell", "screen", "keyboard", "touchpad", "logo"},
-    "trash_bin": {"body", "rim", "label"},
-    "chair": {"seat", "back", "frame"},
-    "bird": {"body", "belly", "head", "beak", "wing", "tail", "leg"},
-}
+# the parts each category promises (every instance has ``core``; front/back/top/bottom show
+# its frame): declared by the category module when it registers
+FRAMES = CATEGORY_FRAMES
+CORE_PARTS = {c: set(f.core) for c, f in FRAMES.items()}
+FRAME_PARTS = [(c, part, axis, side) for c, f in FRAMES.items()
+               for parts, axis, side in ((f.front, 0, 1), (f.back, 0, -1), (f.top, 1, 1),
+                                         (f.bottom, 1, -1))
+               for part in parts]
 
 
 def _canonical_points(category: str, index: int, count: int = 1024) -> torch.Tensor:
@@ -117,14 +117,10 @@ def test_texture_atlas_carries_the_reported_part_colours(category):
         assert set(np.unique(tiles)) == set(spec.part_tiles.values())
 
 
-@pytest.mark.parametrize(("category", "part", "side"), [
-    ("airplane", "nose", 1), ("airplane", "tail", -1), ("car", "headlight", 1),
-    ("car", "taillight", -1), ("bird", "beak", 1), ("bird", "tail", -1),
-    ("trash_bin", "label", 1), ("chair", "back", -1), ("laptop", "touchpad", 1),
-])
-def test_front_and_back_parts_sit_at_plus_and_minus_x(category, part, side):
-    """Front = +X in every category: the colours that tell front from back sit where they
-    should (a formula car has no headlights: parts a variant lacks are skipped)."""
+@pytest.mark.parametrize(("category", "part", "axis", "side"), FRAME_PARTS)
+def test_frame_parts_sit_where_the_canonical_frame_says(category, part, axis, side):
+    """Front = +X, up = +Y in every category: the parts that tell front from back and top from
+    bottom sit where they should (parts a variant lacks are skipped)."""
     seen = 0
     for index in range(8):
         vertices, tiles, part_of = _vertex_parts(category, index)
@@ -132,8 +128,16 @@ def test_front_and_back_parts_sit_at_plus_and_minus_x(category, part, side):
         if part not in names:
             continue
         seen += 1
-        assert side * vertices[names == part, 0].mean() > 0, (category, index, part)
+        centre = (vertices.max(0) + vertices.min(0)) / 2
+        assert side * (vertices[names == part, axis].mean() - centre[axis]) > 0, (
+            category, index, part)
     assert seen >= 5
+
+
+def test_every_category_promises_its_frame():
+    for category, frame in FRAMES.items():
+        assert frame.core, category
+        assert frame.front or frame.back, f"{category}: no front/back cue"
 
 
 @pytest.mark.parametrize("category", CATEGORIES)

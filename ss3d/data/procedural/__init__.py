@@ -37,7 +37,8 @@ Layout of the package:
 * :mod:`.registry`: category name → generator, part palette and synset id;
 * one module per category (``airplane``, ``trash_bin``, ``car``, ``laptop``, ``chair``,
   ``bird``) holding its palette and its generator, registered with
-  ``@register("name", PALETTE)``.
+  ``@register("name", PALETTE, core=..., front=..., back=..., top=..., bottom=...)``: the
+  parts every instance has and the parts that show the frame, which the tests check.
 
 Adding a category is adding one module and its name to :data:`_CATEGORY_MODULES` below (the
 name must be in the taxonomy first). The modules are listed, not discovered with ``pkgutil``,
@@ -62,10 +63,11 @@ from ss3d.data.procedural.builder import (
 from ss3d.data.procedural.materials import ATLAS_TILES as ATLAS_TILES
 from ss3d.data.procedural.materials import HSV_JITTER as HSV_JITTER
 from ss3d.data.procedural.materials import TILE as TILE
-from ss3d.data.procedural.registry import PART_PALETTES, PROCEDURAL_CATEGORIES
+from ss3d.data.procedural.registry import CATEGORY_FRAMES, PART_PALETTES, PROCEDURAL_CATEGORIES
 
-__all__ = ["PART_PALETTES", "PROCEDURAL_CATEGORIES", "ModelSpec", "base_colours", "describe_model",
-           "generate_category", "make_model", "model_id_for", "part_colours", "write_model"]
+__all__ = ["CATEGORY_FRAMES", "PART_PALETTES", "PROCEDURAL_CATEGORIES", "ModelSpec",
+           "base_colours", "describe_model", "generate_category", "make_model", "model_id_for",
+           "part_colours", "write_model"]
 
 # the category modules, in registration order; importing one registers it
 _CATEGORY_MODULES = ("airplane", "trash_bin", "car", "laptop", "chair", "bird")

@@ -75,7 +75,8 @@ _AIRPLANE_FAMILIES: dict[str, dict] = {
 }
 
 
-@register("airplane", PALETTE)
+@register("airplane", PALETTE,
+          core={"cockpit", "fuselage", "nose", "tail", "wing"}, front=("nose",), back=("tail",))
 def _airplane(b: _Builder, rng: np.random.Generator) -> None:
     """Airplanes: ``airliner``, ``bizjet``, ``cargo`` (high wing, props), ``light`` (nose
     propeller), ``glider`` (pod and boom), ``biplane``, ``twin_boom`` and ``fighter`` (flat

@@ -58,7 +58,9 @@ _BIRD_FAMILIES: dict[str, dict] = {
 }
 
 
-@register("bird", PALETTE)
+@register("bird", PALETTE,
+          core={"beak", "belly", "body", "head", "leg", "tail", "wing"}, front=("beak",),
+          back=("tail",), bottom=("leg",))
 def _bird(b: _Builder, rng: np.random.Generator) -> None:
     """Birds: ``songbird``, ``waterfowl`` (duck to swan), ``wader`` (heron, stork),
     ``penguin``, ``raptor`` and ``parrot`` (owl-like upright) families.

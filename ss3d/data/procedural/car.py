@@ -57,7 +57,9 @@ _CAR_WEIGHTS = {"sedan": 1.0, "limousine": 0.5, "coupe": 0.5, "roadster": 0.3, "
                 "pickup": 1.0, "hatchback": 1.2, "suv": 1.2, "van": 1.2}
 
 
-@register("car", PALETTE)
+@register("car", PALETTE,
+          core={"body", "bumper", "rim", "taillight", "tyre"}, front=("headlight",),
+          back=("taillight",), bottom=("tyre",))
 def _car(b: _Builder, rng: np.random.Generator) -> None:
     """Cars: ``sedan``, ``limousine``, ``coupe`` (with a rear spoiler or not),
     ``roadster`` (open top: windscreen and seats), ``hatchback`` (down to tall city cars),

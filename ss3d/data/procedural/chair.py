@@ -17,7 +17,7 @@ PALETTE: dict[str, _PartStyle] = {
 }
 
 
-@register("chair", PALETTE)
+@register("chair", PALETTE, core={"back", "frame", "seat"}, back=("back",))
 def _chair(b: _Builder, rng: np.random.Generator) -> None:
     """Chairs: base ``four_legs`` (straight or splayed, with or without stretchers),
     ``pedestal`` (central column on a five-spoke star or a disc) or ``sled`` (floor runners);

@@ -17,7 +17,8 @@ PALETTE: dict[str, _PartStyle] = {
 }
 
 
-@register("laptop", PALETTE)
+@register("laptop", PALETTE,
+          core={"keyboard", "logo", "screen", "shell", "touchpad"}, front=("touchpad",))
 def _laptop(b: _Builder, rng: np.random.Generator) -> None:
     """Laptops, open at 70–180° (pose ``narrow``, ``upright``, ``wide`` or ``flat``: from a
     narrow V to lying flat), the screen facing +X.

@@ -18,7 +18,7 @@ PALETTE: dict[str, _PartStyle] = {
 }
 
 
-@register("trash_bin", PALETTE)
+@register("trash_bin", PALETTE, core={"body", "label", "rim"}, front=("label",))
 def _trash_bin(b: _Builder, rng: np.random.Generator) -> None:
     """Trash bins: ``round`` or ``square`` (or oblong), straight or ``tapered``.
 
