@@ -26,7 +26,8 @@ def test_taxonomy_has_the_55_shapenet_categories_and_the_procedural_bird():
     assert len(taxonomy.SHAPENET_CORE) == 55
     assert len(set(taxonomy.SHAPENET_CORE.values())) == 55
     assert all(taxonomy.is_synset_id(s) for s in taxonomy.SYNSETS.values())
-    assert taxonomy.SYNSETS["bird"] == "99000001" and len(taxonomy.SYNSETS) == 56
+    assert taxonomy.SYNSETS["bird"] == "99000001" and len(taxonomy.SYNSETS) == 58
+    assert taxonomy.SYNSETS["quadruped"] == "99000002" and taxonomy.SYNSETS["fish"] == "99000003"
     assert SYNSETS == taxonomy.SYNSETS  # the config's mapping is the taxonomy's
     # every procedural generator has a name (and id) in the taxonomy
     assert set(PROCEDURAL_CATEGORIES) <= set(taxonomy.SYNSETS)

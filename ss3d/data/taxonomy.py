@@ -1,11 +1,12 @@
-"""ShapeNetCore v2 category names ↔ synset ids (plus ss3d's procedural-only bird).
+"""ShapeNetCore v2 category names ↔ synset ids (plus ss3d's procedural-only animals).
 
 Dependency-free on purpose: :mod:`ss3d.config` and :mod:`ss3d.data.procedural` import it, so it
 imports nothing of ss3d. :func:`canonical_category_keys` (the category check of config
 validation) is told which categories have a procedural generator by its caller.
 
 * Every one of the 55 ShapeNetCore v2 synsets has one canonical name (:data:`SHAPENET_CORE`);
-  the procedural bird uses an id outside ShapeNet's range (:data:`PROCEDURAL_ONLY`).
+  the procedural bird, quadruped and fish use ids outside ShapeNet's range
+  (:data:`PROCEDURAL_ONLY`).
 * Common aliases (ShapeNet's own synonyms and the names other codebases use: ``vessel``,
   ``plane``, ``monitor``, ``speaker``, ``motorcycle``, ...) resolve to the canonical name.
   Lookup ignores case and treats spaces and hyphens as underscores (``"Trash can"``).
@@ -93,7 +94,9 @@ SHAPENET_CORE: dict[str, str] = {
 }
 
 # Categories that exist only as ss3d procedural generators (ids outside ShapeNet's range).
-PROCEDURAL_ONLY: dict[str, str] = {"bird": "99000001"}
+# Procedural categories ShapeNet lacks (animals), with ids outside ShapeNet's range
+PROCEDURAL_ONLY: dict[str, str] = {"bird": "99000001", "quadruped": "99000002",
+                                   "fish": "99000003"}
 
 # Every known category, canonical name -> synset id (``ss3d.config.SYNSETS`` is this dict).
 SYNSETS: dict[str, str] = {**SHAPENET_CORE, **PROCEDURAL_ONLY}
@@ -208,7 +211,7 @@ def resolve(name_or_id: str, *, extra_synsets: Iterable[str] = ()) -> tuple[str,
             return text, text
         raise UnknownCategoryError(
             f"unknown synset id {text!r}: not one of the 55 ShapeNetCore v2 categories (nor "
-            f"the procedural bird {PROCEDURAL_ONLY['bird']})")
+            f"the procedural-only {', '.join(f'{k} {v}' for k, v in PROCEDURAL_ONLY.items())})")
     close = close_matches(text)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UnknownCategoryError(
