@@ -70,6 +70,13 @@ __all__ = ["CATEGORY_FRAMES", "PART_PALETTES", "PROCEDURAL_CATEGORIES", "ModelSp
            "part_colours", "write_model"]
 
 # the category modules, in registration order; importing one registers it
-_CATEGORY_MODULES = ("airplane", "trash_bin", "car", "laptop", "chair", "bird")
+_CATEGORY_MODULES = (
+    "airplane",
+    "trash_bin",
+    "car",
+    "laptop",
+    "chair",
+    "bird",
+)
 for _name in _CATEGORY_MODULES:
     importlib.import_module(f"{__name__}.{_name}")
