@@ -1,6 +1,8 @@
 """The ``ss3d`` command line: ``ss3d <stage> --config experiments/X.yaml [--set key=value ...]``.
 
-The notebooks call the same library functions as these subcommands.
+The notebooks call the same library functions as these subcommands. A subcommand imports what
+it runs when it runs (torch, MLflow and the stages are slow to import), so ``ss3d --help`` and
+``ss3d config`` answer at once.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from ss3d.config import (
     load_config,
     parse_set_args,
 )
-from ss3d.engine import CheckpointError
 from ss3d.notebooks import NotebookError
 
 log = logging.getLogger("ss3d")
@@ -310,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's to fix (one line, no traceback). A checkpoint error can only
+    have been raised once :mod:`ss3d.engine` was imported, so it is looked up, not imported."""
+    engine = sys.modules.get("ss3d.engine")
+    return (FileNotFoundError, ValueError, NotebookError,
+            *((engine.CheckpointError,) if engine is not None else ()))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -321,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"ss3d: config error: {err}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError, CheckpointError, NotebookError) as err:
+    except _expected_errors() as err:
         if args.verbose:
             traceback.print_exc()
         print(f"ss3d: error: {err}", file=sys.stderr)

@@ -148,3 +148,20 @@ def test_data_flows_one_way_through_the_layers():
              for m in _imports(path, modules, runtime_only=False)
              if _layer(m) > _layer(name)]
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_command_line_answers_without_importing_the_heavy_stack():
+    """``ss3d --help`` and ``ss3d config`` import no torch, MLflow, trimesh or renderer: each
+    subcommand imports what it runs when it runs."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "trimesh", "mlflow", "matplotlib", "pyrender", "h5py", "cv2")
+    code = ("import sys, ss3d.cli\n"
+            "ss3d.cli.build_parser()\n"
+            "from ss3d.config import load_config\n"
+            "load_config(None, {'data.categories': ['car']})\n"
+            f"print([m for m in {heavy!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]", out.stdout

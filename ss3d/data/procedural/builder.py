@@ -18,10 +18,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import trimesh
-from PIL import Image
 
 from ss3d.data.hashing import stable_rng
 from ss3d.data.procedural.materials import _Atlas, _jittered, _rgb, _tile
@@ -39,6 +38,10 @@ from ss3d.data.procedural.primitives import (
 )
 from ss3d.data.procedural.registry import PART_PALETTES, PROCEDURAL_CATEGORIES
 from ss3d.data.taxonomy import SYNSETS
+
+if TYPE_CHECKING:  # trimesh takes about a second to import: only where a mesh is built
+    import trimesh
+    from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,8 @@ class _Builder:
 
     # ---------------------------------------------------------------------------- output
     def build(self) -> tuple[trimesh.Trimesh, Image.Image]:
+        import trimesh
+
         vertices, faces, uvs = [], [], []
         offset = 0
         for v, f, uv in self.parts:
@@ -224,6 +229,8 @@ def part_colours(category: str, index: int, seed: int = 0) -> dict[str, np.ndarr
 
 
 def write_model(mesh: trimesh.Trimesh, folder: Path) -> Path:
+    import trimesh
+
     """Write ``folder/models/model_normalized.{obj,mtl}`` + texture, atomically per model."""
     models = folder / "models"
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,12 @@ from __future__ import annotations
 import colorsys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 TILE = 32  # texture tile size (pixels); atlas is ATLAS_TILES x ATLAS_TILES tiles
 ATLAS_TILES = 4
@@ -71,6 +74,8 @@ class _Atlas:
         return len(self.tiles) - 1
 
     def image(self) -> Image.Image:
+        from PIL import Image
+
         atlas = np.zeros((ATLAS_TILES * TILE, ATLAS_TILES * TILE, 3), np.uint8)
         for i, tile in enumerate(self.tiles):
             r, c = divmod(i, ATLAS_TILES)

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
-import trimesh
 
 Mesh = tuple[np.ndarray, np.ndarray]
 
@@ -27,6 +26,7 @@ def _outward(vertices: np.ndarray, faces: np.ndarray) -> Mesh:
 
 @cache
 def _unit_box() -> Mesh:
+    import trimesh  # imported where used: it is slow to import
     m = trimesh.creation.box(extents=(1, 1, 1))
     return np.asarray(m.vertices, float), np.asarray(m.faces)
 
@@ -34,12 +34,14 @@ def _unit_box() -> Mesh:
 @cache
 def _unit_cylinder(sections: int) -> Mesh:
     """Radius 1, height 1 along +Z, centred."""
+    import trimesh  # imported where used: it is slow to import
     m = trimesh.creation.cylinder(radius=1.0, height=1.0, sections=sections)
     return np.asarray(m.vertices, float), np.asarray(m.faces)
 
 
 @cache
 def _unit_sphere(subdivisions: int) -> Mesh:
+    import trimesh  # imported where used: it is slow to import
     m = trimesh.creation.icosphere(subdivisions=subdivisions)
     return np.asarray(m.vertices, float), np.asarray(m.faces)
 
@@ -133,6 +135,7 @@ def _tf(center: Sequence[float] = (0, 0, 0), rotation: np.ndarray | None = None)
 
 def _align_z(direction: Sequence[float]) -> np.ndarray:
     """Rotation taking +Z onto ``direction``."""
+    import trimesh  # imported where used: it is slow to import
     return trimesh.geometry.align_vectors([0, 0, 1], np.asarray(direction, float))[:3, :3]
 
 
