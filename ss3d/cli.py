@@ -197,16 +197,28 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
-    from ss3d.reconstruct import reconstruct
+    from ss3d.reconstruct import pair_inputs, reconstruct, reconstruct_many
 
     cfg = _load(args)
-    result = reconstruct(args.image, args.mask, args.model, args.output, args.turntable, cfg,
-                         device=cfg.optim.device)
-    print(f"{result.obj}: {result.mesh.verts.shape[0]} vertices, {result.mesh.faces.shape[0]} "
-          f"faces ({result.model})")
-    if result.turntable:
-        print(f"{result.turntable}: turntable")
-    return 0
+    pairs = pair_inputs(args.image, args.mask)
+    if len(pairs) == 1 and not Path(args.image[0]).is_dir():  # one image: -o is the mesh file
+        result = reconstruct(args.image[0], args.mask[0], args.model, args.output,
+                             args.turntable, cfg, device=cfg.optim.device)
+        print(f"{result.obj}: {result.mesh.verts.shape[0]} vertices, "
+              f"{result.mesh.faces.shape[0]} faces ({result.model})")
+        if result.turntable:
+            print(f"{result.turntable}: turntable")
+        return 0
+    if args.turntable not in (None, "yes"):
+        raise ValueError("with several inputs, --turntable takes no path (GIFs are written "
+                         "beside the meshes): use --turntable yes")
+    done, skipped = reconstruct_many(pairs, args.model, args.output,
+                                     turntables=args.turntable == "yes", cfg=cfg,
+                                     device=cfg.optim.device)
+    print(f"{len(done)} mesh(es) in {args.output} ({done[0].model if done else args.model})")
+    for image, reason in skipped.items():
+        print(f"  skipped {image}: {reason}")
+    return 0 if done else 2
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -296,13 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--resume", nargs="?", const=True, metavar="CHECKPOINT",
                            help="continue from <output_dir>/<name>/distill/last.pt")
         if name == "reconstruct":
-            p.add_argument("image", help="RGB image (any format OpenCV reads)")
-            p.add_argument("--mask", required=True, help="object mask image (pixels >= 128)")
+            p.add_argument("image", nargs="+", help="RGB image(s) (any format OpenCV reads), "
+                           "or one folder of images")
+            p.add_argument("--mask", nargs="+", required=True, help="object mask image(s) "
+                           "(pixels >= 128), one per image in the same order, or one folder "
+                           "with a mask of the same file name per image")
             p.add_argument("--model", default="ss3d-unified",
                            help="checkpoint path, MLflow run id or registered model "
                            "('ss3d-unified' or 'ss3d-unified/VERSION'; default: %(default)s)")
-            p.add_argument("--output", "-o", required=True, help="mesh to write (.obj)")
-            p.add_argument("--turntable", help="also write a turntable GIF here")
+            p.add_argument("--output", "-o", required=True, help="mesh to write (.obj); with "
+                           "several inputs, a folder (<image name>.obj each)")
+            p.add_argument("--turntable", help="also write a turntable GIF here (several "
+                           "inputs: 'yes' writes <image name>.gif beside each mesh)")
         if name == "report":
             p.add_argument("--output", "-o", help="report folder (default: reports/<name>)")
         if name == "pipeline":

@@ -1,4 +1,6 @@
-"""Single-image reconstruction: ``ss3d reconstruct IMAGE --mask MASK --model M -o out.obj``.
+"""Reconstruction from photos: ``ss3d reconstruct IMAGE --mask MASK --model M -o out.obj``, or
+many at once with the model loaded once (``ss3d reconstruct a.jpg b.jpg --mask a.png b.png -o
+DIR``, or a folder of images and one of masks).
 
 The image is cropped and padded exactly like the training collections (the box of the mask's
 largest component, ``crop_margin`` per side, square, resized to ``crop_size``, background 0),
@@ -25,7 +27,8 @@ from ss3d.engine import CheckpointError, select_device
 from ss3d.eval.mesh import ExtractedMesh, extract_mesh, write_obj
 from ss3d.model import ReconstructionNet, load_network
 
-__all__ = ["ReconstructionError", "load_model_spec", "prepare_input", "reconstruct"]
+__all__ = ["Reconstructor", "ReconstructionError", "load_model_spec", "pair_inputs",
+           "prepare_input", "reconstruct", "reconstruct_many"]
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -130,53 +133,144 @@ def _check_writable(path: Path, flag: str, suffix: str, what: str) -> None:
         raise ReconstructionError(f"{flag} {path}: cannot write into {existing}")
 
 
+class Reconstructor:
+    """A model loaded once, for any number of inputs (``ss3d reconstruct a.jpg b.jpg ...``):
+    the crop settings and field of view come from the checkpoint's config where it has them."""
+
+    def __init__(self, model: str, cfg: ExperimentConfig | None = None, device: str = "auto"):
+        self.cfg = cfg or ExperimentConfig()
+        self.device = select_device(device)
+        try:
+            self.net, self.description, saved = load_model_spec(model, self.device)
+        except CheckpointError as err:
+            raise ReconstructionError(str(err)) from None
+        saved = saved if isinstance(saved, dict) else {}
+        data = saved.get("data", {})
+        self.crop_size = int(data.get("crop_size", self.cfg.data.crop_size))
+        self.margin = float(data.get("crop_margin", self.cfg.data.crop_margin))
+        self.fov = float(saved.get("render", {}).get("fov_degrees", self.cfg.render.fov_degrees))
+
+    @torch.no_grad()
+    def mesh(self, image: str | Path, mask: str | Path, loaded: tuple | None = None
+             ) -> tuple[ExtractedMesh, np.ndarray]:
+        """The coloured mesh of one input and its crop ``(S, S, 3)``; an input the model sees
+        no surface in is a :class:`ReconstructionError`."""
+        net, dev, e = self.net, self.device, self.cfg.evaluate
+        inputs, crop, crop_mask = prepare_input(image, mask, self.crop_size, self.margin, loaded)
+        latent = net.encode(inputs[None].to(dev))
+        mesh = extract_mesh(lambda p: net.query(p, latent), e.mesh_resolution,
+                            e.density_threshold, peak_fraction=e.peak_fraction,
+                            coarse_factor=e.coarse_factor, device=dev)
+        if mesh.empty:
+            raise ReconstructionError(f"{image}: the model predicts no surface above density "
+                                      f"{mesh.level:g} (nothing written)")
+        if e.mesh_colours == "image":
+            from ss3d.eval.texture import paint_from_input
+
+            mesh = paint_from_input(mesh, lambda n: (lambda p: net.query(p, latent.expand(n, -1))),
+                                    inputs.to(dev), crop_mask.to(dev), self.cfg, self.fov)
+        return mesh, crop
+
+    def write(self, mesh: ExtractedMesh, output: Path, turntable: Path | None) -> Path | None:
+        """The OBJ and (optionally) the turntable GIF: the part that can fail (rendering)
+        first, and no GIF left behind when the mesh cannot be written."""
+        gif = None
+        if turntable is not None:
+            from ss3d.eval.views import to_trimesh, write_turntable
+
+            e = self.cfg.evaluate
+            gif = write_turntable(to_trimesh(mesh), turntable, frames=e.turntable_frames,
+                                  size=max(e.figure_size, 128))
+        try:
+            write_obj(mesh, output)
+        except BaseException:
+            if gif is not None:
+                gif.unlink(missing_ok=True)
+            raise
+        return gif
+
+
 def reconstruct(image: str | Path, mask: str | Path, model: str, output: str | Path,
                 turntable: str | Path | None = None, cfg: ExperimentConfig | None = None,
                 device: str = "auto") -> Reconstruction:
     """Reconstruct one image; writes ``output`` (OBJ) and optionally a turntable GIF."""
-    cfg = cfg or ExperimentConfig()
     output = Path(output)
     # everything that can be checked is checked before the model loads and the mesh is made
     _check_writable(output, "-o", ".obj", "the mesh is written as OBJ")
     if turntable is not None:
         _check_writable(Path(turntable), "--turntable", ".gif", "the turntable is a GIF")
     loaded = read_input(image, mask)  # the files, read and checked once
-    dev = select_device(device)
-    try:
-        net, description, saved = load_model_spec(model, dev)
-    except CheckpointError as err:
-        raise ReconstructionError(str(err)) from None
-    data = saved.get("data", {}) if isinstance(saved, dict) else {}
-    crop_size = int(data.get("crop_size", cfg.data.crop_size))
-    margin = float(data.get("crop_margin", cfg.data.crop_margin))
-    inputs, crop, crop_mask = prepare_input(image, mask, crop_size, margin, loaded)
-    e = cfg.evaluate
-    with torch.no_grad():
-        latent = net.encode(inputs[None].to(dev))
-        mesh = extract_mesh(lambda p: net.query(p, latent), e.mesh_resolution,
-                            e.density_threshold, peak_fraction=e.peak_fraction,
-                            coarse_factor=e.coarse_factor, device=dev)
-    if mesh.empty:
-        raise ReconstructionError(f"{image}: the model predicts no surface above density "
-                                  f"{mesh.level:g} (nothing written)")
-    if e.mesh_colours == "image":
-        from ss3d.eval.texture import paint_from_input
+    job = Reconstructor(model, cfg, device)
+    mesh, crop = job.mesh(image, mask, loaded)
+    gif = job.write(mesh, output, Path(turntable) if turntable is not None else None)
+    return Reconstruction(mesh, output, gif, job.description, crop)
 
-        fov = float(saved.get("render", {}).get("fov_degrees", cfg.render.fov_degrees)
-                    if isinstance(saved, dict) else cfg.render.fov_degrees)
-        with torch.no_grad():
-            mesh = paint_from_input(mesh, lambda n: (lambda p: net.query(p, latent.expand(n, -1))),
-                                    inputs.to(dev), crop_mask.to(dev), cfg, fov)
-    gif = None
-    if turntable is not None:  # the part that can fail (rendering) first, then the mesh
-        from ss3d.eval.views import to_trimesh, write_turntable
 
-        gif = write_turntable(to_trimesh(mesh), turntable, frames=e.turntable_frames,
-                              size=max(e.figure_size, 128))
-    try:
-        write_obj(mesh, output)
-    except BaseException:
-        if gif is not None:
-            gif.unlink(missing_ok=True)
-        raise
-    return Reconstruction(mesh, output, gif, description, crop)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def pair_inputs(images: list[str | Path], masks: list[str | Path]) -> list[tuple[Path, Path]]:
+    """``(image, mask)`` pairs: the images and masks in the order given, or one folder of
+    images and one folder of masks matched by file stem (``a.jpg`` with ``a.png``)."""
+    images, masks = [Path(p) for p in images], [Path(p) for p in masks]
+    if len(images) == 1 and images[0].is_dir():
+        if len(masks) != 1 or not masks[0].is_dir():
+            raise ReconstructionError(f"{images[0]} is a folder of images: give --mask a "
+                                      "folder of masks with the same file names")
+        found = sorted(p for p in images[0].iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise ReconstructionError(f"{images[0]}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        by_stem = {p.stem: p for p in masks[0].iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        missing = [p.name for p in found if p.stem not in by_stem]
+        if missing:
+            raise ReconstructionError(f"{masks[0]}: no mask for {len(missing)} image(s): "
+                                      + ", ".join(missing[:5]) + (" ..." if len(missing) > 5
+                                                                  else ""))
+        return [(p, by_stem[p.stem]) for p in found]
+    if len(images) != len(masks):
+        raise ReconstructionError(f"{len(images)} image(s) and {len(masks)} mask(s): give one "
+                                  "mask per image, in the same order")
+    return list(zip(images, masks))
+
+
+def reconstruct_many(pairs: list[tuple[Path, Path]], model: str, out_dir: str | Path,
+                     turntables: bool = False, cfg: ExperimentConfig | None = None,
+                     device: str = "auto", progress: bool = True
+                     ) -> tuple[list[Reconstruction], dict[str, str]]:
+    """Reconstruct every ``(image, mask)`` with one loaded model: ``<out_dir>/<stem>.obj``
+    (and ``<stem>.gif``). Every input is read and checked before the model loads (a bad one
+    fails the call, naming it, with nothing written); an input the model sees no surface in is
+    reported in the returned ``{image: reason}`` and skipped."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    stems = [image.stem for image, _ in pairs]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise ReconstructionError(f"two inputs would write the same mesh: {', '.join(twice)} "
+                                  f"(outputs are named <image name>.obj in {out_dir})")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ReconstructionError(f"-o {out_dir}: with several inputs, -o is a folder")
+    _check_writable(out_dir / "check.obj", "-o", ".obj", "")
+    loaded, bad = {}, []
+    for image, mask in pairs:
+        try:
+            loaded[image] = read_input(image, mask)
+        except ReconstructionError as err:
+            bad.append(str(err))
+    if bad:
+        raise ReconstructionError(f"{len(bad)} of {len(pairs)} input(s) cannot be read "
+                                  "(nothing written): " + "; ".join(bad[:5]))
+    job = Reconstructor(model, cfg, device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done, skipped = [], {}
+    for image, mask in tqdm(pairs, desc="reconstruct", unit="image", disable=not progress):
+        try:
+            mesh, crop = job.mesh(image, mask, loaded[image])
+        except ReconstructionError as err:
+            skipped[str(image)] = str(err)
+            continue
+        output = out_dir / f"{image.stem}.obj"
+        gif = job.write(mesh, output, out_dir / f"{image.stem}.gif" if turntables else None)
+        done.append(Reconstruction(mesh, output, gif, job.description, crop))
+    return done, skipped

@@ -151,6 +151,49 @@ def test_reconstruct_writes_a_mesh_and_a_turntable(store, tmp_path, capsys, mode
     assert gif.read_bytes()[:6] in (b"GIF87a", b"GIF89a")
 
 
+def test_reconstruct_many_inputs_with_one_loaded_model(store, tmp_path, capsys):
+    """Several images (or a folder of them) with their masks: one model load, one mesh per
+    image named after it; a bad input fails the call before anything is written."""
+    import shutil
+
+    root, cfg, _, _, _ = store
+    photos = root / "data" / "photos" / "bird"
+    images = sorted((photos / "images").rglob("*.jpg"))[:3]
+    ckpt = str(Path(cfg.output_dir) / cfg.name / "pretrain" / "last.pt")
+    faint = ["--set", "evaluate.mesh_resolution=16", "--set", "evaluate.density_threshold=0.05"]
+    image_dir, mask_dir = tmp_path / "images", tmp_path / "masks"
+    image_dir.mkdir(), mask_dir.mkdir()
+    for image in images:
+        shutil.copy(image, image_dir / image.name)
+        shutil.copy(photos / "segmentations" / image.parent.name / f"{image.stem}.png",
+                    mask_dir / f"{image.stem}.png")
+    out = tmp_path / "meshes"
+    code = main(["reconstruct", str(image_dir), "--mask", str(mask_dir), "--model", ckpt,
+                 "-o", str(out), *faint])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{p.stem}.obj" for p in images)
+    assert "3 mesh(es)" in capsys.readouterr().out
+    # the same as a list, with GIFs beside the meshes
+    listed = tmp_path / "listed"
+    masks = [str(mask_dir / f"{p.stem}.png") for p in images[:2]]
+    code = main(["reconstruct", *[str(image_dir / p.name) for p in images[:2]], "--mask",
+                 *masks, "--model", ckpt, "-o", str(listed), "--turntable", "yes", *faint])
+    assert code == 0 and len(list(listed.glob("*.gif"))) == 2
+    # one unreadable input among good ones: a clear error and nothing written
+    (image_dir / "zz_broken.jpg").write_text("not a picture")
+    (mask_dir / "zz_broken.png").write_bytes((mask_dir / f"{images[0].stem}.png").read_bytes())
+    fresh = tmp_path / "fresh"
+    code = main(["reconstruct", str(image_dir), "--mask", str(mask_dir), "--model", ckpt,
+                 "-o", str(fresh), *faint])
+    err = capsys.readouterr().err
+    assert code == 2 and "zz_broken.jpg" in err and "nothing written" in err
+    assert not fresh.exists()
+    # counts that do not match
+    code = main(["reconstruct", str(images[0]), str(images[1]), "--mask", masks[0],
+                 "--model", ckpt, "-o", str(fresh)])
+    assert code == 2 and "one mask per image" in capsys.readouterr().err
+
+
 def test_reconstruct_bad_inputs_fail_clearly_and_write_nothing(store, tmp_path, capsys):
     root, cfg, _, _, _ = store
     image, mask = _photo(root)
