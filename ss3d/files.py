@@ -2,17 +2,76 @@
 
 Checkpoints, HDF5 datasets, meshes and GIFs are all written through :func:`atomic_path`: into a
 temp file beside the target, renamed onto it only when the write finished.
+
+Names that become folders or files (an experiment, a collection, a category) are checked as
+names (:func:`check_name`) where they enter, and paths built from them stay inside their root
+(:func:`inside`): ``--set name=../../x`` never writes outside ``output_dir``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "remove_stale_temps"]
+__all__ = ["BadNameError", "atomic_path", "check_name", "inside", "name_problem",
+           "remove_stale_temps"]
+
+MAX_NAME_CHARS = 128
+_NAME = re.compile(r"\w[\w.\- ]*")
+
+
+class BadNameError(ValueError):
+    """A name (experiment, collection, category) that cannot be one folder or file name."""
+
+
+def name_problem(value: object) -> str | None:
+    """Why ``value`` is not a plain name (one path component), or None when it is one.
+
+    A name is letters, digits, ``_``, ``-``, ``.`` and spaces, starting with a letter, digit or
+    ``_``: no path separator, no ``..``, not empty, at most :data:`MAX_NAME_CHARS` characters.
+    """
+    if not isinstance(value, str) or not value.strip():
+        return "it is empty"
+    if "/" in value or "\\" in value or os.sep in value:
+        return "it holds a path separator"
+    if ".." in value:
+        return "it holds '..'"
+    if value != value.strip():
+        return "it starts or ends with a space"
+    if len(value) > MAX_NAME_CHARS:
+        return f"it is longer than {MAX_NAME_CHARS} characters"
+    if not _NAME.fullmatch(value):
+        return ("it holds characters other than letters, digits, '_', '-', '.' and spaces, "
+                "or starts with one of '.-'")
+    return None
+
+
+def check_name(value: object, key: str) -> str:
+    """``value`` if it is a plain name (:func:`name_problem`), else :class:`BadNameError` naming
+    ``key`` and the reason."""
+    problem = name_problem(value)
+    if problem is not None:
+        raise BadNameError(f"{key}: {value!r} is not a name: {problem} (a name becomes one "
+                         "folder or file: letters, digits, '_', '-', '.', spaces)")
+    return str(value)
+
+
+def inside(root: str | Path, *parts: str) -> Path:
+    """``root / parts...``, refused (:class:`BadNameError`) unless it stays inside ``root``.
+
+    Checked on the normalised path (``..`` and absolute parts resolved, symlinks kept: a link
+    the user made inside the root is theirs to make).
+    """
+    base = Path(os.path.abspath(root))
+    path = Path(os.path.abspath(base.joinpath(*parts)))
+    if path != base and base not in path.parents:
+        raise BadNameError(f"{path} is outside {base} (from {'/'.join(parts)!r}): refusing to "
+                         "write there")
+    return path
 
 
 @contextmanager

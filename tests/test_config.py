@@ -148,3 +148,33 @@ def test_set_args_round_trip():
     args = format_set_args(overrides)
     assert args[0::2] == ["--set"] * len(overrides)
     assert parse_set_args(args[1::2]) == overrides
+
+
+@pytest.mark.parametrize("name", ["../../x", "/tmp/x", "", "  ", "a/b", "..", "a\\b", ".hidden",
+                                  "x\x00y"])
+def test_a_name_that_is_not_one_folder_is_refused_up_front(name, capsys):
+    with pytest.raises(ConfigError, match=r"^name: value .* is not a name: .*\(overrides\)"):
+        load_config(None, {"name": name})
+    from ss3d.cli import main
+
+    assert main(["config", "--set", f"name={name}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ss3d: config error: name: ")
+
+
+def test_paths_built_from_names_stay_inside_their_root(tmp_path):
+    from ss3d.files import BadNameError, inside
+    from ss3d.stages.data import data_paths
+    from ss3d.stages.shell import stage_dir
+
+    cfg = load_config(None, {"output_dir": str(tmp_path / "out"), "data.root": str(tmp_path)})
+    assert stage_dir(cfg, "pretrain") == tmp_path / "out" / "smoke" / "pretrain"
+    cfg.name = "../../x"  # set past validation: the path itself still refuses
+    with pytest.raises(BadNameError, match="is not a name"):
+        stage_dir(cfg, "pretrain")
+    for bad in ("../x", "/etc/x", "a/../../b"):
+        with pytest.raises(BadNameError, match="outside"):
+            inside(tmp_path, bad)
+    assert inside(tmp_path, "a", "b.h5") == tmp_path / "a" / "b.h5"
+    with pytest.raises(BadNameError, match="collection name"):
+        data_paths(cfg).collection("../../x")

@@ -151,3 +151,32 @@ def test_ingest_stage_logs_one_run_with_its_summary_and_collection(tmp_path, mlf
     assert run.data.metrics["sofa.images"] == 3.0
     artifacts = {a.path for a in MlflowClient(mlflow_store).list_artifacts(result.run_id)}
     assert "data_summary.json" in artifacts and "figures" in artifacts
+
+
+@pytest.mark.parametrize("name", ["../../x", "/tmp/ss3d-x", ""])
+def test_an_ingest_name_that_climbs_out_writes_nothing_and_logs_no_run(tmp_path, mlflow_store,
+                                                                     name, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from ss3d.cli import main
+
+    (tmp_path / "imgs").mkdir()
+    rgb, mask = _pair(tmp_path / "imgs", "p")
+    (tmp_path / "list.csv").write_text(f"category,rgb,mask\ncar,{rgb},{mask}\n")
+    data = tmp_path / "a" / "b" / "data"
+    assert main(["ingest", "--csv", str(tmp_path / "list.csv"), "--name", name,
+                 "--set", f"data.root={data}"]) == 2
+    err = capsys.readouterr().err
+    assert "ingest --name" in err and "is not a name" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.rglob("*.h5")) == []
+    assert MlflowClient(mlflow_store).search_experiments(filter_string="name = 'smoke'") == []
+
+
+def test_a_csv_category_that_is_not_a_name_is_skipped_with_its_line(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    rgb, mask = _pair(tmp_path / "imgs", "p")
+    (tmp_path / "list.csv").write_text(f"category,rgb,mask\ncar,{rgb},{mask}\n"
+                                       f"../../../tmp/x,{rgb},{mask}\n")
+    items = read_csv(tmp_path / "list.csv")
+    assert [i.problem[0] for i in items if i.problem] == ["bad category"]
+    assert items[1].problem[1].startswith("list.csv:3: category '../../../tmp/x'")

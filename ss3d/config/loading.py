@@ -23,6 +23,7 @@ import yaml
 from ss3d.config.schema import ExperimentConfig
 from ss3d.data import taxonomy
 from ss3d.data.procedural import PROCEDURAL_CATEGORIES
+from ss3d.files import name_problem
 
 __all__ = [
     "CATEGORY_KEYS", "RENAMED", "SYNSETS", "ConfigError", "apply_overrides",
@@ -225,6 +226,10 @@ def _numbers(cfg: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
 
 def validate(cfg: ExperimentConfig, source: str = "config") -> None:
     """Cross-field checks that a single field's metadata cannot express."""
+    if (problem := name_problem(cfg.name)) is not None:
+        raise ConfigError(f"name: value {cfg.name!r} is not a name: {problem} (the experiment "
+                          "name becomes a folder under output_dir and the MLflow experiment: "
+                          f"letters, digits, '_', '-', '.', spaces) ({source})")
     for key, value in _numbers(cfg):
         if not math.isfinite(value):
             raise ConfigError(f"{key}: value {value!r} is not a finite number ({source})")

@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 import ss3d
 from ss3d.data.h5 import atomic_h5
+from ss3d.files import name_problem
 
 __all__ = [
     "COLLECTION_FORMAT",
@@ -291,6 +292,10 @@ def read_csv(path: str | Path) -> list[IngestItem]:
                 items.append(_bad_row(image_id, "missing value", where,
                                       f"no value in column(s) {empty}"))
                 continue
+            if (problem := name_problem(row["category"].strip())) is not None:
+                items.append(_bad_row(image_id, "bad category", where,
+                                      f"category {row['category']!r} is not a name: {problem}"))
+                continue
             box = None
             given = [row.get(k) for k in corners]
             if any(v not in (None, "") for v in given):
@@ -301,7 +306,7 @@ def read_csv(path: str | Path) -> list[IngestItem]:
                 box = checked
             split = (row.get("split") or "train").strip().lower()
             items.append(IngestItem(
-                image_id=row["rgb"], category=row["category"],
+                image_id=row["rgb"], category=row["category"].strip(),
                 rgb_path=path.parent / row["rgb"], mask_path=path.parent / row["mask"],
                 box=box, is_train=split != "test"))
     return items

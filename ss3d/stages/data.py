@@ -35,6 +35,7 @@ from ss3d.data.photos import PhotoSettings, render_photo_collection
 from ss3d.data.procedural import PROCEDURAL_CATEGORIES, generate_category
 from ss3d.data.render import RENDER_FORMAT, RenderSettings, merge_shards, render_models
 from ss3d.data.shapenet import ModelRecord, index_shapenet
+from ss3d.files import check_name, inside
 from ss3d.stages.shell import StageRun
 
 __all__ = [
@@ -54,7 +55,8 @@ class DataPaths:
     collections: Path
 
     def collection(self, name: str) -> Path:
-        return self.collections / f"{name}.h5"
+        """``collections/<name>.h5``; BadNameError when ``name`` is not a plain name."""
+        return inside(self.collections, f"{check_name(name, 'collection name')}.h5")
 
 
 def data_paths(cfg: ExperimentConfig) -> DataPaths:
@@ -248,15 +250,17 @@ def ingest_stage(cfg: ExperimentConfig, *, cub_root: str | None = None,
     paths = data_paths(cfg)
     # a taxonomy name or alias is stored under its canonical name, which is what
     # data.collections and selftrain.category hold after validation ('couch' -> sofa.h5)
-    if name:
-        name = taxonomy.canonical_name(name) or name
-    category = taxonomy.canonical_name(category) or category
+    if name is not None:
+        name = taxonomy.canonical_name(check_name(name, "ingest --name")) or name
     if cub_root:
+        check_name(category, "ingest --category")
+        category = taxonomy.canonical_name(category) or category
         items, source = read_cub(cub_root, category=category), str(cub_root)
         name = name or "cub"
     else:
+        name = name or check_name(Path(csv_path).stem, f"collection name (from {csv_path}; "
+                                  "give --name)")
         items, source = read_csv(csv_path), str(csv_path)
-        name = name or Path(csv_path).stem
     result = DataResult(paths=paths)
 
     def work() -> None:

@@ -55,6 +55,7 @@ from ss3d.engine import (
     seed_everything,
     select_device,
 )
+from ss3d.files import check_name, inside
 
 __all__ = ["MissingPretrainedError", "StageRun", "StageState", "TrainingResult",
            "find_pretrained", "latest_checkpoint", "stage_dir"]
@@ -64,11 +65,15 @@ __all__ = ["MissingPretrainedError", "StageRun", "StageState", "TrainingResult",
 # Where stage outputs live, and how a later stage finds them
 # ----------------------------------------------------------------------------------------------
 def stage_dir(cfg: ExperimentConfig, stage: str) -> Path:
-    """``<output_dir>/<name>/<stage>``; a relative ``output_dir`` is taken from the repo root."""
+    """``<output_dir>/<name>/<stage>``; a relative ``output_dir`` is taken from the repo root.
+
+    Raises:
+        BadNameError: when the name would lead outside ``output_dir``.
+    """
     root = Path(cfg.output_dir)
     if not root.is_absolute():
         root = tracking.repo_root() / root
-    return root / cfg.name / stage
+    return inside(root, check_name(cfg.name, "name"), stage)
 
 
 def latest_checkpoint(cfg: ExperimentConfig, stage: str, category: str | None = None,
