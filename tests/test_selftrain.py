@@ -92,6 +92,29 @@ def test_global_alignment_removes_a_frame_rotation():
     assert aligned_rotation_errors(pred, truth).max() < 0.01
 
 
+def test_vertical_alignment_turns_about_up_only():
+    """A learned frame turned about the vertical is aligned exactly by a rotation about +Y; a
+    tilted frame is not (the full 3D alignment would hide the tilt), and an azimuth offset of
+    the cameras is the same as a frame turned about the vertical."""
+    from ss3d.hypotheses import _about_vertical, vertical_alignment
+
+    torch.manual_seed(0)
+    az, el = torch.rand(25) * 360, torch.rand(25) * 100 - 50
+    truth = rot(az, el)
+    shifted = rot(az + 65.0, el)  # every camera 65° further round: the frame turned about up
+    g = vertical_alignment(shifted, truth)
+    assert torch.allclose(g[1], torch.tensor([0.0, 1.0, 0.0]), atol=1e-6)  # about +Y only
+    assert geodesic_degrees(shifted @ g, truth).max() < 0.01
+    tilted = truth @ rot(torch.tensor(0.0), torch.tensor(40.0)).transpose(-1, -2)
+    assert aligned_rotation_errors(tilted, truth).max() < 0.01  # a 3D rotation absorbs it
+    v = vertical_alignment(tilted, truth)
+    assert geodesic_degrees(tilted @ v, truth).mean() > 20  # about the vertical it cannot
+    # the projection onto rotations about +Y is exact on rotations about +Y
+    turn = _about_vertical(torch.tensor([[0.6, 0.0, 0.8], [0.0, 1.0, 0.0], [-0.8, 0.0, 0.6]]))
+    assert torch.allclose(turn, torch.tensor([[0.6, 0.0, 0.8], [0.0, 1.0, 0.0],
+                                              [-0.8, 0.0, 0.6]]), atol=1e-6)
+
+
 class AnalyticCar(nn.Module):
     """A fixed, asymmetric field: box body, cabin towards the back, nose ball in front."""
 

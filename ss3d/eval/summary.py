@@ -253,13 +253,15 @@ def tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
             [False] * len(differences)))
     if poses:
         out.append(Table(
-            "Poses of the self-trained collections (after global alignment) — Wilson 95% "
-            "intervals",
-            ["category", "run", "H", "images", "acc@15 ↑", "acc@30 ↑", "median ° ↓",
-             "best-of-H acc@30", "acc@30 before search", "pose prior's acc@30", "mask IoU"],
+            "Poses of the self-trained collections (learned frame aligned by a 3D rotation; "
+            "'about vertical': by a rotation about the up axis only) — Wilson 95% intervals",
+            ["category", "run", "H", "images", "acc@15 ↑", "acc@30 ↑", "acc@30 about vertical ↑",
+             "median ° ↓", "best-of-H acc@30", "acc@30 before search", "pose prior's acc@30",
+             "mask IoU"],
             [[str(p["category"]), p["run"], str(p["hypotheses"]),
               str(int(p["pose_n"])) if p.get("pose_n") else "–",
               pose_interval(p, "pose_acc15").fmt(2), pose_interval(p, "pose_acc30").fmt(2),
+              pose_interval(p, "pose_acc30_vertical").fmt(2),
               fmt(p.get("pose_median_deg"), 1),
               pose_interval(p, "pose_best_of_h_acc30").fmt(2),
               fmt(p.get("initial_pose_acc30"), 2), fmt(p.get("viewpoint_net_acc30"), 2),
