@@ -270,8 +270,9 @@ def artifact_path(run: Run | str, relative: str) -> Path:
 
 
 def latest_run(experiment: str, stage: str, *, category: str | None = None,
-               status: str = "FINISHED") -> Run | None:
-    """The most recent run of ``stage`` (and ``category``) in ``experiment`` with ``status``."""
+               status: str = "FINISHED", tags: Mapping[str, str] | None = None) -> Run | None:
+    """The most recent run of ``stage`` (and ``category``) in ``experiment`` with ``status``
+    (and every tag of ``tags`` equal to its value)."""
     client = MlflowClient(tracking_uri())
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -279,6 +280,13 @@ def latest_run(experiment: str, stage: str, *, category: str | None = None,
     filters = [f"tags.`{TAG_STAGE}` = '{stage}'", f"attributes.status = '{status}'"]
     if category is not None:
         filters.append(f"tags.`{TAG_CATEGORY}` = '{category}'")
-    runs = client.search_runs([found.experiment_id], filter_string=" and ".join(filters),
-                              order_by=["attributes.start_time DESC"], max_results=1)
-    return runs[0] if runs else None
+    if not tags:
+        runs = client.search_runs([found.experiment_id], filter_string=" and ".join(filters),
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+        return runs[0] if runs else None
+    # compared here, not in the filter: a value (a path) may hold quotes
+    for run in client.search_runs([found.experiment_id], filter_string=" and ".join(filters),
+                                  order_by=["attributes.start_time DESC"], max_results=200):
+        if all(run.data.tags.get(key) == value for key, value in tags.items()):
+            return run
+    return None

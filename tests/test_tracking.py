@@ -112,3 +112,32 @@ def test_a_resumed_run_never_logs_a_step_twice(mlflow_store):
         tracking.log_metrics({"loss": 1.0}, step=1)
         tracking.log_metrics({"loss": 0.5}, step=1)
     assert len(client.get_metric_history(fresh.info.run_id, "loss")) == 2
+
+
+def test_the_config_decides_the_data_root_and_lineage_follows_it(tmp_path, mlflow_store):
+    """After rendering into another root, a stage reads its own config's root (with the render
+    run that wrote it as lineage); with that root empty it stops and names both roots."""
+    from ss3d.stages.data import find_renders
+    from ss3d.stages.pretrain import pretrain_stage
+
+    roots = {key: tmp_path / key for key in "ab"}
+    cfgs = {key: load_config(None, {"name": "roots", "data.root": str(root),
+                                    "output_dir": str(tmp_path / "out")})
+            for key, root in roots.items()}
+    made = {}
+    for key, root in roots.items():  # render into a, then into b (the latest)
+        root.mkdir()
+        (root / "renders.h5").write_bytes(b"")
+        with tracking.start_run(cfgs[key], "render") as run:
+            mlflow.set_tag("ss3d.data_root", str(root))
+        made[key] = run.info.run_id
+    assert find_renders(cfgs["a"]) == (roots["a"] / "renders.h5", made["a"])
+    assert find_renders(cfgs["b"]) == (roots["b"] / "renders.h5", made["b"])
+    (roots["a"] / "renders.h5").unlink()
+    for attempt in (lambda: find_renders(cfgs["a"]),
+                    lambda: pretrain_stage(cfgs["a"], progress=False)):
+        with pytest.raises(FileNotFoundError) as err:
+            attempt()
+        assert str(roots["a"] / "renders.h5") in str(err.value)
+        assert f"rendered into {roots['b']}" in str(err.value)
+    assert not (tmp_path / "out").exists()

@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+TAG_DATA_ROOT = "ss3d.data_root"  # the data root a render or ingest run wrote into
 
 
 @dataclass
@@ -71,17 +72,33 @@ def data_paths(cfg: ExperimentConfig) -> DataPaths:
 
 
 def find_renders(cfg: ExperimentConfig) -> tuple[Path, str | None]:
-    """The experiment's rendered set and the MLflow run that made it (if any).
+    """The experiment's rendered set, ``<data.root>/renders.h5``, and the MLflow run that
+    rendered it there (None when no finished render run of this experiment wrote that root).
 
-    Prefers the data root recorded by the latest finished ``render`` run of the experiment,
-    then ``<data.root>/renders.h5``.
+    The config decides where data comes from; runs only supply the lineage.
+
+    Raises:
+        FileNotFoundError: when this root has no renders but the experiment's latest render
+            run wrote them into another root (naming both): the config is never overridden.
     """
-    run = tracking.latest_run(cfg.name, "render")
-    if run is not None and run.data.tags.get("ss3d.data_root"):
-        path = Path(run.data.tags["ss3d.data_root"]) / "renders.h5"
-        if path.is_file():
-            return path, run.info.run_id
-    return data_paths(cfg).renders, None
+    paths = data_paths(cfg)
+    root = str(paths.root)
+    latest = tracking.latest_run(cfg.name, "render")
+    if paths.renders.is_file():
+        made = latest if latest is not None and _data_root(latest) == root else (
+            tracking.latest_run(cfg.name, "render", tags={TAG_DATA_ROOT: root}))
+        return paths.renders, made.info.run_id if made is not None else None
+    other = _data_root(latest) if latest is not None else ""
+    if other and other != root and (Path(other) / paths.renders.name).is_file():
+        raise FileNotFoundError(
+            f"no rendered data at {paths.renders} (data.root={cfg.data.root}), but the "
+            f"experiment's latest render run {latest.info.run_id} rendered into {other}: set "
+            f"data.root={other} to train on those, or run `ss3d render` for this data.root")
+    return paths.renders, None
+
+
+def _data_root(run: Any) -> str:
+    return run.data.tags.get(TAG_DATA_ROOT, "")
 
 
 @dataclass
@@ -299,6 +316,6 @@ def _log_summary(run: StageRun, result: DataResult) -> None:
     _flat_metrics("", result.summary, metrics)
     run.log_metrics({k.replace(" ", "_"): v for k, v in metrics.items()})
     run.log_dict(result.summary, "data_summary.json")
-    run.set_tag("ss3d.data_root", str(result.paths.root))
+    run.set_tag(TAG_DATA_ROOT, str(result.paths.root))
     for name, fig in result.figures.items():
         run.log_figure(fig, name)
