@@ -348,6 +348,10 @@ def save_checkpoint(path: str | Path, *, stage: str, step: int, config: dict[str
 
     Everything but the state dicts passes through :func:`plain`, so the file loads without
     unpickling code.
+
+    Raises:
+        WriteError: naming the file and the cause (disk full, read-only, permission); an
+            earlier checkpoint at ``path`` is left as it was.
     """
     path = Path(path)
     if path.parent.is_dir():
@@ -358,8 +362,10 @@ def save_checkpoint(path: str | Path, *, stage: str, step: int, config: dict[str
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "extra": plain(extra or {}), "rng": _rng_state(), "mlflow_run_id": mlflow_run_id,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # through a Python file: a failed write raises OSError with its errno (disk full, read-only),
+    # which atomic_path names with the file, instead of torch's "unexpected pos" RuntimeError
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
     return Path(path)
 
 

@@ -10,15 +10,17 @@ names (:func:`check_name`) where they enter, and paths built from them stay insi
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["BadNameError", "atomic_path", "check_name", "inside", "name_problem",
-           "remove_stale_temps"]
+__all__ = ["BadNameError", "WriteError", "atomic_path", "check_name", "inside", "name_problem",
+           "remove_stale_temps", "write_error"]
 
 MAX_NAME_CHARS = 128
 _NAME = re.compile(r"\w[\w.\- ]*")
@@ -74,12 +76,65 @@ def inside(root: str | Path, *parts: str) -> Path:
     return path
 
 
+class WriteError(OSError):
+    """Writing a file failed; the message names the file and the cause (disk full, read-only,
+    permission, size limit)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+# errno -> the cause in words; an OSError of another errno is not called a write failure
+_CAUSES = {
+    errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied (or the folder is immutable)",
+    errno.EFBIG: "the file exceeds the process's file size limit (ulimit -f)",
+}
+_H5_ERRNO = re.compile(r"errno = (\d+)")
+
+
+def write_error(path: str | Path, err: BaseException) -> WriteError | None:
+    """A :class:`WriteError` naming ``path`` and the cause of ``err``, or None when ``err`` is
+    not one of the write failures of :data:`_CAUSES` (then it is raised unchanged)."""
+    if isinstance(err, WriteError):
+        return err
+    code = getattr(err, "errno", None)
+    if code is None and (match := _H5_ERRNO.search(str(err))):  # h5py keeps it in the text
+        code = int(match.group(1))
+    if code not in _CAUSES:
+        return None
+    cause = _CAUSES[code]
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        with _quiet():
+            free = shutil.disk_usage(Path(path).parent).free
+            cause += f" ({free / 2**20:.0f} MiB free there)"
+    return WriteError(code, f"cannot write {path}: {cause}")
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    try:
+        yield
+    except OSError:
+        pass
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path in the target's folder; rename onto ``path`` only on success."""
+    """Yield a temp path in the target's folder; rename onto ``path`` only on success.
+
+    Raises:
+        WriteError: naming ``path`` and the cause when the folder, the temp file or the rename
+            fail for want of space or permission (:func:`write_error`); the temp file is gone
+            and an earlier ``path`` is untouched.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise (write_error(path, err) or err) from err
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -89,6 +144,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
+    except OSError as err:
+        raise (write_error(path, err) or err) from err
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -169,12 +169,15 @@ def start_run(cfg: ExperimentConfig, stage: str, *, category: str | None = None,
 
     On a fresh run, logs the flattened config as params and the lineage tags. The run ends
     FINISHED on normal exit and FAILED (or KILLED on Ctrl-C) when the block raises, so
-    :func:`latest_run` never picks a broken run.
+    :func:`latest_run` never picks a broken run. A resumed run that fails gets back the status
+    (and end time) it had: this invocation did not start it, and a FINISHED run with a good
+    checkpoint stays the one later stages find.
     """
     configure(cfg.name)
     if mlflow.active_run() is not None:
         mlflow.end_run()
     run_name = stage if category is None else f"{stage}-{category}"
+    before = MlflowClient(tracking_uri()).get_run(run_id).info if run_id else None
     with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name) as run:
         if run_id is None:
             commit, dirty = git_state()
@@ -194,11 +197,11 @@ def start_run(cfg: ExperimentConfig, stage: str, *, category: str | None = None,
             _logged_until.update(_last_logged_steps(run_id))
         try:
             yield run
-        except KeyboardInterrupt:
-            mlflow.end_run(status="KILLED")
-            raise
-        except BaseException:
-            mlflow.end_run(status="FAILED")
+        except BaseException as err:
+            mlflow.end_run(status="KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            if before is not None:
+                MlflowClient(tracking_uri()).set_terminated(
+                    run_id, status=before.status, end_time=before.end_time)
             raise
         finally:
             _logged_until.clear()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import resource
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -15,9 +17,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from ss3d import tracking
 from ss3d.config import ConfigError, describe_fields, load_config
 from ss3d.engine import Runtime, grad_scaler, load_checkpoint, make_adam, optimiser_step
 from ss3d.eval.baselines import baseline_rows
+from ss3d.files import WriteError, write_error
 from ss3d.stages.evaluate import EvalModel, ratio_rows
 from ss3d.stages.pretrain import _lr_factor
 from ss3d.stages.shell import StageRun
@@ -333,3 +337,53 @@ def test_baseline_rows_known_answer():
     zero.zero_shot = True
     rows = {r["model"]: r for r in baseline_rows(zero, baselines, cfg, None)}
     assert set(rows) == {SPHERE} and rows[SPHERE]["fscore@0.05"] < 0.1  # r 0.5 vs 0.3
+
+
+@contextlib.contextmanager
+def _file_size_limit(size: int):
+    """A real write failure: the kernel refuses writes past ``size`` bytes (EFBIG; Python
+    ignores SIGXFSZ), as a full disk refuses them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_failed_resume_leaves_the_finished_run_finished_and_names_the_file(tmp_path,
+                                                                             mlflow_store):
+    cfg, out = _cfg(tmp_path), tmp_path / "stage"
+    net = torch.nn.Linear(64, 64)
+    first = StageRun(cfg, "pretrain", out_dir=out, track=True)
+    with first.open():
+        first.finish(_State(step=3, seen=[1]), model=net)
+    client = MlflowClient(mlflow_store)
+    finished = client.get_run(first.run_id).info
+    assert finished.status == "FINISHED"
+
+    again = StageRun(cfg, "pretrain", out_dir=out, track=True)
+    state = _State()
+    again.resume(True, state, model=net)
+    assert again.run_id == first.run_id
+    with pytest.raises(WriteError) as err, again.open():
+        state.step = 5
+        with _file_size_limit(4096):
+            again.save(state, model=net)
+    assert str(err.value) == (f"cannot write {out / 'last.pt'}: the file exceeds the process's "
+                              "file size limit (ulimit -f)")
+    after = client.get_run(first.run_id).info
+    assert (after.status, after.end_time) == ("FINISHED", finished.end_time)
+    assert tracking.latest_run("shell", "pretrain").info.run_id == first.run_id
+    assert load_checkpoint(out / "last.pt")["step"] == 3  # the good checkpoint is untouched
+    assert [p.name for p in out.iterdir()] == ["last.pt"]  # no temp file left
+
+
+def test_write_errors_name_the_file_and_the_cause(tmp_path):
+    try:  # a real full disk: /dev/full refuses every write with ENOSPC
+        with open("/dev/full", "wb") as fh:
+            fh.write(b"x")
+    except OSError as full:
+        message = str(write_error(tmp_path / "last.pt", full))
+    assert message.startswith(f"cannot write {tmp_path / 'last.pt'}: the disk is full (")
+    assert write_error(tmp_path / "x", FileNotFoundError(2, "gone")) is None  # not a write
