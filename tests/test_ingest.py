@@ -180,3 +180,49 @@ def test_a_csv_category_that_is_not_a_name_is_skipped_with_its_line(tmp_path):
     items = read_csv(tmp_path / "list.csv")
     assert [i.problem[0] for i in items if i.problem] == ["bad category"]
     assert items[1].problem[1].startswith("list.csv:3: category '../../../tmp/x'")
+
+
+def test_a_csv_with_a_bom_and_crlf_and_padded_columns_is_read(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    rgb, mask = _pair(tmp_path / "imgs", "p")
+    text = f"category , rgb,mask\r\ncar,{rgb},{mask}\r\n"
+    (tmp_path / "list.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    items = read_csv(tmp_path / "list.csv")
+    assert [(i.category, i.image_id, i.problem) for i in items] == [("car", rgb, None)]
+    assert ingest_items(items, tmp_path / "c.h5", crop_size=16, progress=False)["images"] == 1
+
+
+def test_an_undecodable_row_is_skipped_with_its_line_and_the_rest_ingested(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    rgb, mask = _pair(tmp_path / "imgs", "p")
+    (tmp_path / "list.csv").write_bytes(
+        f"category,rgb,mask\ncar,{rgb},{mask}\n".encode()
+        + b"car,imgs/caf\xe9.png,imgs/m.png\n")  # latin-1, not UTF-8
+    items = read_csv(tmp_path / "list.csv")
+    summary = ingest_items(items, tmp_path / "c.h5", crop_size=16, progress=False)
+    assert summary["images"] == 1 and summary["skipped_reasons"] == {"not UTF-8": 1}
+    assert items[1].problem[1] == "list.csv:3: bytes that are not UTF-8 in column(s) ['rgb']"
+
+
+def test_repeated_rows_are_one_item_and_tiny_or_missing_images_are_skipped(tmp_path, capfd):
+    (tmp_path / "imgs").mkdir()
+    rgb, mask = _pair(tmp_path / "imgs", "p")
+    other = _pair(tmp_path / "imgs", "q", box=(12, 6, 44, 33))
+    dot = _pair(tmp_path / "imgs", "dot", width=1, height=1, box=(0, 0, 1, 1))
+    rows = [f"car,{rgb},{mask}"] * 3 + [f"car,{rgb},{other[1]}", f"car,{dot[0]},{dot[1]}",
+                                        f"car,imgs/gone.png,{mask}"]
+    (tmp_path / "list.csv").write_text("category,rgb,mask\n" + "\n".join(rows) + "\n")
+    capfd.readouterr()
+    summary = ingest_items(read_csv(tmp_path / "list.csv"), tmp_path / "c.h5", crop_size=16,
+                           progress=False)
+    assert "[ WARN" not in capfd.readouterr().err  # a missing file is said once, by ss3d
+    assert summary["images"] == 2
+    assert summary["skipped_reasons"] == {"duplicate row": 2, "image too small": 1,
+                                          "unreadable image": 1}
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        assert list(f["image_ids"].asstr()[:]) == [rgb, f"{rgb}#2"]  # ids stay unique
+        details = dict(json.loads(f.attrs["skipped_items"]))
+    assert details[f"{rgb}"].startswith("list.csv:4: same category, image, mask and box as "
+                                        "list.csv:2")
+    assert details[dot[0]].endswith("is 1x1, under 16 pixels a side")
+    assert details["imgs/gone.png"].endswith("gone.png: no such file")

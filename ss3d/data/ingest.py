@@ -4,10 +4,12 @@ Every image becomes a square, masked crop: the box (given, or from the mask's la
 connected component via OpenCV) is squared around its centre, grown by a margin on each side,
 padded with zeros where it leaves the image, resized, and the background set to 0.
 
-Bad images never stop an ingest: unreadable files, masks of the wrong size, empty or tiny
-masks, and bad rows of the index files (missing columns or paths, boxes that are not numbers,
-have zero size or are inverted) are skipped, counted by reason in the log and in the file's
-attributes, each with its file and line.
+Bad images never stop an ingest: unreadable files, images under :data:`MIN_IMAGE_SIDE` pixels
+a side, masks of the wrong size, empty or tiny masks, and bad rows of the index files (missing
+columns or paths, categories that are not names, text that is not UTF-8, boxes that are not
+numbers, have zero size or are inverted, a row repeating an earlier one) are skipped, counted
+by reason in the log and in the file's attributes, each with its file and line. A CSV may start
+with a byte-order mark and end its lines with CRLF.
 
 Images are read with their EXIF orientation applied, and so are their masks (a phone JPEG
 stores its pixels sideways with an orientation tag; its mask is taken to be drawn on those
@@ -29,6 +31,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+import re
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -60,6 +65,9 @@ log = logging.getLogger(__name__)
 COLLECTION_FORMAT = "ss3d-collection"
 HIDDEN_GROUP = "_hidden_cameras"
 HIDDEN_CAMERAS_FILE = "ss3d_hidden_cameras.json"
+# Smaller images are skipped: a crop of a few pixels upscaled to data.crop_size is no photo.
+MIN_IMAGE_SIDE = 16
+_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
 
 
 class SkipImage(Exception):
@@ -83,11 +91,12 @@ class IngestItem:
     box: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 (pixels)
     is_train: bool = True
     problem: tuple[str, str] | None = None
+    where: str = ""  # "file:line" of its index row
 
 
 def _bad_row(image_id: str, reason: str, where: str, detail: str) -> IngestItem:
     return IngestItem(image_id=image_id, category="", rgb_path=Path(), mask_path=Path(),
-                      problem=(reason, f"{where}: {detail}"))
+                      problem=(reason, f"{where}: {detail}"), where=where)
 
 
 def _checked_box(values: Sequence[str], *, corner_size: bool = False
@@ -160,8 +169,11 @@ def _exif_orientation(path: Path) -> int:
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
-            value = int(image.getexif().get(0x0112, 1))
+        # only the header is read: a huge image's decompression-bomb warning does not apply
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                value = int(image.getexif().get(0x0112, 1))
     except Exception:  # not an image Pillow reads: OpenCV decides below
         return 1
     return value if 1 <= value <= 8 else 1
@@ -190,6 +202,9 @@ def read_image_and_mask(rgb_path: str | Path, mask_path: str | Path
         SkipImage: unreadable files, or sizes that match neither way (the reason names both
         sizes as width x height).
     """
+    for what, path in (("image", rgb_path), ("mask", mask_path)):
+        if not Path(path).is_file():  # said here, not by an OpenCV warning on the terminal
+            raise SkipImage(f"unreadable {what}", f"{path}: no such file")
     flags = cv2.IMREAD_IGNORE_ORIENTATION
     bgr = cv2.imread(str(rgb_path), cv2.IMREAD_COLOR | flags)
     if bgr is None:
@@ -211,6 +226,9 @@ def read_image_and_mask(rgb_path: str | Path, mask_path: str | Path
 
 def _load_pair(item: IngestItem, min_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     rgb, raw = read_image_and_mask(item.rgb_path, item.mask_path)
+    if min(rgb.shape[:2]) < MIN_IMAGE_SIDE:
+        raise SkipImage("image too small", f"{item.rgb_path} is {rgb.shape[1]}x{rgb.shape[0]}, "
+                        f"under {MIN_IMAGE_SIDE} pixels a side")
     mask = (raw >= 128).astype(np.uint8)  # CUB segmentations are soft (0..255)
     if mask.sum() == 0:
         raise SkipImage("empty mask")
@@ -261,7 +279,7 @@ def read_cub(root: str | Path, category: str = "bird") -> list[IngestItem]:
         items.append(IngestItem(
             image_id=image_id, category=category, rgb_path=root / "images" / rel,
             mask_path=(root / "segmentations" / rel).with_suffix(".png"), box=box,
-            is_train=split.get(image_id, ("1", ""))[0].strip() == "1"))
+            is_train=split.get(image_id, ("1", ""))[0].strip() == "1", where=where))
     return items
 
 
@@ -269,16 +287,20 @@ def read_csv(path: str | Path) -> list[IngestItem]:
     """Items of a CSV with columns ``category,rgb,mask`` and optional ``x0,y0,x1,y1``.
 
     Relative paths are relative to the CSV's folder. The image id is the rgb path as written.
-    A row with a missing value or a bad box becomes an item with ``problem`` set (skipped
-    and counted by :func:`ingest_items`, with the CSV's line number).
+    A row with a missing value, undecodable text, a category that is not a name or a bad box
+    becomes an item with ``problem`` set (skipped and counted by :func:`ingest_items`, with the
+    CSV's line number). The file is UTF-8, with or without a byte-order mark; column names may
+    be padded with spaces.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CSV not found: {path}")
     corners = ("x0", "y0", "x1", "y1")
-    with path.open(newline="") as fh:
+    # utf-8-sig drops a byte-order mark; surrogateescape keeps a bad byte to name its row
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
         reader = csv.DictReader(fh)
-        columns = set(reader.fieldnames or [])
+        reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
+        columns = set(reader.fieldnames)
         missing = {"category", "rgb", "mask"} - columns
         if missing:
             raise ValueError(f"{path}: missing columns {sorted(missing)} (have "
@@ -287,6 +309,12 @@ def read_csv(path: str | Path) -> list[IngestItem]:
         for row in reader:
             where = f"{path.name}:{reader.line_num}"
             image_id = (row.get("rgb") or "").strip() or where
+            undecoded = [k for k, v in row.items()
+                         if k is not None and isinstance(v, str) and _UNDECODED.search(v)]
+            if undecoded:
+                items.append(_bad_row(where, "not UTF-8", where,
+                                      f"bytes that are not UTF-8 in column(s) {undecoded}"))
+                continue
             empty = [k for k in ("category", "rgb", "mask") if not (row.get(k) or "").strip()]
             if empty:
                 items.append(_bad_row(image_id, "missing value", where,
@@ -308,7 +336,7 @@ def read_csv(path: str | Path) -> list[IngestItem]:
             items.append(IngestItem(
                 image_id=row["rgb"], category=row["category"].strip(),
                 rgb_path=path.parent / row["rgb"], mask_path=path.parent / row["mask"],
-                box=box, is_train=split != "test"))
+                box=box, is_train=split != "test", where=where))
     return items
 
 
@@ -327,7 +355,17 @@ def ingest_items(items: Iterable[IngestItem], out_path: str | Path, *, crop_size
                                              "is_train")}
     reasons: Counter[str] = Counter()
     skipped: list[tuple[str, str]] = []
+    first_seen: dict[tuple, str] = {}  # a row's content -> where it first appeared
+    id_count: Counter[str] = Counter()
     for item in tqdm(items, desc=f"ingest {out_path.stem}", unit="img", disable=not progress):
+        if item.problem is None:
+            key = (item.category, os.path.abspath(item.rgb_path),
+                   os.path.abspath(item.mask_path), item.box)
+            if key in first_seen:  # one photo listed twice is one item, not two
+                item = _bad_row(item.image_id, "duplicate row", item.where or item.image_id,
+                                f"same category, image, mask and box as {first_seen[key]}")
+            else:
+                first_seen[key] = item.where or item.image_id
         if item.problem is not None:  # a bad index row: counted, with its file and line
             reason, detail = item.problem
             reasons[reason] += 1
@@ -350,7 +388,10 @@ def ingest_items(items: Iterable[IngestItem], out_path: str | Path, *, crop_size
         kept["masks"].append(crop_mask)
         kept["boxes"].append(np.asarray(box, np.float32))
         kept["crop_boxes"].append(crop_box)
-        kept["image_ids"].append(item.image_id)
+        # another object of the same photo (another mask or box) keeps ids unique: "x.jpg#2"
+        id_count[item.image_id] += 1
+        kept["image_ids"].append(item.image_id if id_count[item.image_id] == 1
+                                 else f"{item.image_id}#{id_count[item.image_id]}")
         kept["source_paths"].append(str(item.rgb_path))
         kept["categories"].append(item.category)
         kept["is_train"].append(int(item.is_train))
