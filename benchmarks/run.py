@@ -14,6 +14,11 @@
 4. Ray bounds: samples in the object cube (ours) vs in dist ± r (the paper), smoke step.
 5. Mesh extraction of a smoke-sized network: dense grid vs coarse-to-fine.
 6. Distillation teachers: one grouped forward per teacher (ours) vs one forward per image.
+7. The command line: ``ss3d --help`` wall time and peak memory (a fresh process each time), and
+   ``ss3d reconstruct`` of one 512-px photo (process start to mesh on disk, peak memory), then
+   many photos with one loaded model (photos per second after loading). The model is a freshly
+   initialised smoke-size network (``evaluate.peak_fraction`` 0.5, so that it has a surface):
+   the cost does not depend on the weights.
 """
 
 from __future__ import annotations
@@ -346,7 +351,82 @@ def bench_teachers(repeat: int) -> None:
           f"({t_single / t_grouped:.2f}x)")
 
 
-SECTIONS = ("render", "step", "selftrain", "bounds", "mesh", "teachers")
+# Runs a command and reports its peak memory. The command is started from this small process,
+# not from the benchmark (a fork of a process that holds torch would count its pages).
+_PEAK = ("import resource, subprocess, sys\n"
+         "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
+         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+         "sys.exit(code)")
+
+
+def _child_run(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak resident MB of one fresh process running ``cmd``."""
+    tic = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", _PEAK, *cmd], capture_output=True, text=True)
+    seconds = time.perf_counter() - tic
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr[-2000:]}")
+    return seconds, int(out.stderr.strip().splitlines()[-1]) / 1024  # KB on Linux
+
+
+def _photo_set(folder: Path, count: int, size: int = 512) -> list[tuple[Path, Path]]:
+    """``count`` photos of procedural cars at ``size`` px (pyrender) with their masks."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    intr = Intrinsics.from_fov(40.0, size)
+    pairs = []
+    with MeshRenderer(intr) as renderer:
+        for k in range(count):
+            mesh, _ = make_model("car", k)
+            rgb, mask, _ = renderer.render(renderer.scene_for([mesh]), 30.0 * k, 20.0, 2.0)
+            image, mask_path = folder / f"photo_{k}.jpg", folder / f"photo_{k}.png"
+            cv2.imwrite(str(image), rgb[..., ::-1])
+            cv2.imwrite(str(mask_path), mask.astype("uint8") * 255)
+            pairs.append((image, mask_path))
+    return pairs
+
+
+def bench_cli(repeat: int) -> dict:
+    """``ss3d --help`` and ``ss3d reconstruct``: latency and peak memory of fresh processes."""
+    import tempfile
+
+    from ss3d.config import to_dict
+    from ss3d.engine import save_checkpoint
+    from ss3d.reconstruct import Reconstructor
+
+    ss3d = str(Path(sys.executable).parent / "ss3d")
+    helps = [_child_run([ss3d, "--help"]) for _ in range(repeat)]
+    help_s = statistics.median(h[0] for h in helps)
+    help_mb = max(h[1] for h in helps)
+    print(f"ss3d --help: {help_s:.2f} s, peak {help_mb:.0f} MB (median of {repeat} processes)")
+    with tempfile.TemporaryDirectory(prefix="ss3d-bench-") as tmp:
+        tmp = Path(tmp)
+        cfg = load_config(None, {"evaluate.peak_fraction": 0.5})
+        net = ReconstructionNet(cfg.model).eval()
+        ckpt = save_checkpoint(tmp / "model.pt", stage="pretrain", step=0, config=to_dict(cfg),
+                               model=net)
+        pairs = _photo_set(tmp / "photos", 8)
+        one = [_child_run([ss3d, "reconstruct", str(pairs[0][0]), "--mask", str(pairs[0][1]),
+                           "--model", str(ckpt), "-o", str(tmp / "one.obj"), "--set",
+                           "evaluate.peak_fraction=0.5"]) for _ in range(max(1, repeat // 2))]
+        one_s, one_mb = statistics.median(o[0] for o in one), max(o[1] for o in one)
+        tic = time.perf_counter()
+        job = Reconstructor(str(ckpt), cfg)
+        load_s = time.perf_counter() - tic
+        job.mesh(*pairs[0])  # warm-up
+        tic = time.perf_counter()
+        for image, mask in pairs:
+            job.write(job.mesh(image, mask)[0], tmp / f"{image.stem}.obj", None)
+        per_photo = (time.perf_counter() - tic) / len(pairs)
+    print(f"ss3d reconstruct, one 512-px photo: {one_s:.2f} s from process start, peak "
+          f"{one_mb:.0f} MB; many photos: model load {load_s:.2f} s, then "
+          f"{1 / per_photo:.1f} photos/s ({per_photo * 1000:.0f} ms each)")
+    return {"help_seconds": help_s, "help_peak_mb": help_mb, "reconstruct_one_seconds": one_s,
+            "reconstruct_one_peak_mb": one_mb, "reconstruct_photos_per_second": 1 / per_photo}
+
+
+SECTIONS = ("render", "step", "selftrain", "bounds", "mesh", "teachers", "cli")
 
 
 def main() -> None:
@@ -382,6 +462,8 @@ def main() -> None:
         bench_mesh(args.repeat)
     if "teachers" in args.only:
         bench_teachers(args.repeat)
+    if "cli" in args.only:
+        figures["cli"] = bench_cli(args.repeat)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

@@ -52,14 +52,15 @@ MIN_MASK_PIXELS = 64  # an 8 x 8 object: below this a crop is an upscaled blur
 def load_model_spec(spec: str, device: torch.device | str = "cpu"
                     ) -> tuple[ReconstructionNet, str, dict]:
     """``(network, description, checkpoint config or {})`` for a path, run id or model name."""
-    from ss3d.stages.unified import REGISTERED_MODEL, load_unified
-
     path = Path(spec)
     if path.exists():
         if not path.is_file():
             raise ReconstructionError(f"--model {spec}: is a folder, not a checkpoint file")
         net, payload = load_network(path, device)  # CheckpointError names the file
         return net, f"checkpoint {path}", payload.get("config", {})
+    # MLflow takes seconds to import: only for models that live there
+    from ss3d.stages.unified import REGISTERED_MODEL, load_unified
+
     if spec == REGISTERED_MODEL or spec.startswith(f"{REGISTERED_MODEL}/"):
         version = spec.split("/", 1)[1] if "/" in spec else "latest"
         try:

@@ -20,6 +20,7 @@ Nothing here knows about runs, checkpoints or epochs: that is ``ss3d.stages.self
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -27,11 +28,13 @@ from torch.utils.data import DataLoader, Subset
 
 from ss3d.cameras import Intrinsics, sample_pixels
 from ss3d.config import ExperimentConfig
-from ss3d.data.datasets import ImageCollection
 from ss3d.engine import Runtime, autocast
 from ss3d.hypotheses import CameraBank
 from ss3d.model import ReconstructionNet, ViewpointNet
 from ss3d.volume import Field, mixed_precision, render_network, render_pixels
+
+if TYPE_CHECKING:  # the datasets import the renderer (pyrender): not needed to score poses
+    from ss3d.data.datasets import ImageCollection
 
 __all__ = ["ViewpointPrior", "field_image_losses", "gather_targets", "hypothesis_losses",
            "image_losses", "network_pixels", "network_weights", "pose_grid", "pose_scores",
