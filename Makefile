@@ -56,9 +56,15 @@ bench: setup
 gpu-check: setup
 	$(BIN)/python benchmarks/gpu_check.py --out outputs/gpu-check.json
 
-# JupyterLab on the notebooks, with the project's kernel ("ss3d (.venv)") already installed
+# JupyterLab on the notebooks, with the project's kernel ("ss3d (.venv)") already installed.
+# Serves on LAB_IP:LAB_PORT without opening a browser (a GPU node has none); as root too, which
+# is how containers run. On a remote node: make lab LAB_IP=127.0.0.1, then from your machine
+# ssh -N -L 8888:127.0.0.1:8888 you@node and open the URL with the token that lab printed.
+LAB_IP   ?= 127.0.0.1
+LAB_PORT ?= 8888
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks --no-browser --ip=$(LAB_IP) --port=$(LAB_PORT) \
+	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 ui: setup
 	@echo "MLflow UI: http://127.0.0.1:5000 - click 'Model training' (top left) for runs and charts"

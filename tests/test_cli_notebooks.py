@@ -242,3 +242,43 @@ def test_pipeline_runs_every_notebook_with_the_overrides_it_was_given(tmp_path, 
     out = capsys.readouterr().out
     assert "[1/6] 00_render: starting at 0:00" in out and "[6/6] 04_evaluate: done in" in out
     assert "Executing Cell" not in out
+
+
+@pytest.mark.slow
+def test_make_lab_serves_the_notebooks_as_root_without_a_browser(tmp_path):
+    """``make lab`` on a chosen port answers over HTTP (here as whoever runs the tests: root in
+    containers and CI, where jupyter refuses to start without --allow-root)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as probe:  # a free port on the loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "config")}
+    proc = subprocess.Popen(["make", "-s", "lab", f"LAB_PORT={port}"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline, answer = time.monotonic() + 90, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status",
+                                            timeout=2) as response:
+                    answer = response.status
+                    break
+            except urllib.error.HTTPError as err:  # up, and asking for the token
+                answer = err.code
+                break
+            except OSError:  # not listening yet
+                time.sleep(1)
+        output = "" if proc.poll() is None else proc.stdout.read().decode()[-2000:]
+        assert answer in (200, 401, 403), output
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
