@@ -77,6 +77,11 @@ _CATEGORY_MODULES = (
     "laptop",
     "chair",
     "bird",
+    "bench",
+    "sofa",
+    "table",
+    "cabinet",
+    "bookshelf",
 )
 for _name in _CATEGORY_MODULES:
     importlib.import_module(f"{__name__}.{_name}")
