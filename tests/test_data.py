@@ -55,7 +55,7 @@ def renders(shapenet_root, tmp_path_factory):
 def test_procedural_models_load_through_shapenet_loader(shapenet_root):
     records = index_shapenet(shapenet_root)
     assert {r.category for r in records} == set(PROCEDURAL_CATEGORIES)
-    assert all(r.layout == "v2" for r in records) and len(records) == 12
+    assert all(r.layout == "v2" for r in records) and len(records) == 2 * len(PROCEDURAL_CATEGORIES)
     for record in records:
         meshes = load_model(record.path)
         bounds = np.array([m.bounds for m in meshes])
@@ -197,6 +197,25 @@ def test_sharded_render_resume_and_merge(shapenet_root, tmp_path, caplog):
         assert f.attrs["complete_models"] == 4
         assert sorted(f["model_id"].asstr()[:]) == sorted(r.model_id for r in records)
     assert not list(tmp_path.glob("*.shard-*")) and not list(tmp_path.glob(".*tmp"))
+
+
+@pytest.mark.slow
+def test_parallel_render_writes_the_file_one_process_writes(shapenet_root, tmp_path):
+    """Two processes (a shard each, merged in model order) give the same renders, row for row,
+    as one process: parallel rendering changes no number downstream."""
+    from ss3d.data.render import render_models_parallel
+
+    records = index_shapenet(shapenet_root, ["car", "laptop", "chair"])
+    serial, parallel = tmp_path / "serial.h5", tmp_path / "parallel.h5"
+    render_models(records, serial, SMALL, progress=False)
+    merge_shards(serial, 1)
+    summary = render_models_parallel(records, parallel, SMALL, workers=2, progress=False)
+    assert summary["models_rendered"] == 6 and summary["workers"] == 2
+    with h5py.File(serial, "r") as a, h5py.File(parallel, "r") as b:
+        assert set(a) == set(b)
+        for name in a:
+            assert np.array_equal(a[name][:], b[name][:]), name
+    assert not list(tmp_path.glob("*.shard-*"))
 
 
 def test_unreadable_mesh_is_skipped_and_listed(shapenet_root, tmp_path):

@@ -171,4 +171,4 @@ def test_generation_is_fast():
 
 def test_unknown_category_is_a_clear_error():
     with pytest.raises(ValueError, match="no procedural generator"):
-        describe_model("sofa", 0)
+        describe_model("washer", 0)  # a ShapeNet category without a generator

@@ -72,6 +72,8 @@ class RenderConfig:
     surface_samples: int = _f(4096, ge=16, help="GT surface points per model (evaluation).")
     volume_samples: int = _f(4096, ge=16, help="GT inside/outside samples per model.")
     shard: str = _f("0/1", help="'i/N': render only the i-th of N shards.")
+    workers: int = _f(2, ge=1, help="Processes that render at once on this machine (each a "
+                      "shard, merged in model order: the same file as one process writes).")
 
 
 @dataclass

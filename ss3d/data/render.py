@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +54,8 @@ from ss3d.data.hashing import stable_rng  # noqa: E402
 from ss3d.data.shapenet import ModelRecord, ShapeNetError, load_model, stable_split  # noqa: E402
 from ss3d.geometry import merge_meshes, occupancy, sample_surface  # noqa: E402
 
-__all__ = ["MeshRenderer", "RenderSettings", "merge_shards", "render_models", "shard_path"]
+__all__ = ["MeshRenderer", "RenderSettings", "merge_shards", "render_models",
+           "render_models_parallel", "shard_path"]
 
 log = logging.getLogger(__name__)
 RENDER_FORMAT = "ss3d-render"
@@ -244,9 +245,10 @@ def _append(f: h5py.File, row: dict) -> None:
 def render_models(records: Sequence[ModelRecord], out_path: str | Path, settings: RenderSettings,
                   shard: tuple[int, int] = (0, 1), val_fraction: float = 0.1,
                   test_fraction: float = 0.15, source: str = "procedural",
-                  progress: bool = True) -> dict:
+                  progress: bool = True, on_model: Callable[[], None] | None = None) -> dict:
     """Render shard ``shard = (i, N)`` of ``records`` into its shard file (resumable).
 
+    ``on_model`` is called after each model (the parallel driver's shared progress bar).
     Returns a summary: rendered, skipped (with reasons), views per second, shard path.
     """
     out_path = Path(out_path)
@@ -320,6 +322,8 @@ def render_models(records: Sequence[ModelRecord], out_path: str | Path, settings
                 "surface_points": surface, "volume_points": points,
                 "volume_occupancy": occupancy(points, geometry).astype(np.uint8),
             })
+            if on_model is not None:
+                on_model()
     finally:
         renderer.close()
         if skipped:
@@ -337,8 +341,57 @@ def render_models(records: Sequence[ModelRecord], out_path: str | Path, settings
     return summary
 
 
+def _render_worker(args: tuple) -> dict:
+    """One process of :func:`render_models_parallel`: one shard, one thread (the processes
+    share the cores)."""
+    records, out_path, settings, shard, val_fraction, test_fraction, source, queue = args
+    torch.set_num_threads(1)
+    return render_models(records, out_path, settings, shard, val_fraction, test_fraction,
+                         source, progress=False, on_model=lambda: queue.put(1))
+
+
+def render_models_parallel(records: Sequence[ModelRecord], out_path: str | Path,
+                           settings: RenderSettings, workers: int, val_fraction: float = 0.1,
+                           test_fraction: float = 0.15, source: str = "procedural",
+                           progress: bool = True) -> dict:
+    """:func:`render_models` in ``workers`` processes (shards ``i/workers`` of this machine),
+    merged into ``out_path`` in model order: the same file as one process writes. Resumable
+    like a shard; returns the summed summary."""
+    import multiprocessing as mp
+
+    workers = max(1, min(workers, len(records)))
+    context = mp.get_context("spawn")  # a fresh EGL context and torch per process
+    with context.Manager() as manager:
+        queue = manager.Queue()
+        jobs = [(list(records), Path(out_path), settings, (i, workers), val_fraction,
+                 test_fraction, source, queue) for i in range(workers)]
+        with context.Pool(workers) as pool:
+            pending = pool.map_async(_render_worker, jobs)
+            bar = tqdm(total=len(records), desc=f"render ({workers} processes)", unit="model",
+                       disable=not progress)
+            while not pending.ready() or not queue.empty():
+                try:
+                    queue.get(timeout=0.5)
+                    bar.update()
+                except Exception:  # queue.Empty: nothing rendered in the last half second
+                    pass
+            bar.close()
+            summaries = pending.get()  # re-raises a worker's error
+    merge_shards(out_path, workers)
+    views = sum(s["views"] for s in summaries)
+    seconds = max(s["seconds"] for s in summaries)
+    return {"shard": str(out_path), "workers": workers,
+            "models_total": sum(s["models_total"] for s in summaries),
+            "models_rendered": sum(s["models_rendered"] for s in summaries),
+            "models_resumed": sum(s["models_resumed"] for s in summaries),
+            "skipped": {k: v for s in summaries for k, v in s["skipped"].items()},
+            "views": views, "seconds": seconds,
+            "views_per_second": views / seconds if seconds > 0 else 0.0}
+
+
 def merge_shards(out_path: str | Path, count: int, remove_shards: bool = True) -> Path:
-    """Join the ``count`` complete shard files into ``out_path`` (atomic)."""
+    """Join the ``count`` complete shard files into ``out_path`` (atomic), rows in model-key
+    order."""
     out_path = Path(out_path)
     shards = [shard_path(out_path, i, count) for i in range(count)]
     missing = [str(p) for p in shards if not p.exists()]
@@ -366,13 +419,15 @@ def merge_shards(out_path: str | Path, count: int, remove_shards: bool = True) -
                                    else None,
                                    compression=d.compression, compression_opts=d.compression_opts,
                                    shuffle=d.shuffle)
-            offset = 0
-            for f in sources:
-                n = int(f.attrs["complete_models"])
-                for name in first:
-                    for k in range(n):  # per row keeps memory bounded for big shards
-                        out[name][offset + k] = f[name][k]
-                offset += n
+            # rows in model-key order, as one process renders them (shard i holds every N-th
+            # model): the merged file is the same whatever N
+            rows = sorted((f"{s}/{m}", j, k) for j, f in enumerate(sources)
+                          for k, (s, m) in enumerate(zip(
+                              f["synset"].asstr()[:int(f.attrs["complete_models"])],
+                              f["model_id"].asstr()[:int(f.attrs["complete_models"])])))
+            for name in first:
+                for offset, (_, j, k) in enumerate(rows):  # per row keeps memory bounded
+                    out[name][offset] = sources[j][name][k]
     finally:
         for f in sources:
             f.close()

@@ -33,7 +33,13 @@ from ss3d.data.ingest import (
 from ss3d.data.locks import exclusive
 from ss3d.data.photos import PhotoSettings, render_photo_collection
 from ss3d.data.procedural import PROCEDURAL_CATEGORIES, generate_category
-from ss3d.data.render import RENDER_FORMAT, RenderSettings, merge_shards, render_models
+from ss3d.data.render import (
+    RENDER_FORMAT,
+    RenderSettings,
+    merge_shards,
+    render_models,
+    render_models_parallel,
+)
 from ss3d.data.shapenet import ModelRecord, index_shapenet
 from ss3d.files import check_name, inside
 from ss3d.stages.shell import StageRun
@@ -156,11 +162,16 @@ def _render(cfg: ExperimentConfig, paths: DataPaths, merge_only: bool,
     if _renders_complete(paths.renders, cfg, len(records)):
         log.info("%s is complete, not re-rendering", paths.renders)
         return {"renders_reused": True, "models": len(records)}
+    source = "procedural" if not cfg.data.shapenet_root else str(paths.shapenet)
+    if count == 1 and cfg.render.workers > 1:  # this machine's cores, one shard each
+        return render_models_parallel(
+            records, paths.renders, RenderSettings.from_config(cfg), cfg.render.workers,
+            val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction,
+            source=source, progress=progress)
     summary = render_models(
         records, paths.renders, RenderSettings.from_config(cfg), shard=(index, count),
         val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction,
-        source="procedural" if not cfg.data.shapenet_root else str(paths.shapenet),
-        progress=progress)
+        source=source, progress=progress)
     if count == 1:
         merge_shards(paths.renders, 1)
     else:
