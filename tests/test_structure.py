@@ -165,3 +165,14 @@ def test_the_command_line_answers_without_importing_the_heavy_stack():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=REPO)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_readme_fits_on_a_screen_and_links_resolve():
+    """README ≤ 350 lines (the results log lives in docs/results.md); its relative links exist."""
+    import re
+
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) <= 350
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+        if "://" not in target:
+            assert (REPO / target).exists(), target
