@@ -45,6 +45,7 @@ __all__ = [
     "move_batch",
     "optimiser_step",
     "load_checkpoint",
+    "load_plain",
     "save_checkpoint",
     "seed_everything",
     "select_device",
@@ -369,6 +370,36 @@ def save_checkpoint(path: str | Path, *, stage: str, step: int, config: dict[str
     return Path(path)
 
 
+def load_plain(path: str | Path, what: str = "", map_location: str | torch.device = "cpu",
+               kind: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain data only, so a crafted file
+    cannot run code here (the default unpickler would call whatever the file names).
+
+    Raises:
+        CheckpointError: one line naming ``what`` (the config key, if any), the file and why it
+            is refused, instead of torch's advice to load it with ``weights_only=False``.
+    """
+    prefix = f"{what}: {path}" if what else str(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "global" not in str(err).lower():  # not a pickle that names code: a broken file
+            raise CheckpointError(f"{prefix}: not a readable {kind} (not a torch.save file, or "
+                                  "a truncated one)") from None
+        first = next((line.strip() for line in str(err).splitlines()
+                      if "global" in line.lower()), "")
+        raise CheckpointError(
+            f"{prefix}: refused: the file holds Python objects other than tensors and plain "
+            f"data, which could run code when loaded ({first[:200]})" + (
+                f". ss3d checkpoints since version {CHECKPOINT_VERSION} never do; re-create it "
+                "with this ss3d" if kind == "checkpoint" else
+                f"; a {kind} holds tensors only (a state dict)")) from None
+    except Exception as err:  # torch raises many types for foreign / truncated files
+        text = " ".join(str(err).split())[:300]
+        raise CheckpointError(f"{prefix}: not a readable {kind} ({type(err).__name__}: "
+                              f"{text})") from None
+
+
 def load_checkpoint(path: str | Path, *, model: torch.nn.Module | None = None,
                     optimizer: torch.optim.Optimizer | None = None,
                     map_location: str | torch.device = "cpu",
@@ -384,23 +415,7 @@ def load_checkpoint(path: str | Path, *, model: torch.nn.Module | None = None,
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        # weights_only=True: tensors and plain data only. A crafted file cannot run code
-        # here (the default unpickler would call whatever the file names, before any check).
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "global" not in str(err).lower():  # not a pickle that names code: a broken file
-            raise CheckpointError(f"{path}: not a readable checkpoint (not a torch.save "
-                                  "file, or a truncated one)") from None
-        first = next((line.strip() for line in str(err).splitlines()
-                      if "global" in line.lower()), "")
-        raise CheckpointError(
-            f"{path}: refused: the file holds Python objects other than tensors and plain "
-            f"data, which could run code when loaded ({first[:200]}). ss3d checkpoints since "
-            f"version {CHECKPOINT_VERSION} never do; re-create it with this ss3d") from None
-    except Exception as err:  # torch raises many types for foreign / truncated files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: "
-                              f"{err})") from None
+    payload = load_plain(path, map_location=map_location)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an ss3d checkpoint (no '{CHECKPOINT_FORMAT}' "
                               "format marker)")

@@ -27,6 +27,8 @@ import torchvision
 from torch import nn
 
 from ss3d.config import ModelConfig
+from ss3d.config.loading import encoder_feature_side
+from ss3d.engine import load_plain
 from ss3d.fused import film_sine, film_sine_reference
 
 __all__ = ["FiLMSiren", "ImageEncoder", "ReconstructionNet", "ViewpointNet",
@@ -57,7 +59,7 @@ class ImageEncoder(nn.Module):
             path = Path(pretrained_weights)
             if not path.is_file():
                 raise FileNotFoundError(f"model.pretrained_weights: file not found: {path}")
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_plain(path, "model.pretrained_weights", kind="weights file")
             missing, unexpected = backbone.load_state_dict(state, strict=False)
             if [k for k in missing if not k.startswith("fc.")] or unexpected:
                 raise ValueError(f"{path}: not {name} weights (missing {missing[:3]}, "
@@ -66,6 +68,7 @@ class ImageEncoder(nn.Module):
         backbone.fc = nn.Identity()
         self.backbone = backbone
         self.input_size = input_size
+        self.feature_side = encoder_feature_side(input_size)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.head_in = nn.Sequential(nn.Linear(features, latent_dim), nn.LayerNorm(latent_dim),
@@ -74,6 +77,12 @@ class ImageEncoder(nn.Module):
                                       nn.Linear(latent_dim, latent_dim))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.training and images.shape[0] * self.feature_side ** 2 < 2:
+            raise ValueError(
+                f"a training batch of {images.shape[0]} image at model.encoder_size="
+                f"{self.input_size} gives the encoder's BatchNorm 1 value per channel (it needs "
+                "more than 1): raise optim.batch_size (per process, under torchrun) to >= 2, or "
+                "model.encoder_size to >= 33")
         if images.shape[-1] != self.input_size or images.shape[-2] != self.input_size:
             images = F.interpolate(images, size=(self.input_size, self.input_size),
                                    mode="bilinear", align_corners=False, antialias=True)

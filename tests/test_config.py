@@ -32,9 +32,9 @@ def test_dotted_and_nested_overrides():
     cfg = load_config(None, {"model.hidden": 128, "data": {"models_per_category": 3}})
     assert cfg.model.hidden == 128 and cfg.data.models_per_category == 3
     # ints are accepted for float fields, YAML parsing of --set values
-    cfg = load_config(None, parse_set_args(["pretrain.lr=1", "data.categories=[car, chair]"]))
+    cfg = load_config(None, parse_set_args(["pretrain.lr=1", "data.categories=[car, laptop]"]))
     assert cfg.pretrain.lr == 1.0 and isinstance(cfg.pretrain.lr, float)
-    assert cfg.data.categories == ["car", "chair"]
+    assert cfg.data.categories == ["car", "laptop"]
 
 
 def test_unknown_key_names_key_and_file(tmp_path):
@@ -178,3 +178,43 @@ def test_paths_built_from_names_stay_inside_their_root(tmp_path):
     assert inside(tmp_path, "a", "b.h5") == tmp_path / "a" / "b.h5"
     with pytest.raises(BadNameError, match="collection name"):
         data_paths(cfg).collection("../../x")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"data.heldout_categories": ["car"], "data.categories": ["car", "airplane"]},
+     r"data.heldout_categories: \['car'\] are also in data.categories"),
+    ({"data.categories": []}, r"data.categories: value \[\] must name at least one"),
+    ({"data.collections": ["bird", "airplane", "plane"]},
+     r"data.collections: \['airplane'\] listed more than once"),
+    ({"evaluate.fscore_thresholds": [-1]}, r"evaluate.fscore_thresholds: value \[-1.0\] must"),
+    ({"evaluate.fscore_thresholds": []}, r"evaluate.fscore_thresholds: value \[\] must"),
+    ({"model.encoder_size": 32, "optim.batch_size": 1},
+     r"optim.batch_size: value 1 with model.encoder_size=32 .* raise optim.batch_size to >= 2 "
+     r"or model.encoder_size to >= 33"),
+    ({"model.encoder_size": 32, "pretrain.viewpoint_batch": 1}, r"pretrain.viewpoint_batch"),
+])
+def test_contradictions_are_refused_up_front_with_key_and_reason(overrides, message):
+    with pytest.raises(ConfigError, match=message + r".*\(overrides\)$"):
+        load_config(None, overrides)
+
+
+def test_the_encoder_batch_rule_is_the_real_batchnorm_limit():
+    import torch
+
+    from ss3d.config.loading import encoder_feature_side
+    from ss3d.model import ImageEncoder
+
+    for size, batch in ((32, 1), (32, 2), (33, 1)):
+        encoder = ImageEncoder(latent_dim=8, input_size=size).train()
+        images = torch.rand(batch, 3, size, size)
+        if encoder_feature_side(size) ** 2 * batch > 1:
+            encoder.backbone(images)
+            encoder(images)
+        else:  # torch's BatchNorm refuses it, and the encoder says which sizes to raise
+            with pytest.raises(ValueError, match="more than 1 value per channel"):
+                encoder.backbone(images)
+            with pytest.raises(ValueError, match=r"raise optim.batch_size .* >= 2, or "
+                               r"model.encoder_size to >= 33"):
+                encoder(images)
+    load_config(None, {"model.encoder_size": 33, "optim.batch_size": 1,
+                       "pretrain.viewpoint_batch": 1})  # a 2x2 map: fine with one image

@@ -150,3 +150,15 @@ def test_resuming_from_another_stages_checkpoint_is_refused_before_loading(tmp_p
         load_checkpoint(path, model=other, stage="selftrain")
     assert torch.equal(other.weight, before)
     assert load_checkpoint(path, stage="pretrain")["step"] == 3
+
+
+def test_crafted_pretrained_weights_are_refused_in_one_line(tmp_path):
+    from ss3d.model import ImageEncoder
+
+    marker, crafted = tmp_path / "pwned", tmp_path / "resnet18.pth"
+    torch.save({"conv1.weight": _Payload(str(marker))}, crafted)
+    with pytest.raises(CheckpointError) as err:
+        ImageEncoder(pretrained_weights=crafted)
+    message = str(err.value)
+    assert message.startswith(f"model.pretrained_weights: {crafted}: refused: the file holds")
+    assert "\n" not in message and "weights_only" not in message and not marker.exists()

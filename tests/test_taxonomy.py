@@ -104,10 +104,15 @@ def test_config_canonicalises_names_aliases_and_ids():
     assert flatten(cfg)["data.categories"] == "airplane,car,laptop"
     # canonical values validate again unchanged (load_config validates every layer)
     cfg = load_config(None, {"data.shapenet_root": "/nowhere", "data.categories": [SOFA],
-                             "data.heldout_categories": ["couch"],
+                             "data.collections": ["couch"],
                              "selftrain.category": "vessel"})
-    assert cfg.data.categories == ["sofa"] and cfg.data.heldout_categories == ["sofa"]
+    assert cfg.data.categories == ["sofa"] and cfg.data.collections == ["sofa"]
     assert cfg.selftrain.category == "watercraft"
+    # an alias and its name are one category: held out and trained on at once is refused
+    with pytest.raises(ConfigError, match=r"data.heldout_categories: \['sofa'\] are also in "
+                       "data.categories"):
+        load_config(None, {"data.shapenet_root": "/nowhere", "data.categories": [SOFA],
+                           "data.heldout_categories": ["couch"]})
 
 
 def test_config_without_shapenet_root_needs_a_procedural_generator(tmp_path):

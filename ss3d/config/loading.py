@@ -258,6 +258,12 @@ def validate(cfg: ExperimentConfig, source: str = "config") -> None:
             f"data.val_fraction + data.test_fraction: values {cfg.data.val_fraction} + "
             f"{cfg.data.test_fraction} leave no training models ({source})")
     _canonical_categories(cfg, source)
+    _check_category_lists(cfg, source)
+    _check_encoder_batches(cfg, source)
+    thresholds = cfg.evaluate.fscore_thresholds
+    if not thresholds or not all(0.0 < t <= 1.0 for t in thresholds):
+        raise ConfigError(f"evaluate.fscore_thresholds: value {thresholds!r} must be non-empty "
+                          f"fractions of the cube side in (0, 1] ({source})")
     try:
         parse_shard(r.shard)
     except ValueError as err:
@@ -281,6 +287,51 @@ def validate(cfg: ExperimentConfig, source: str = "config") -> None:
         raise ConfigError(
             f"selftrain.phase_a_epochs: value {cfg.selftrain.phase_a_epochs} exceeds "
             f"selftrain.epochs={cfg.selftrain.epochs} ({source})")
+
+
+def _check_category_lists(cfg: ExperimentConfig, source: str) -> None:
+    """Pre-training needs a category; no list names one twice (also as alias and name); a
+    held-out category is one never trained on."""
+    d = cfg.data
+    if not d.categories:
+        raise ConfigError(f"data.categories: value [] must name at least one category to "
+                          f"pre-train on ({source})")
+    for key, values in (("data.categories", d.categories),
+                        ("data.heldout_categories", d.heldout_categories),
+                        ("data.collections", d.collections)):
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            raise ConfigError(f"{key}: {twice} listed more than once (after resolving aliases "
+                              f"and synset ids) ({source})")
+    both = [c for c in d.heldout_categories if c in d.categories]
+    if both:
+        raise ConfigError(f"data.heldout_categories: {both} are also in data.categories: a "
+                          f"held-out category is one never trained on ({source})")
+
+
+def encoder_feature_side(size: int) -> int:
+    """Side of the ResNet encoder's last feature map for ``size`` pixel inputs (a stride-2 7×7
+    convolution, a stride-2 max-pool, three stride-2 stages)."""
+    side = (size - 1) // 2 + 1
+    for _ in range(4):
+        side = (side - 1) // 2 + 1
+    return side
+
+
+def _check_encoder_batches(cfg: ExperimentConfig, source: str) -> None:
+    """A training batch must give the encoder's last BatchNorm more than one value per channel:
+    with a 1×1 last feature map (model.encoder_size 32), at least 2 images."""
+    if encoder_feature_side(cfg.model.encoder_size) > 1:
+        return
+    batches = [("optim.batch_size", cfg.optim.batch_size)]
+    if cfg.model.viewpoint_net:
+        batches.append(("pretrain.viewpoint_batch", cfg.pretrain.viewpoint_batch))
+    for key, value in batches:
+        if value < 2:
+            raise ConfigError(
+                f"{key}: value {value} with model.encoder_size={cfg.model.encoder_size} gives "
+                f"the encoder's BatchNorm one value per channel: raise {key} to >= 2 or "
+                f"model.encoder_size to >= 33 ({source})")
 
 
 def describe_fields(cfg: Any | None = None, prefix: str = "") -> list[dict[str, str]]:
