@@ -82,6 +82,10 @@ _CATEGORY_MODULES = (
     "table",
     "cabinet",
     "bookshelf",
+    "display",
+    "lamp",
+    "loudspeaker",
+    "telephone",
 )
 for _name in _CATEGORY_MODULES:
     importlib.import_module(f"{__name__}.{_name}")
