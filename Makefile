@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= experiments/smoke.yaml
 
-.PHONY: setup browser postgres smoke test test-fast lint bench gpu-check ui lab clean-data
+.PHONY: setup browser postgres smoke test test-fast lint bench profile gpu-check ui lab clean-data
 
 # The stamp is rebuilt when the pins change, so `make test` after a pin bump reinstalls.
 $(VENV)/.setup-stamp: pyproject.toml
@@ -50,6 +50,10 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
+
+# Where the main job's minutes go, stage by stage and phase by phase -> outputs/profile/
+profile: setup
+	$(BIN)/python benchmarks/profile_pipeline.py --config $(CONFIG) --out outputs/profile
 
 # Every stage at tiny size on the GPU (bf16, fp16 + GradScaler), torchrun, paper-size step times
 # and peak memory -> outputs/gpu-check.json. Without CUDA it runs its CPU dry run.
