@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import textwrap
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from ss3d.config import (
     load_config,
     parse_set_args,
 )
+from ss3d.files import WriteError
 from ss3d.notebooks import NotebookError
 
 log = logging.getLogger("ss3d")
@@ -331,17 +334,43 @@ def build_parser() -> argparse.ArgumentParser:
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the user's to fix (one line, no traceback). A checkpoint error can only
     have been raised once :mod:`ss3d.engine` was imported, so it is looked up, not imported."""
-    engine = sys.modules.get("ss3d.engine")
-    return (FileNotFoundError, ValueError, NotebookError,
-            *((engine.CheckpointError,) if engine is not None else ()))
+    engine, tracking = sys.modules.get("ss3d.engine"), sys.modules.get("ss3d.tracking")
+    return (FileNotFoundError, ValueError, NotebookError, WriteError,
+            *((engine.CheckpointError,) if engine is not None else ()),
+            *((tracking.TrackingError,) if tracking is not None else ()))
+
+
+def _quiet_third_parties() -> None:
+    """Without ``-v``: other packages' warnings and log chatter stay off the terminal (OpenCV's
+    ``[ WARN ]`` lines, Pillow's decompression-bomb warning, urllib3's retries, MLflow's logged
+    SQL tracebacks); ss3d's own messages and the one-line error remain."""
+    warnings.simplefilter("ignore")
+    warnings.filterwarnings("default", module=r"ss3d(\.|$)")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # read when cv2 is imported
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].utils.logging.setLogLevel(2)  # 2: errors only
+    for name, level in (("OpenGL", logging.WARNING),  # an optional C speed-up is missing
+                        ("urllib3", logging.ERROR), ("alembic", logging.WARNING),
+                        ("mlflow.store", logging.CRITICAL)):
+        logging.getLogger(name).setLevel(level)
+
+
+def _one_line(err: BaseException) -> str:
+    """An unforeseen error in one line: MLflow's with the store's URI and cause, others by
+    their first line."""
+    if type(err).__module__.startswith("mlflow") and "ss3d.tracking" in sys.modules:
+        return sys.modules["ss3d.tracking"].describe_store_error(err)
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0] if lines else ''}" + (
+        " [...]" if len(lines) > 1 else "")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.verbose:  # PyOpenGL announces at INFO that an optional C speed-up is missing
-        logging.getLogger("OpenGL").setLevel(logging.WARNING)
+    if not args.verbose:
+        _quiet_third_parties()
     try:
         return args.func(args)
     except ConfigError as err:
@@ -358,8 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # anything unforeseen: one line, the traceback with -v
         if args.verbose:
             traceback.print_exc()
-        print(f"ss3d: error: {type(err).__name__}: {err}"
-              + ("" if args.verbose else " (run with -v for the traceback)"), file=sys.stderr)
+            print(f"ss3d: error: {type(err).__name__}: {err}", file=sys.stderr)
+        else:
+            print(f"ss3d: error: {_one_line(err)} (run with -v for the traceback)",
+                  file=sys.stderr)
         return 1
 
 

@@ -7,12 +7,16 @@
 * Params = the flattened config; tags = stage, experiment, category, git commit, dirty flag and
   the run ids a run consumed (lineage).
 * :func:`latest_run` is how a later stage finds its inputs.
+* A store that cannot be reached or written fails fast, in one line naming its URI
+  (:class:`TrackingError`): a tracking server's HTTP retries are bounded to seconds
+  (:data:`HTTP_DEFAULTS`, unless the environment sets them).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -22,6 +26,7 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ss3d.config import ExperimentConfig, flatten
@@ -32,6 +37,7 @@ __all__ = [
     "TAG_CONSUMED",
     "TAG_EXPERIMENT",
     "TAG_STAGE",
+    "TrackingError",
     "artifact_path",
     "configure",
     "latest_run",
@@ -64,9 +70,70 @@ def repo_root() -> Path:
     return Path.cwd()
 
 
+# MLflow retries an unreachable server 7 times with a growing backoff (over 4 minutes) and
+# waits 120 s for an answer; a stage should fail in seconds and say so. Set in the environment
+# when a store is an HTTP server, unless the user set them.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+class TrackingError(RuntimeError):
+    """The MLflow store cannot be reached or written; one line naming its URI and the cause."""
+
+
 def tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` or the repo's default SQLite store."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+    if uri.startswith(("http://", "https://")):
+        for key, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+    return uri
+
+
+def _shown_uri(uri: str) -> str:
+    return re.sub(r"//[^/@]*@", "//***@", uri)  # never a password in a message
+
+
+def describe_store_error(err: BaseException, uri: str | None = None) -> str:
+    """One line for an MLflow store failure: the URI and the cause (unreachable, read-only, or
+    the first line of the database's own message)."""
+    uri = _shown_uri(uri or tracking_uri())
+    text = str(err)
+    if uri.startswith(("http://", "https://")):
+        lowered = text.lower()
+        reason = next((why for needle, why in (
+            ("connection refused", "connection refused"), ("timed out", "timed out"),
+            ("name or service not known", "unknown host"),
+            ("temporary failure in name resolution", "unknown host"),
+            ("max retries exceeded", "no answer")) if needle in lowered), None)
+        if reason:
+            return (f"the MLflow tracking server {uri} is unreachable ({reason}): start it, or "
+                    "unset MLFLOW_TRACKING_URI to use the repository's local store")
+    database = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    if "readonly database" in text or "read-only file system" in text.lower() or (
+            database is not None and database.is_file()
+            and not (os.access(database, os.W_OK) and os.access(database.parent, os.W_OK))):
+        return (f"the MLflow store {uri} is read-only ({_first_cause(text)}): make it "
+                "writable, or point MLFLOW_TRACKING_URI at a writable store")
+    return f"the MLflow store {uri}: {_first_cause(text)}"
+
+
+def _first_cause(text: str) -> str:
+    """The database's own words in MLflow's message, else its first line."""
+    found = re.search(r"\((?:[\w.]+\.)?\w*Error\) ([^\n]+)", text)
+    cause = found.group(1) if found else next(
+        (line.strip() for line in text.splitlines() if line.strip()), "no message")
+    return cause[:300]
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """Turn MLflow's store failures into one-line TrackingErrors."""
+    try:
+        yield
+    except MlflowException as err:
+        raise TrackingError(describe_store_error(err)) from err
 
 
 def _artifact_root(uri: str) -> str | None:
@@ -81,6 +148,11 @@ def configure(experiment: str) -> str:
     """Point MLflow at our store and select (creating if needed) ``experiment``; return its id."""
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
+    with _store_errors():
+        return _configure(uri, experiment)
+
+
+def _configure(uri: str, experiment: str) -> str:
     # Two processes opening a new SQLite store at once both try to create its tables (and the
     # experiment), and one fails; a lock beside the database makes the second wait.
     guard = (exclusive(Path(uri[len("sqlite:///"):] + ".lock"), f"the MLflow store {uri}")
@@ -177,8 +249,10 @@ def start_run(cfg: ExperimentConfig, stage: str, *, category: str | None = None,
     if mlflow.active_run() is not None:
         mlflow.end_run()
     run_name = stage if category is None else f"{stage}-{category}"
-    before = MlflowClient(tracking_uri()).get_run(run_id).info if run_id else None
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name) as run:
+    with _store_errors():
+        before = MlflowClient(tracking_uri()).get_run(run_id).info if run_id else None
+    with _store_errors(), mlflow.start_run(run_id=run_id,
+                                           run_name=None if run_id else run_name) as run:
         if run_id is None:
             commit, dirty = git_state()
             tags = {TAG_STAGE: stage, TAG_EXPERIMENT: cfg.name, TAG_COMMIT: commit,
@@ -259,7 +333,8 @@ def artifact_path(run: Run | str, relative: str) -> Path:
     """Local path of a run's artifact (downloaded into a temp dir for remote stores)."""
     run_id = run if isinstance(run, str) else run.info.run_id
     client = MlflowClient(tracking_uri())
-    uri = client.get_run(run_id).info.artifact_uri
+    with _store_errors():
+        uri = client.get_run(run_id).info.artifact_uri
     if uri.startswith("file://"):
         local = Path(uri[len("file://"):]) / relative
         if local.exists():
@@ -276,6 +351,12 @@ def latest_run(experiment: str, stage: str, *, category: str | None = None,
                status: str = "FINISHED", tags: Mapping[str, str] | None = None) -> Run | None:
     """The most recent run of ``stage`` (and ``category``) in ``experiment`` with ``status``
     (and every tag of ``tags`` equal to its value)."""
+    with _store_errors():
+        return _latest_run(experiment, stage, category, status, tags)
+
+
+def _latest_run(experiment: str, stage: str, category: str | None, status: str,
+                tags: Mapping[str, str] | None) -> Run | None:
     client = MlflowClient(tracking_uri())
     found = client.get_experiment_by_name(experiment)
     if found is None:

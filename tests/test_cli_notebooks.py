@@ -118,6 +118,27 @@ def test_unforeseen_errors_are_one_line_and_verbose_shows_the_traceback(capsys, 
     assert "Traceback" in capsys.readouterr().err
 
 
+def test_other_packages_warnings_and_long_messages_show_only_with_verbose(capsys, monkeypatch,
+                                                                        recwarn):
+    import warnings
+
+    import ss3d.cli
+
+    def noisy(cfg):  # defined here: to the warnings filter, a module other than ss3d's
+        warnings.warn("a third-party warning", UserWarning, stacklevel=1)
+        raise RuntimeError("first line\n" + "detail\n" * 90)
+
+    monkeypatch.setattr(ss3d.cli, "dump_yaml", noisy)
+    assert main(["-v", "config"]) == 1  # everything, as it came
+    assert capsys.readouterr().err.count("detail") >= 90
+    assert [str(w.message) for w in recwarn] == ["a third-party warning"]
+    recwarn.clear()
+    assert main(["config"]) == 1  # one line, no warning
+    assert capsys.readouterr().err == ("ss3d: error: RuntimeError: first line [...] (run with "
+                                       "-v for the traceback)\n")
+    assert len(recwarn) == 0
+
+
 @pytest.mark.slow
 def test_a_failing_notebook_is_named_with_its_cell(tmp_path, mlflow_store):
     """(An empty store of its own: the repository's could hold a render run to find.)"""

@@ -226,3 +226,22 @@ def test_repeated_rows_are_one_item_and_tiny_or_missing_images_are_skipped(tmp_p
                                         "list.csv:2")
     assert details[dot[0]].endswith("is 1x1, under 16 pixels a side")
     assert details["imgs/gone.png"].endswith("gone.png: no such file")
+
+
+def test_a_huge_photo_raises_no_decompression_bomb_warning(tmp_path, monkeypatch):
+    import warnings
+
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    rgb, mask = _pair(tmp_path / "imgs", "p")  # 60x40 = 2400 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # Pillow warns above this
+    with pytest.warns(Image.DecompressionBombWarning):
+        Image.open(tmp_path / rgb).close()
+    (tmp_path / "list.csv").write_text(f"category,rgb,mask\ncar,{rgb},{mask}\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = ingest_items(read_csv(tmp_path / "list.csv"), tmp_path / "c.h5",
+                               crop_size=16, progress=False)
+    assert summary["images"] == 1
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]

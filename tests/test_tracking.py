@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import subprocess
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -141,3 +146,74 @@ def test_the_config_decides_the_data_root_and_lineage_follows_it(tmp_path, mlflo
         assert str(roots["a"] / "renders.h5") in str(err.value)
         assert f"rendered into {roots['b']}" in str(err.value)
     assert not (tmp_path / "out").exists()
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_dead_tracking_server_fails_within_seconds_in_one_line(tmp_path, monkeypatch,
+                                                                 capfd):
+    import time
+
+    from ss3d.cli import main
+
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    for key in tracking.HTTP_DEFAULTS:  # MLflow's own defaults: 7 retries, over 4 minutes
+        monkeypatch.delenv(key, raising=False)
+    start = time.monotonic()
+    with pytest.raises(tracking.TrackingError) as err:
+        tracking.latest_run("dead", "render")
+    assert time.monotonic() - start < 30
+    assert str(err.value).startswith(f"the MLflow tracking server {uri} is unreachable "
+                                     "(connection refused)")
+    capfd.readouterr()
+    start = time.monotonic()
+    assert main(["pretrain", "--set", f"data.root={tmp_path}",
+                 "--set", f"output_dir={tmp_path}"]) == 2
+    assert time.monotonic() - start < 30
+    out = capfd.readouterr()
+    assert out.err == f"ss3d: error: {err.value}\n", out.err  # nothing else: no retry lines
+
+
+@contextlib.contextmanager
+def _read_only(path):
+    """``path`` (a file) cannot be written: by mode for a user, immutable for root (whom modes
+    do not stop)."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        path.parent.chmod(0o555)
+        try:
+            yield
+        finally:
+            path.parent.chmod(0o755)
+            path.chmod(0o644)
+        return
+    if shutil.which("chattr") is None or subprocess.run(
+            ["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("root needs chattr +i on this file system to make a file read-only")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_read_only_store_fails_in_one_line_naming_it(tmp_path, mlflow_store, capfd):
+    from ss3d.cli import main
+
+    cfg = load_config(None, {"name": "ro"})
+    tracking.configure(cfg.name)  # the store and the experiment exist
+    capfd.readouterr()
+    with _read_only(tmp_path / "mlflow.db"):
+        code = main(["render", "--set", "name=ro", "--set", f"data.root={tmp_path / 'd'}"])
+    err = capfd.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err  # no logged SQL traceback before it
+    assert err.startswith(f"ss3d: error: the MLflow store {mlflow_store} is read-only (")
+    assert err.endswith("): make it writable, or point MLFLOW_TRACKING_URI at a writable "
+                        "store\n")
