@@ -85,6 +85,27 @@ def test_every_stage_is_evaluated_beside_baselines(store):
     assert len(run.data.tags["ss3d.consumed_runs"].split(",")) == 3
 
 
+def test_every_stage_logs_its_headline_numbers_under_stable_names(store):
+    """``headline.*``: a few numbers per stage, named alike in every run (runs-table columns)."""
+    _, cfg, _, uri, result = store
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(cfg.name).experiment_id])
+    headline = {r.data.tags["ss3d.stage"]: {k for k in r.data.metrics if k.startswith(
+        "headline.")} for r in runs}
+    assert {"headline.val_mask_iou", "headline.val_psnr"} <= headline["pretrain"]
+    assert {"headline.mask_iou", "headline.pose_acc30",
+            "headline.pose_acc30_vertical"} <= headline["selftrain"]
+    assert headline["distill"] == {"headline.agreement"}
+    assert {"headline.collection.distilled.fscore_0.05",
+            "headline.synthetic.pretrained.fscore_0.05"} <= headline["evaluate"]
+    # the evaluation's headline is the mean over categories of the per-category means
+    bird = next(s for s in result.summary if s["model"] == "distilled"
+                and s["set"] == "collection")
+    logged = client.get_run(result.run_id).data.metrics
+    assert logged["headline.collection.distilled.fscore_0.05"] == pytest.approx(
+        bird["fscore@0.05"])
+
+
 def test_report_links_only_to_files_that_exist(store, tmp_path):
     _, cfg, _, _, _ = store
     index = write_report(cfg, out_dir=tmp_path / "report")

@@ -377,6 +377,8 @@ def _final_agreement(student: ReconstructionNet, pool: TeacherPool,
               + ", ".join(f"{k} {result.agreement_before.get(k, float('nan')):.3f} -> "
                           f"{v:.3f}" for k, v in result.agreement.items()))
     run.log_metrics(result.agreement, prefix="agreement/")
+    if result.agreement:
+        run.log_headline({"agreement": sum(result.agreement.values()) / len(result.agreement)})
     for name, fig in result.figures.items():
         run.log_figure(fig, name)
     if register and run.logging:

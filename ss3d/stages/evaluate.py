@@ -453,6 +453,14 @@ def _log_evaluation(run: StageRun, result: EvalResult, out: Path) -> None:
         run.log_metrics({f"{prefix}.{m}".replace(" ", "_").replace("@", "_"): s[m]
                          for m in METRICS if m in s and math.isfinite(s[m])})
     run.log_metrics({f"ratio/{r['set']}/{r['category']}": r["ratio"] for r in result.ratios})
+    # per set, the mean over categories of each learned model's F@0.05 (the runs table's columns)
+    for model in ("distilled", "pretrained"):
+        for set_name in dict.fromkeys(s["set"] for s in result.summary):
+            values = [s[PRIMARY] for s in result.summary
+                      if ModelKey.parse(s["model"]).kind == model and s["set"] == set_name
+                      and math.isfinite(s.get(PRIMARY, math.nan))]
+            if values:
+                run.log_headline({f"{set_name}.{model}.fscore_0.05": sum(values) / len(values)})
     run.log_artifact(out / "evaluation.json")
     run.log_artifact(out / "tables.md")
     for name, fig in result.figures.items():

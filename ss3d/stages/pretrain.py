@@ -457,6 +457,10 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
             if state.step % cfg.pretrain.checkpoint_every == 0 or last:
                 run.save(state, model=net, optimizer=optimizer)
         run.finish(state, model=net, optimizer=optimizer)
+        if state.validation:
+            last = state.validation[-1]
+            run.log_headline({"val_mask_iou": last["mask_iou"], "val_psnr": last["psnr"],
+                              "viewpoint_acc30": last.get("viewpoint_acc30")})
         result.figures["curves"] = loss_curve_figure(state.history, state.validation,
                                                      state.baselines)
         run.log_figure(result.figures["curves"], "curves")

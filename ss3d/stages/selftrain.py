@@ -329,6 +329,10 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                 job.evaluate()
             job.save()
         job.save(final=True)
+        if state.epochs:
+            last = state.epochs[-1]
+            run.log_headline({key: last.get(key) for key in (
+                "mask_iou", "pose_acc30", "pose_acc30_vertical", "pose_best_of_h_acc30")})
         result.figures["curves"] = curves_figure(state.history, state.epochs)
         run.log_figure(result.figures["curves"], "curves")
         _log_cameras(run, data, state.alignment)

@@ -35,6 +35,7 @@ bookkeeping and leaves the loop in the stage keeps those lines in plain sight.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -242,6 +243,13 @@ class StageRun:
         if self.logging:
             tracking.log_metrics({f"{prefix}{k}": float(v) for k, v in metrics.items()
                                   if k not in ("step", "epoch")}, step=step)
+
+    def log_headline(self, metrics: Mapping[str, float]) -> None:
+        """The stage's few headline numbers as ``headline.<name>``: the same names in every
+        run of a stage, so that the MLflow runs table and compare view can show them as
+        columns (finite values only)."""
+        self.log_metrics({f"headline.{k}": v for k, v in metrics.items()
+                          if v is not None and math.isfinite(float(v))})
 
     def log_figure(self, fig: Any, name: str) -> None:
         """A matplotlib figure under ``figures/<name>.png`` (the figure stays open)."""
