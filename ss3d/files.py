@@ -14,13 +14,14 @@ import errno
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["BadNameError", "WriteError", "atomic_path", "check_name", "inside", "name_problem",
-           "remove_stale_temps", "write_error"]
+           "remove_dead_temp_dirs", "remove_stale_temps", "temp_dir", "write_error"]
 
 MAX_NAME_CHARS = 128
 _NAME = re.compile(r"\w[\w.\- ]*")
@@ -160,3 +161,47 @@ def remove_stale_temps(path: Path) -> None:
     """
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         stale.unlink(missing_ok=True)
+
+
+# Temp folders name their owner (host and process), so the next run removes those of a process
+# that died (kill -9, a node lost mid-render) and never those of one still writing.
+_OWNED = re.compile(r"\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
+
+
+def temp_dir(target: str | Path) -> Path:
+    """A new temp folder beside ``target`` (to be renamed onto it), named for this host and
+    process: ``.<name>.<host>-<pid>.<random>.tmp``."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.{_host()}-{os.getpid()}.",
+                                 suffix=".tmp", dir=target.parent))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_dead_temp_dirs(folder: str | Path) -> list[Path]:
+    """Delete the :func:`temp_dir` folders in ``folder`` whose process (on this host) is gone;
+    returns them. Folders of other hosts are left: their processes cannot be checked here."""
+    folder, removed = Path(folder), []
+    if not folder.is_dir():
+        return removed
+    for path in folder.glob(".*.tmp"):
+        owner = _OWNED.search(path.name)
+        if (owner is None or owner["host"] != _host() or _alive(int(owner["pid"]))
+                or not path.is_dir()):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed

@@ -19,7 +19,6 @@ import html
 import json
 import logging
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from ss3d import tracking
 from ss3d.config import ExperimentConfig
 from ss3d.eval.summary import fmt, half_widths, tables
+from ss3d.files import remove_dead_temp_dirs, temp_dir
 from ss3d.stages.shell import stage_dir
 
 __all__ = ["MissingEvaluationError", "write_report"]
@@ -190,7 +190,8 @@ def write_report(cfg: ExperimentConfig, *, out_dir: str | Path | None = None,
     notebooks_dir = Path(notebooks_dir) if notebooks_dir else \
         stage_dir(cfg, "notebooks")
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    remove_dead_temp_dirs(final.parent)  # a killed report's half-written folder
+    tmp = temp_dir(final)
     try:
         figures = []
         (tmp / "figures").mkdir()

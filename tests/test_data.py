@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import h5py
@@ -438,3 +441,53 @@ def test_training_after_rendering_does_not_crash(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and "survived" in out.stdout, out.stderr[-2000:]
+
+
+def _killed_after(code: str, *args: str) -> str:
+    """Run ``code`` in a fresh process that is then killed (-9), as a job is; its stdout."""
+    proc = subprocess.run([sys.executable, "-c", code + "\nos.kill(os.getpid(), 9)", *args],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_a_killed_generators_temp_folders_go_with_the_next_run_and_live_ones_stay(tmp_path):
+    from ss3d.data.procedural import generate_category
+    from ss3d.data.taxonomy import SYNSETS
+    from ss3d.files import temp_dir
+
+    target = tmp_path / SYNSETS["car"] / "some-model"
+    dead = Path(_killed_after("import os, sys\nfrom ss3d.files import temp_dir\n"
+                              "print(temp_dir(sys.argv[1]), flush=True)", str(target)))
+    live = temp_dir(target)  # this process is still writing it
+    assert dead.is_dir() and dead.parent == live.parent
+    generate_category(tmp_path, "car", 1)
+    assert not dead.exists() and live.is_dir()
+
+
+def test_a_lock_left_by_a_killed_process_does_not_block_the_next(tmp_path):
+    import time
+
+    from ss3d.data.locks import exclusive
+
+    lock = tmp_path / ".render-0-of-1.lock"
+    _killed_after("import os, sys\nfrom ss3d.data.locks import exclusive\n"
+                  "with exclusive(sys.argv[1], 'renders'):\n    pass\n"
+                  "held = exclusive(sys.argv[1], 'renders')\nheld.__enter__()", str(lock))
+    assert '"pid"' in lock.read_text()  # the dead holder's note stays in the file
+    start = time.monotonic()
+    with exclusive(lock, "renders"):
+        assert time.monotonic() - start < 5
+
+
+def test_an_interrupted_photo_folder_goes_with_the_next_run(tmp_path):
+    from ss3d.data.ingest import HIDDEN_CAMERAS_FILE
+
+    done = tmp_path / "photos" / "bird"
+    done.mkdir(parents=True)
+    (done / "images.txt").write_text("")
+    (done / HIDDEN_CAMERAS_FILE).write_text("{}")
+    leftover = tmp_path / "photos" / ".bird.tmp"
+    (leftover / "images").mkdir(parents=True)  # what a killed build left
+    assert render_photo_collection(done, "bird", 4) == done  # complete: reused
+    assert not leftover.exists()

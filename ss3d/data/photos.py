@@ -87,6 +87,9 @@ def render_photo_collection(out_dir: str | Path, category: str, count: int, *, s
     """
     s = settings or PhotoSettings()
     out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")  # one writer: the render's lock
+    if tmp.exists():  # an interrupted build's leftover
+        shutil.rmtree(tmp)
     if (out_dir / "images.txt").is_file() and (out_dir / HIDDEN_CAMERAS_FILE).is_file():
         return out_dir
     models_root = Path(models_dir) if models_dir else out_dir.parent / "collection_models"
@@ -96,9 +99,6 @@ def render_photo_collection(out_dir: str | Path, category: str, count: int, *, s
     meshes = {r.model_id: load_model(r.path) for r in records}
     model_ids = sorted(meshes)
 
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     class_dir = f"001.Procedural_{category}"
     (tmp / "images" / class_dir).mkdir(parents=True)
     (tmp / "segmentations" / class_dir).mkdir(parents=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from ss3d.data.procedural.primitives import (
 )
 from ss3d.data.procedural.registry import PART_PALETTES, PROCEDURAL_CATEGORIES
 from ss3d.data.taxonomy import SYNSETS
+from ss3d.files import remove_dead_temp_dirs, temp_dir
 
 if TYPE_CHECKING:  # trimesh takes about a second to import: only where a mesh is built
     import trimesh
@@ -234,8 +234,9 @@ def write_model(mesh: trimesh.Trimesh, folder: Path) -> Path:
     """Write ``folder/models/model_normalized.{obj,mtl}`` + texture, atomically per model."""
     models = folder / "models"
     folder.parent.mkdir(parents=True, exist_ok=True)
-    # a temp folder of this process's own: two processes generating one model never share it
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    # a temp folder of this process's own: two processes generating one model never share it;
+    # one a killed process left is removed by the next generate_category
+    tmp = temp_dir(folder)
     (tmp / "models").mkdir()
     text, files = trimesh.exchange.obj.export_obj(
         mesh, include_texture=True, return_texture=True, mtl_name="model_normalized.mtl",
@@ -260,6 +261,7 @@ def generate_category(root: str | Path, category: str, count: int, seed: int = 0
     """
     root = Path(root)
     synset = SYNSETS[category]
+    remove_dead_temp_dirs(root / synset)  # half-written models of a killed run
     paths = []
     for index in range(start, start + count):
         folder = root / synset / model_id_for(category, index, seed)
