@@ -13,7 +13,7 @@ Parameterisation keeps the optimiser in range without clamping:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -173,17 +173,15 @@ def _project_so3(m: torch.Tensor) -> torch.Tensor:
     return u @ torch.diag(torch.tensor([1.0, 1.0, float(d)], dtype=m.dtype)) @ vt
 
 
-def best_alignment(pred: torch.Tensor, truth: torch.Tensor,
-                   inlier_degrees: float = 30.0) -> torch.Tensor:
-    """The global rotation ``G`` of the learned object frame that best explains the poses.
-
-    With world-to-view rotations, a learned frame rotated by ``G`` gives ``R_pred G ≈ R_true``.
-    Least squares over all images is dragged away by wrong picks (front/back flips), so ``G`` is
-    chosen robustly: every image proposes ``G_i = R_pred_i^T R_true_i`` (and the identity is a
-    candidate); the proposal with most images within ``inlier_degrees`` wins (ties: lower median
-    error), then it is refined by Procrustes on its inliers.
-    """
-    candidates = torch.cat([torch.eye(3)[None], pred.transpose(-1, -2) @ truth])  # (N+1, 3, 3)
+def _robust_alignment(pred: torch.Tensor, truth: torch.Tensor, inlier_degrees: float,
+                      candidate: Callable[[torch.Tensor], torch.Tensor],
+                      project: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The alignment ``G`` most images agree with: every image proposes ``candidate(G_i)``
+    with ``G_i = R_pred_i^T R_true_i`` (and the identity is a candidate); the proposal with most
+    images within ``inlier_degrees`` wins (ties: lower median error), then it is refined as
+    ``project`` of the mean proposal of its inliers."""
+    candidates = torch.cat([torch.eye(3)[None],
+                            candidate(pred.transpose(-1, -2) @ truth)])  # (N+1, 3, 3)
     errors = geodesic_degrees(pred[None] @ candidates[:, None], truth[None])  # (N+1, N)
     inliers = (errors < inlier_degrees).sum(-1).float()
     score = inliers - 1e-3 * errors.median(-1).values / 180.0
@@ -191,8 +189,19 @@ def best_alignment(pred: torch.Tensor, truth: torch.Tensor,
     g = candidates[best]
     mask = errors[best] < inlier_degrees
     if mask.sum() >= 3:
-        g = _project_so3((pred[mask].transpose(-1, -2) @ truth[mask]).mean(0))
+        g = project((pred[mask].transpose(-1, -2) @ truth[mask]).mean(0))
     return g
+
+
+def best_alignment(pred: torch.Tensor, truth: torch.Tensor,
+                   inlier_degrees: float = 30.0) -> torch.Tensor:
+    """The global rotation ``G`` of the learned object frame that best explains the poses.
+
+    With world-to-view rotations, a learned frame rotated by ``G`` gives ``R_pred G ≈ R_true``.
+    Least squares over all images is dragged away by wrong picks (front/back flips), so ``G`` is
+    chosen robustly (:func:`_robust_alignment`) and refined by Procrustes on its inliers.
+    """
+    return _robust_alignment(pred, truth, inlier_degrees, lambda m: m, _project_so3)
 
 
 def _about_vertical(m: torch.Tensor) -> torch.Tensor:
@@ -212,21 +221,10 @@ def vertical_alignment(pred: torch.Tensor, truth: torch.Tensor,
     Our cameras fix "up" (look-at cameras with +Y up), so a learned frame can only be honestly
     wrong about where its front is, i.e. by a rotation about the vertical; a full 3D alignment
     can also tilt the frame to absorb errors the cameras cannot make, and so flatters the
-    poses. Chosen as robustly: every image proposes its nearest rotation about +Y (and the
-    identity is a candidate), the proposal with most inliers wins, and it is refined by least
-    squares about +Y on its inliers.
+    poses. Chosen as robustly: every image proposes its nearest rotation about +Y, refined by
+    least squares about +Y on the inliers.
     """
-    candidates = torch.cat([torch.eye(3)[None],
-                            _about_vertical(pred.transpose(-1, -2) @ truth)])  # (N+1, 3, 3)
-    errors = geodesic_degrees(pred[None] @ candidates[:, None], truth[None])  # (N+1, N)
-    inliers = (errors < inlier_degrees).sum(-1).float()
-    score = inliers - 1e-3 * errors.median(-1).values / 180.0
-    best = int(score.argmax())
-    g = candidates[best]
-    mask = errors[best] < inlier_degrees
-    if mask.sum() >= 3:
-        g = _about_vertical((pred[mask].transpose(-1, -2) @ truth[mask]).sum(0))
-    return g
+    return _robust_alignment(pred, truth, inlier_degrees, _about_vertical, _about_vertical)
 
 
 def aligned_rotation_errors(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
