@@ -291,8 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--category", default="bird",
                            help="category of a CUB-layout folder (default: %(default)s)")
         if name == "pretrain":
-            p.add_argument("--renders", help="rendered-set HDF5 (default: the experiment's, "
-                           "found through its latest render run)")
+            p.add_argument("--renders", help="rendered-set HDF5 (default: <data.root>/"
+                           "renders.h5 of the config)")
             p.add_argument("--resume", nargs="?", const=True, metavar="CHECKPOINT",
                            help="continue from <output_dir>/<name>/pretrain/last.pt (or the "
                            "given checkpoint), in the same MLflow run")

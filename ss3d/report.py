@@ -26,7 +26,7 @@ from typing import Any
 from ss3d import tracking
 from ss3d.config import ExperimentConfig
 from ss3d.eval.summary import fmt, half_widths, tables
-from ss3d.files import remove_dead_temp_dirs, temp_dir
+from ss3d.files import inside, remove_dead_temp_dirs, temp_dir
 from ss3d.stages.shell import stage_dir
 
 __all__ = ["MissingEvaluationError", "write_report"]
@@ -186,7 +186,7 @@ def write_report(cfg: ExperimentConfig, *, out_dir: str | Path | None = None,
     data = json.loads((evaluation_dir / "evaluation.json").read_text())
     tables_md = (evaluation_dir / "tables.md").read_text() \
         if (evaluation_dir / "tables.md").is_file() else ""
-    final = Path(out_dir) if out_dir else tracking.repo_root() / "reports" / cfg.name
+    final = Path(out_dir) if out_dir else inside(tracking.repo_root() / "reports", cfg.name)
     notebooks_dir = Path(notebooks_dir) if notebooks_dir else \
         stage_dir(cfg, "notebooks")
     final.parent.mkdir(parents=True, exist_ok=True)
