@@ -86,6 +86,12 @@ _CATEGORY_MODULES = (
     "lamp",
     "loudspeaker",
     "telephone",
+    "bottle",
+    "mug",
+    "bowl",
+    "bed",
+    "quadruped",
+    "fish",
 )
 for _name in _CATEGORY_MODULES:
     importlib.import_module(f"{__name__}.{_name}")
