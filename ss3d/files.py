@@ -135,7 +135,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as err:
-        raise (write_error(path, err) or err) from err
+        if (failure := write_error(path, err)) is None or failure is err:
+            raise
+        raise failure from err
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -146,7 +148,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     except OSError as err:
-        raise (write_error(path, err) or err) from err
+        if (failure := write_error(path, err)) is None or failure is err:
+            raise
+        raise failure from err
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
