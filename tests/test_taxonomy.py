@@ -18,6 +18,7 @@ from ss3d.stages.data import render_stage
 from .conftest import REPO
 
 SOFA = "04256520"
+WASHER = "04554684"  # a category no procedural generator makes
 FRACTIONS = {"data.val_fraction": 0.25, "data.test_fraction": 0.25}
 
 
@@ -116,17 +117,17 @@ def test_config_canonicalises_names_aliases_and_ids():
 
 
 def test_config_without_shapenet_root_needs_a_procedural_generator(tmp_path):
-    path = tmp_path / "sofa.yaml"
-    path.write_text(f"data:\n  categories: ['{SOFA}']\n")
+    path = tmp_path / "washer.yaml"  # a ShapeNet category with no procedural generator
+    path.write_text(f"data:\n  categories: ['{WASHER}']\n")
     with pytest.raises(ConfigError) as err:
         load_config(path)
     msg = str(err.value)
-    assert msg.startswith("data.categories: category '04256520' (sofa)")
+    assert msg.startswith("data.categories: category '04554684' (washer)")
     assert "no procedural generator" in msg and "set data.shapenet_root" in msg
     assert str(path) in msg
-    with pytest.raises(ConfigError, match="data.heldout_categories: category 'rifle'.*"
+    with pytest.raises(ConfigError, match="data.heldout_categories: category 'piano'.*"
                        "data.shapenet_root"):
-        load_config(None, {"data.heldout_categories": ["rifle"]})
+        load_config(None, {"data.heldout_categories": ["piano"]})
     # a collection or a self-training category may be ingested photos: accepted here
     cfg = load_config(None, {"data.collections": ["sofa"], "selftrain.category": "couch"})
     assert cfg.data.collections == ["sofa"] and cfg.selftrain.category == "sofa"
@@ -157,7 +158,7 @@ def test_cli_set_reads_unquoted_synset_ids(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "- sofa\n  - car\n" in out and "- chair\n" in out and "category: bird" in out
-    assert main(["config", "--set", f"data.categories=[{SOFA}]"]) == 2
+    assert main(["config", "--set", f"data.categories=[{WASHER}]"]) == 2
     assert "set data.shapenet_root" in capsys.readouterr().err
 
 
@@ -221,8 +222,9 @@ def test_shapenet_loader_resolves_names_aliases_and_ids(sofa_root):
 def test_render_stage_refuses_a_collection_it_cannot_render(sofa_root, tmp_path):
     cfg = load_config(None, {"data.root": str(tmp_path / "data"),
                              "data.shapenet_root": str(sofa_root), "data.categories": ["sofa"],
-                             "data.heldout_categories": [], "data.collections": ["couch"]})
-    with pytest.raises(ConfigError, match="data.collections: 'sofa' has no procedural "
+                             "data.heldout_categories": [],
+                             "data.collections": ["washing_machine"]})
+    with pytest.raises(ConfigError, match="data.collections: 'washer' has no procedural "
                        "generator.*ss3d ingest"):
         render_stage(cfg, progress=False, track=False)
     assert not (tmp_path / "data" / "renders.h5").exists()  # refused before any rendering
