@@ -92,6 +92,10 @@ _CATEGORY_MODULES = (
     "bed",
     "quadruped",
     "fish",
+    "rifle",
+    "watercraft",
+    "guitar",
+    "motorbike",
 )
 for _name in _CATEGORY_MODULES:
     importlib.import_module(f"{__name__}.{_name}")
