@@ -358,6 +358,7 @@ def render_models_parallel(records: Sequence[ModelRecord], out_path: str | Path,
     merged into ``out_path`` in model order: the same file as one process writes. Resumable
     like a shard; returns the summed summary."""
     import multiprocessing as mp
+    from queue import Empty
 
     workers = max(1, min(workers, len(records)))
     context = mp.get_context("spawn")  # a fresh EGL context and torch per process
@@ -373,7 +374,7 @@ def render_models_parallel(records: Sequence[ModelRecord], out_path: str | Path,
                 try:
                     queue.get(timeout=0.5)
                     bar.update()
-                except Exception:  # queue.Empty: nothing rendered in the last half second
+                except Empty:  # nothing rendered in the last half second
                     pass
             bar.close()
             summaries = pending.get()  # re-raises a worker's error

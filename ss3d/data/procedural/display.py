@@ -7,7 +7,7 @@ import numpy as np
 
 from ss3d.data.procedural.builder import _Builder, _choice, _weighted
 from ss3d.data.procedural.materials import _PartStyle
-from ss3d.data.procedural.primitives import _rot, _tf
+from ss3d.data.procedural.primitives import _rot, _rounded_rect, _tf
 from ss3d.data.procedural.registry import register
 
 PALETTE: dict[str, _PartStyle] = {
@@ -18,17 +18,6 @@ PALETTE: dict[str, _PartStyle] = {
     "foot": _PartStyle((0.95, 0.55, 0.45)),
     "led": _PartStyle((0.33, 0.85, 0.90)),
 }
-
-
-def _rounded_rect(w: float, h: float, r: float, n: int = 4) -> np.ndarray:
-    """A ``w × h`` rectangle centred at the origin with corners of radius ``r``."""
-    r = min(r, 0.49 * w, 0.49 * h)
-    pts = []
-    for cx, cy, a0 in ((w / 2 - r, h / 2 - r, 0), (-w / 2 + r, h / 2 - r, 90),
-                       (-w / 2 + r, -h / 2 + r, 180), (w / 2 - r, -h / 2 + r, 270)):
-        a = np.radians(a0 + np.linspace(0, 90, n))
-        pts += list(np.c_[cx + r * np.cos(a), cy + r * np.sin(a)])
-    return np.array(pts)
 
 
 def _rear(b: _Builder) -> float:

@@ -46,6 +46,18 @@ def _unit_sphere(subdivisions: int) -> Mesh:
     return np.asarray(m.vertices, float), np.asarray(m.faces)
 
 
+def _rounded_rect(w: float, h: float, r: float, n: int = 4) -> np.ndarray:
+    """A ``w × h`` rectangle centred at the origin with corners of radius ``r`` (``n`` points
+    per corner): the outline of screens, phones and panels."""
+    r = min(r, 0.49 * w, 0.49 * h)
+    pts = []
+    for cx, cy, a0 in ((w / 2 - r, h / 2 - r, 0), (-w / 2 + r, h / 2 - r, 90),
+                       (-w / 2 + r, -h / 2 + r, 180), (w / 2 - r, -h / 2 + r, 270)):
+        a = np.radians(a0 + np.linspace(0, 90, n))
+        pts += list(np.c_[cx + r * np.cos(a), cy + r * np.sin(a)])
+    return np.array(pts)
+
+
 def _triangulate(polygon: np.ndarray) -> np.ndarray:
     """Ear-clipping triangulation ``(N-2, 3)`` of a simple counter-clockwise polygon."""
     idx = list(range(len(polygon)))
