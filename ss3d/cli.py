@@ -245,6 +245,47 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from ss3d.sweep import load_sweep, run_sweep, submit_slurm
+    from ss3d.sweep_report import aggregate, collect, markdown_table, write_sweep_report
+
+    spec = load_sweep(args.file)
+    if args.slurm:
+        for line in submit_slurm(spec, args.file):
+            print(line)
+        return 0
+    failed: list[str] = []
+    if not args.report_only:
+        failed = run_sweep(spec, jobs=args.jobs, only=args.child).failed
+    if not args.no_report:
+        results, missing = collect(spec)
+        summary = aggregate(spec, results, missing)
+        print(markdown_table(summary))
+        print(f"report: {write_sweep_report(spec, summary, args.output) / 'index.html'}")
+    if failed:
+        print(f"ss3d: {len(failed)} children failed: {', '.join(failed)} (a rerun retries "
+              "only them)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _add_sweep(sub: Any) -> None:
+    text = ("run a sweep (experiments/sweeps/*.yaml): variants x seeds as MLflow child runs, "
+            "then the aggregate report (reports/sweeps/<name>/)")
+    p = sub.add_parser("sweep", help=text, description=text)
+    p.add_argument("file", help="sweep file")
+    p.add_argument("--jobs", "-j", type=int, default=1,
+                   help="children run at once, each in its own process (default: %(default)s)")
+    p.add_argument("--child", type=int, nargs="+", metavar="K",
+                   help="run only these children (0-based, variant-major; a SLURM array task)")
+    p.add_argument("--slurm", action="store_true", help="submit the children as a SLURM job "
+                   "array (experiments/slurm/sweep.sbatch) and the report after them")
+    p.add_argument("--report-only", action="store_true",
+                   help="only aggregate the finished children and write the report")
+    p.add_argument("--no-report", action="store_true", help="run the children only")
+    p.add_argument("--output", "-o", help="report folder (default: reports/sweeps/<name>)")
+    p.set_defaults(func=_cmd_sweep)
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", default=None,
                    help=f"experiment YAML (default: the repository's {DEFAULT_CONFIG})")
@@ -328,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "pipeline":
             p.add_argument("--output", "-o", help="folder for executed notebooks "
                            "(default: outputs/<experiment>/notebooks)")
+    _add_sweep(sub)
     return parser
 
 

@@ -185,6 +185,22 @@ def temp_dir(target: str | Path) -> Path:
                                  suffix=".tmp", dir=target.parent))
 
 
+def publish_dir(tmp: str | Path, final: str | Path) -> None:
+    """Put the finished folder ``tmp`` (from :func:`temp_dir`) in place of ``final``: readable
+    by everyone, and never a moment with half of either (the old one is renamed away first)."""
+    tmp, final = Path(tmp), Path(final)
+    for path in tmp.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    tmp.chmod(0o755)
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

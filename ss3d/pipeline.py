@@ -26,7 +26,7 @@ from ss3d.notebooks import NOTEBOOKS, execute, notebook_path
 from ss3d.report import notebook_html, write_report
 from ss3d.stages.shell import stage_dir
 
-__all__ = ["run_pipeline"]
+__all__ = ["Job", "pipeline_jobs", "run_jobs", "run_pipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,26 @@ def _estimate(previous: Mapping[str, float], remaining: Sequence[str]) -> str:
     return f"; about {_clock(sum(known))} left (the last run's times)"
 
 
+Job = tuple[str, str, str, dict[str, Any]]  # notebook, label, MLflow stage, parameters
+
+
+def pipeline_jobs(cfg: ExperimentConfig, stages: Sequence[str] | None = None) -> list[Job]:
+    """The notebooks to execute, in order (only those of ``stages`` when given): one
+    self-training per collection, the H = 1 ablation on the first."""
+    jobs: list[Job] = []
+    for name, stage in NOTEBOOKS:
+        if stages is not None and stage not in stages:
+            continue
+        if name == "02_selftrain":
+            for k, category in enumerate(cfg.data.collections):
+                jobs.append((name, f"{name}_{category}", stage,
+                             {"category": category,
+                              "ablation": bool(cfg.selftrain.ablation and k == 0)}))
+        else:
+            jobs.append((name, name, stage, {}))
+    return [job for job in jobs if notebook_path(job[0]).is_file()]
+
+
 def run_pipeline(config: str | Path, overrides: Mapping[str, Any] | None = None,
                  output_dir: str | Path | None = None, report: bool = True,
                  report_dir: str | Path | None = None) -> dict[str, float]:
@@ -95,22 +115,13 @@ def run_pipeline(config: str | Path, overrides: Mapping[str, Any] | None = None,
     config = Path(config).resolve()
     cfg = load_config(config, overrides)  # validate everything before the first notebook
     out = Path(output_dir) if output_dir else stage_dir(cfg, "notebooks")
-    jobs: list[tuple[str, str, str, dict[str, Any]]] = []
-    for name, stage in NOTEBOOKS:
-        if name == "02_selftrain":  # one self-training per collection; ablation on the first
-            for k, category in enumerate(cfg.data.collections):
-                jobs.append((name, f"{name}_{category}", stage,
-                             {"category": category,
-                              "ablation": bool(cfg.selftrain.ablation and k == 0)}))
-        else:
-            jobs.append((name, name, stage, {}))
-    jobs = [job for job in jobs if notebook_path(job[0]).is_file()]
+    jobs = pipeline_jobs(cfg)
     previous = _previous_timings(cfg.name, out)
     # the stages' progress bars reach this terminal through papermill's output log: one
     # update every few seconds instead of one per step
     os.environ.setdefault("TQDM_MININTERVAL", "10")
     with notebook_output_to_terminal():
-        timings = _run_jobs(jobs, config, overrides, out, cfg, previous)
+        timings = run_jobs(jobs, config, overrides, out, cfg, previous)
     total = sum(timings.values())
     print(f"pipeline {cfg.name}: {_clock(total)} for {len(timings)} notebooks", flush=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,20 +132,21 @@ def run_pipeline(config: str | Path, overrides: Mapping[str, Any] | None = None,
     return timings
 
 
-def _run_jobs(jobs: list[tuple[str, str, str, dict[str, Any]]], config: Path,
-              overrides: Mapping[str, Any] | None, out: Path, cfg: ExperimentConfig,
-              previous: Mapping[str, float]) -> dict[str, float]:
-    """Execute the notebooks in order, with a start and an end line for each."""
+def run_jobs(jobs: list[Job], config: Path, overrides: Mapping[str, Any] | None, out: Path,
+             cfg: ExperimentConfig, previous: Mapping[str, float], prefix: str = "",
+             log_output: bool = True) -> dict[str, float]:
+    """Execute the notebooks in order, with a start and an end line for each (``prefix``
+    before both); each executed notebook is attached to the MLflow run it made."""
     timings: dict[str, float] = {}
     pipeline_start = time.perf_counter()
     for k, (name, label, stage, params) in enumerate(jobs, 1):
         elapsed = _clock(time.perf_counter() - pipeline_start)
-        print(f"[{k}/{len(jobs)}] {label}: starting at {elapsed}"
+        print(f"{prefix}[{k}/{len(jobs)}] {label}: starting at {elapsed}"
               f"{_estimate(previous, [job[1] for job in jobs[k - 1:]])}", flush=True)
         start = time.perf_counter()
         executed = execute(name, out / f"{label}.ipynb",
                            {"experiment_file": str(config), "overrides": dict(overrides or {}),
-                            **params}, log_output=True)
+                            **params}, log_output=log_output)
         timings[label] = time.perf_counter() - start
         run = tracking.latest_run(cfg.name, stage, category=params.get("category"))
         if run is not None:  # the executed notebook, and as a page the MLflow UI shows
@@ -142,6 +154,6 @@ def _run_jobs(jobs: list[tuple[str, str, str, dict[str, Any]]], config: Path,
             client.log_artifact(run.info.run_id, str(executed), "notebooks")
             client.log_artifact(run.info.run_id, str(notebook_html(
                 executed, executed.with_suffix(".html"))), "notebooks")
-        print(f"[{k}/{len(jobs)}] {label}: done in {_clock(timings[label])}  ({executed})",
+        print(f"{prefix}[{k}/{len(jobs)}] {label}: done in {_clock(timings[label])}  ({executed})",
               flush=True)
     return timings

@@ -26,7 +26,7 @@ from typing import Any
 from ss3d import tracking
 from ss3d.config import ExperimentConfig
 from ss3d.eval.summary import fmt, half_widths, tables
-from ss3d.files import inside, remove_dead_temp_dirs, temp_dir
+from ss3d.files import inside, publish_dir, remove_dead_temp_dirs, temp_dir
 from ss3d.stages.shell import stage_dir
 
 __all__ = ["MissingEvaluationError", "write_report"]
@@ -138,7 +138,7 @@ def _warnings(data: dict[str, Any], runs: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
-def _html_table(header: list[str], rows: list[list[str]], classes: list[str] | None = None
+def html_table(header: list[str], rows: list[list[str]], classes: list[str] | None = None
                 ) -> str:
     out = ["<div class='scroll'><table><tr>" +
            "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
@@ -219,16 +219,7 @@ def write_report(cfg: ExperimentConfig, *, out_dir: str | Path | None = None,
         (tmp / "README.md").write_text(
             _readme(cfg, data, tables_md, runs, figures, gifs, notebooks, timings),
             encoding="utf-8")
-        for path in tmp.rglob("*"):
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        tmp.chmod(0o755)
-        old = final.with_name(f".{final.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        if final.exists():
-            final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
+        publish_dir(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -298,14 +289,14 @@ def _index_html(cfg: ExperimentConfig, data: dict[str, Any], runs: list[dict[str
     for table in tables(data["summary"], data.get("poses", []), data.get("ratios", []),
                         data.get("differences")):
         parts.append(f"<h2>{html.escape(table.title)}</h2>")
-        parts.append(_html_table(table.header, [[html.escape(c) for c in row]
+        parts.append(html_table(table.header, [[html.escape(c) for c in row]
                                                 for row in table.rows],
                                  ["baseline" if b else "" for b in table.baseline_rows]))
     agreement = _agreement_rows(runs)
     if agreement:
         parts.append("<h3>Student–teacher agreement (mask IoU of renders from random poses)"
                      "</h3>")
-        parts.append(_html_table(["category", "before distillation", "after"], agreement))
+        parts.append(html_table(["category", "before distillation", "after"], agreement))
     if figures:
         parts.append("<h2>Figures</h2>")
         parts += [f"<figure><img src='{f}' alt='{html.escape(_caption(f))}'><figcaption>"
@@ -331,7 +322,7 @@ def _index_html(cfg: ExperimentConfig, data: dict[str, Any], runs: list[dict[str
                  "here is the stage's own, as logged in MLflow; the header's times are per "
                  "notebook, including start-up.</p>")
     if runs:
-        parts.append(_html_table(["stage", "category", "run id", "wall time (s)"],
+        parts.append(html_table(["stage", "category", "run id", "wall time (s)"],
                                  [[r["stage"], html.escape(r["category"]),
                                    _mlflow_link(r), fmt(r["wall_seconds"], 0)]
                                   for r in runs]))

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +234,49 @@ def stage_kind(stage: str) -> str:
     """The stage a tag belongs to: ``selftrain`` for ``selftrain-ablation``, else itself."""
     return STAGE_VARIANTS.get(stage, stage)
 
+
+# ----------------------------------------------------------------------------------------------
+# Sweep scope: the stage runs of one sweep child (``ss3d.sweep``)
+# ----------------------------------------------------------------------------------------------
+#: Stages in the order data flows through them; a sweep swaps a contiguous tail of it.
+PIPELINE_STAGES = ("render", "pretrain", "selftrain", "distill", "evaluate")
+#: Set while a sweep child runs (inherited by papermill's kernels): ``<sweep MLflow
+#: experiment>|<child run id>|<first swept stage>``.
+SWEEP_ENV = "SS3D_SWEEP_CHILD"
+TAG_SWEEP_CHILD = "ss3d.sweep.child"
+TAG_PARENT = "mlflow.parentRunId"
+
+
+@dataclass(frozen=True)
+class SweepScope:
+    """Where a sweep child's stage runs live. Stages from ``first_stage`` on are the child's
+    own: they start in the sweep's MLflow ``experiment``, nested under the child run, and
+    later stages of the child find only them. Earlier stages (upstream: renders, the
+    pre-trained model) are looked up in the base experiment as usual, and shared by every
+    child."""
+
+    experiment: str
+    child_run: str
+    first_stage: str
+
+    def owns(self, stage: str) -> bool:
+        kind = stage_kind(stage)
+        if kind not in PIPELINE_STAGES:  # ingest and other data stages are upstream
+            return False
+        return PIPELINE_STAGES.index(kind) >= PIPELINE_STAGES.index(self.first_stage)
+
+    def encode(self) -> str:
+        return f"{self.experiment}|{self.child_run}|{self.first_stage}"
+
+
+def sweep_scope() -> SweepScope | None:
+    """The scope of the sweep child this process runs in (``$SS3D_SWEEP_CHILD``), else None."""
+    value = os.environ.get(SWEEP_ENV, "")
+    parts = value.split("|")
+    if len(parts) != 3 or parts[2] not in PIPELINE_STAGES:
+        return None
+    return SweepScope(*parts)
+
 @contextlib.contextmanager
 def start_run(cfg: ExperimentConfig, stage: str, *, category: str | None = None,
               consumed: Sequence[str] = (), run_id: str | None = None,
@@ -245,7 +289,9 @@ def start_run(cfg: ExperimentConfig, stage: str, *, category: str | None = None,
     (and end time) it had: this invocation did not start it, and a FINISHED run with a good
     checkpoint stays the one later stages find.
     """
-    configure(cfg.name)
+    scope = sweep_scope()
+    scoped = scope is not None and scope.owns(stage)
+    configure(scope.experiment if scoped else cfg.name)
     if mlflow.active_run() is not None:
         mlflow.end_run()
     run_name = stage if category is None else f"{stage}-{category}"
@@ -260,6 +306,8 @@ def start_run(cfg: ExperimentConfig, stage: str, *, category: str | None = None,
             if category is not None:
                 tags[TAG_CATEGORY] = category
             tags.update(_source_tags(stage, category, consumed))
+            if scoped:  # nested under the sweep child in the MLflow UI
+                tags.update({TAG_SWEEP_CHILD: scope.child_run, TAG_PARENT: scope.child_run})
             tags.update(extra_tags or {})
             mlflow.set_tags(tags)
             sections = STAGE_SECTIONS.get(stage_kind(stage))
@@ -350,7 +398,14 @@ def artifact_path(run: Run | str, relative: str) -> Path:
 def latest_run(experiment: str, stage: str, *, category: str | None = None,
                status: str = "FINISHED", tags: Mapping[str, str] | None = None) -> Run | None:
     """The most recent run of ``stage`` (and ``category``) in ``experiment`` with ``status``
-    (and every tag of ``tags`` equal to its value)."""
+    (and every tag of ``tags`` equal to its value).
+
+    Inside a sweep child (:func:`sweep_scope`) the child's own stages are looked up among its
+    runs only, in the sweep's experiment."""
+    scope = sweep_scope()
+    if scope is not None and scope.owns(stage):
+        experiment = scope.experiment
+        tags = {**(tags or {}), TAG_SWEEP_CHILD: scope.child_run}
     with _store_errors():
         return _latest_run(experiment, stage, category, status, tags)
 

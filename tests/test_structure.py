@@ -126,7 +126,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("ss3d.eval",),
     ("ss3d.tracking",),
     ("ss3d.stages",),
-    ("ss3d.report", "ss3d.reconstruct", "ss3d.notebooks", "ss3d.pipeline", "ss3d.cli"),
+    ("ss3d.report", "ss3d.reconstruct", "ss3d.notebooks", "ss3d.pipeline", "ss3d.sweep",
+     "ss3d.sweep_report", "ss3d.cli"),
 ]
 
 

@@ -281,6 +281,9 @@ class EvalConfig:
                                         "(fractions of the cube side).")
     coarse_factor: int = _f(2, ge=1, le=8, help="Coarse-to-fine mesh extraction: query every "
                             "k-th grid point, then full resolution only near the surface.")
+    synthetic: bool = _f(True, help="Evaluate on the held-out synthetic models; False: on the "
+                         "collections' test images only (a sweep of self-training needs no "
+                         "more).")
     models_per_category: int = _f(20, ge=1, help="Held-out synthetic models per category.")
     collection_images: int = _f(16, ge=0, help="Test images per collection with 3D ground "
                                 "truth.")

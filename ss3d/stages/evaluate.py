@@ -348,6 +348,9 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
     out = Path(out_dir) if out_dir else stage_dir(cfg, STAGE)
     result = EvalResult(run_id=None, skipped=skipped)
     synth, intrinsics = synthetic_items(cfg, renders, paths)
+    if not cfg.evaluate.synthetic:
+        synth = []
+        result.skipped.append("synthetic test models: evaluate.synthetic is off")
     coll, notes = collection_items(cfg, paths)
     result.skipped += notes
     items = synth + coll
@@ -454,7 +457,7 @@ def _log_evaluation(run: StageRun, result: EvalResult, out: Path) -> None:
                          for m in METRICS if m in s and math.isfinite(s[m])})
     run.log_metrics({f"ratio/{r['set']}/{r['category']}": r["ratio"] for r in result.ratios})
     # per set, the mean over categories of each learned model's F@0.05 (the runs table's columns)
-    for model in ("distilled", "pretrained"):
+    for model in ("distilled", "pretrained", "selftrained"):
         for set_name in dict.fromkeys(s["set"] for s in result.summary):
             values = [s[PRIMARY] for s in result.summary
                       if ModelKey.parse(s["model"]).kind == model and s["set"] == set_name

@@ -1,0 +1,337 @@
+"""A sweep's aggregate: per variant, every headline metric over seeds; each variant against the
+baseline variant on the same seeds and the same test items; a table, a figure and a report page
+(``reports/sweeps/<name>/``), also attached to the sweep's parent run.
+
+Statistics: :mod:`ss3d.eval.seeds`. Two kinds of numbers are compared:
+
+* **headline metrics** (``headline.*`` of each child's stage runs, copied onto the child run:
+  held-out mask IoU, pose acc@30, F@0.05 per set, ...): mean over seeds with a Student-t
+  interval, and the per-seed paired difference against the baseline;
+* **per-item metrics** of the evaluation (F@0.05 and F@0.1 of every test item, per set,
+  category and learned model): the paired difference over seeds × items, with a seeds-then-items
+  bootstrap interval.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mlflow.tracking import MlflowClient
+
+from ss3d import tracking
+from ss3d.eval.keys import ModelKey
+from ss3d.eval.seeds import (
+    paired_item_difference,
+    paired_seed_difference,
+    seed_interval,
+    verdict,
+)
+from ss3d.eval.stats import Interval
+from ss3d.files import inside, publish_dir, remove_dead_temp_dirs, temp_dir
+from ss3d.report import html_table
+from ss3d.sweep import (
+    SweepSpec,
+    children,
+    find_parent,
+    finished_child,
+    stage_runs,
+    upstream_runs,
+)
+
+__all__ = ["ChildResult", "SweepSummary", "aggregate", "collect", "write_sweep_report"]
+
+#: Per-item metrics compared across variants (higher is better for both).
+ITEM_METRICS = ("fscore@0.05", "fscore@0.1")
+#: Headline metrics where lower is better (none yet: every headline is a score).
+LOWER_IS_BETTER: frozenset[str] = frozenset()
+
+
+@dataclass
+class ChildResult:
+    """The numbers of one finished child: its headline metrics and its evaluation's rows."""
+
+    variant: str
+    seed: int
+    run_id: str
+    headline: dict[str, float]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class SweepSummary:
+    """The aggregate (plain dicts, as ``sweep.json`` holds them)."""
+
+    name: str
+    baseline: str
+    variants: list[str]
+    seeds: list[int]
+    headline: list[dict[str, Any]]  # per metric and variant
+    differences: list[dict[str, Any]]  # per metric and non-baseline variant
+    missing: list[str]  # children without a finished run
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__
+
+
+def collect(spec: SweepSpec) -> tuple[list[ChildResult], list[str]]:
+    """The finished children of the sweep's current parent, and the labels of those missing."""
+    upstream = upstream_runs(spec)
+    parent = find_parent(spec, upstream)
+    results: list[ChildResult] = []
+    missing: list[str] = []
+    for child in children(spec, upstream):
+        run = finished_child(parent, child) if parent is not None else None
+        if run is None:
+            missing.append(child.label)
+            continue
+        rows: list[dict[str, Any]] = []
+        for stage_run in stage_runs(run.info.run_id, run.info.experiment_id):
+            if stage_run.data.tags.get(tracking.TAG_STAGE) == "evaluate":
+                path = tracking.artifact_path(stage_run, "evaluation.json")
+                rows = json.loads(path.read_text()).get("rows", [])
+                break
+        results.append(ChildResult(child.variant, child.seed, run.info.run_id,
+                                   dict(run.data.metrics), rows))
+    return results, missing
+
+
+def _interval_dict(ci: Interval) -> dict[str, float]:
+    return {"mean": ci.estimate, "lo": ci.low, "hi": ci.high, "n": ci.n}
+
+
+def aggregate(spec: SweepSpec, results: list[ChildResult], missing: list[str] | None = None
+              ) -> SweepSummary:
+    """Means over seeds and paired differences against ``spec.baseline`` (see the module)."""
+    variants = list(spec.variants)
+    by_variant: dict[str, dict[int, ChildResult]] = defaultdict(dict)
+    for r in results:
+        by_variant[r.variant][r.seed] = r
+    metrics = sorted({k for r in results for k in r.headline})
+    headline, differences = [], []
+    for metric in metrics:
+        values = {v: {s: r.headline[metric] for s, r in by_variant[v].items()
+                      if metric in r.headline} for v in variants}
+        higher = metric not in LOWER_IS_BETTER
+        for v in variants:
+            headline.append({"metric": metric, "variant": v, "per_seed": values[v],
+                             **_interval_dict(seed_interval(list(values[v].values())))})
+            if v != spec.baseline:
+                diff = paired_seed_difference(values[v], values[spec.baseline])
+                differences.append({"metric": metric, "kind": "per seed", "variant": v,
+                                    **_interval_dict(diff),
+                                    "verdict": verdict(diff, higher, seeds=diff.n)})
+    for group, metric, matrix_of in _item_groups(by_variant, variants):
+        base = matrix_of(spec.baseline)
+        for v in variants:
+            table = matrix_of(v)
+            if table is None:
+                continue
+            per_seed = {s: float(np.nanmean(row)) for s, row in table.items()}
+            headline.append({"metric": f"{group}.{metric}", "variant": v, "per_seed": per_seed,
+                             **_interval_dict(seed_interval(list(per_seed.values())))})
+            if v == spec.baseline or base is None:
+                continue
+            seeds = sorted(set(table) & set(base))
+            if not seeds:
+                continue
+            diff = paired_item_difference(np.stack([table[s] - base[s] for s in seeds]))
+            differences.append({"metric": f"{group}.{metric}", "kind": "per item",
+                                "variant": v, **_interval_dict(diff), "seeds": len(seeds),
+                                "verdict": verdict(diff, True, seeds=len(seeds))})
+    return SweepSummary(spec.name, spec.baseline, variants, list(spec.seeds), headline,
+                        differences, list(missing or []))
+
+
+def _item_groups(by_variant: dict[str, dict[int, ChildResult]], variants: list[str]):
+    """Per (set/category/model, metric): a function variant -> {seed: values over the items
+    every child shares} (None when the variant has no such rows)."""
+    cells: dict[tuple[str, str], dict[str, dict[int, dict[str, float]]]] = defaultdict(
+        lambda: defaultdict(dict))
+    for v in variants:
+        for seed, r in by_variant[v].items():
+            for row in r.rows:
+                kind = ModelKey.parse(row["model"]).kind
+                if kind in ("baseline", "pretrained"):
+                    continue  # the same in every child when pre-training is upstream
+                group = f"{row['set']}/{row['category']}/{row['model']}"
+                for metric in ITEM_METRICS:
+                    value = row.get(metric)
+                    if value is not None:
+                        cells[(group, metric)][v].setdefault(seed, {})[row["item"]] = value
+    for (group, metric), per_variant in sorted(cells.items()):
+        items = sorted(set.intersection(*(set(d) for seeds in per_variant.values()
+                                          for d in seeds.values())))
+        if not items:
+            continue
+
+        def matrix_of(v: str, per_variant=per_variant, items=items
+                      ) -> dict[int, np.ndarray] | None:
+            if v not in per_variant:
+                return None
+            return {s: np.array([d[i] for i in items], dtype=float)
+                    for s, d in per_variant[v].items()}
+        yield group, metric, matrix_of
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables, figure, report
+# ----------------------------------------------------------------------------------------------
+def _num(x: float, digits: int = 3) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _ci(entry: dict[str, Any]) -> str:
+    if not math.isfinite(entry["lo"]):
+        return _num(entry["mean"])
+    return f"{_num(entry['mean'])} [{_num(entry['lo'])}, {_num(entry['hi'])}]"
+
+
+def table_rows(summary: SweepSummary) -> tuple[list[str], list[list[str]]]:
+    """One row per metric: each variant's mean [95% interval over seeds] and, per other
+    variant, its paired difference with the baseline and the verdict."""
+    header = ["metric", *[f"{v} (n)" for v in summary.variants],
+              *[f"{v} − {summary.baseline}" for v in summary.variants
+                if v != summary.baseline]]
+    cells = {(h["metric"], h["variant"]): h for h in summary.headline}
+    diffs = {(d["metric"], d["variant"]): d for d in summary.differences}
+    rows = []
+    for metric in dict.fromkeys(h["metric"] for h in summary.headline):
+        row = [metric]
+        for v in summary.variants:
+            h = cells.get((metric, v))
+            row.append(f"{_ci(h)} ({h['n']})" if h and h["n"] else "–")
+        for v in summary.variants:
+            if v == summary.baseline:
+                continue
+            d = diffs.get((metric, v))
+            row.append(f"{_ci(d)} {d['verdict']}" if d else "–")
+        rows.append(row)
+    return header, rows
+
+
+def markdown_table(summary: SweepSummary) -> str:
+    header, rows = table_rows(summary)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def seeds_figure(summary: SweepSummary, metrics: list[str] | None = None):
+    """Per metric: every seed's value (dots) and the mean with its interval, per variant."""
+    import matplotlib.pyplot as plt
+
+    metrics = metrics or list(dict.fromkeys(h["metric"] for h in summary.headline))[:8]
+    cols = min(4, max(1, len(metrics)))
+    rows = math.ceil(len(metrics) / cols) if metrics else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows), squeeze=False)
+    cells = {(h["metric"], h["variant"]): h for h in summary.headline}
+    for ax, metric in zip(axes.flat, metrics, strict=False):
+        for x, v in enumerate(summary.variants):
+            h = cells.get((metric, v))
+            if not h:
+                continue
+            ys = list(h["per_seed"].values())
+            ax.scatter([x + 0.12] * len(ys), ys, s=12, color="0.45", zorder=3)
+            if math.isfinite(h["lo"]):
+                ax.errorbar([x - 0.08], [h["mean"]], yerr=[[h["mean"] - h["lo"]],
+                            [h["hi"] - h["mean"]]], fmt="o", color="C0", capsize=3)
+            else:
+                ax.plot([x - 0.08], [h["mean"]], "o", color="C0")
+        ax.set_xticks(range(len(summary.variants)), summary.variants, rotation=20, fontsize=8)
+        ax.set_title(metric, fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    fig.suptitle(f"sweep {summary.name}: mean and 95% interval over seeds (blue), each seed "
+                 "(grey)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def write_sweep_report(spec: SweepSpec, summary: SweepSummary, out_dir: str | Path | None = None,
+                       log_to_parent: bool = True) -> Path:
+    """``reports/sweeps/<name>/`` (or ``out_dir``): README.md, index.html, sweep.json and
+    seeds.png, written whole or not at all; also attached to the parent run. Returns the
+    folder."""
+    import matplotlib.pyplot as plt
+
+    final = Path(out_dir) if out_dir else inside(tracking.repo_root() / "reports" / "sweeps",
+                                                 spec.name)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temp_dirs(final.parent)
+    tmp = temp_dir(final)
+    try:
+        fig = seeds_figure(summary)
+        fig.savefig(tmp / "seeds.png", dpi=110)
+        plt.close(fig)
+        (tmp / "sweep.json").write_text(json.dumps(summary.to_json(), indent=1, default=float))
+        (tmp / "README.md").write_text(_readme(spec, summary), encoding="utf-8")
+        header, rows = table_rows(summary)
+        (tmp / "index.html").write_text(_html(spec, summary, header, rows), encoding="utf-8")
+        publish_dir(tmp, final)
+    finally:
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    if log_to_parent:
+        parent = find_parent(spec, upstream_runs(spec))
+        if parent is not None:
+            client = MlflowClient(tracking.tracking_uri())
+            for name in ("README.md", "index.html", "sweep.json", "seeds.png"):
+                client.log_artifact(parent.info.run_id, str(final / name), "sweep")
+    return final
+
+
+def _lines(spec: SweepSpec, summary: SweepSummary) -> list[str]:
+    overrides = "; ".join(f"**{v}**: " + (", ".join(f"`{k}={val}`" for k, val in o.items())
+                                          or "the base settings")
+                          for v, o in spec.variants.items())
+    common = ", ".join(f"`{k}={v}`" for k, v in spec.common.items()) or "none"
+    lines = [f"Base experiment `{spec.experiment.name}`; stages {' → '.join(spec.stages)}; "
+             f"seeds {', '.join(map(str, spec.seeds))}; baseline **{spec.baseline}**.",
+             f"Variants: {overrides}. Set in every variant: {common}."]
+    if summary.missing:
+        lines.append(f"**Not finished (left out): {', '.join(summary.missing)}.**")
+    return lines
+
+
+def _readme(spec: SweepSpec, summary: SweepSummary) -> str:
+    return "\n".join([
+        f"# Sweep `{spec.name}`", "", spec.description, "", *_lines(spec, summary), "",
+        "Each cell: mean over seeds [95% Student-t interval] (seeds). Differences: "
+        "`per seed` metrics are paired by seed; `set/category/model.metric` rows are paired "
+        "by seed and test item (seeds-then-items bootstrap). A verdict needs the interval "
+        "to exclude 0; one seed is a lead, never a verdict.", "",
+        markdown_table(summary), "", "![every seed](seeds.png)", "",
+        f"Re-run: `ss3d sweep {_repo_relative(spec.path)}` (finished children are skipped).",
+        ""])
+
+
+def _repo_relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(tracking.repo_root()))
+    except ValueError:
+        return str(path)
+
+
+def _html(spec: SweepSpec, summary: SweepSummary, header: list[str], rows: list[list[str]]
+          ) -> str:
+    paragraphs = "".join(f"<p>{html.escape(line).replace('**', '')}</p>"
+                         for line in [spec.description, *_lines(spec, summary)] if line)
+    table = html_table(header, [[html.escape(c) for c in row] for row in rows])
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>sweep {spec.name}"
+            "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+            "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
+            "padding:3px 6px}.scroll{overflow-x:auto}</style></head><body>"
+            f"<h1>Sweep {html.escape(spec.name)}</h1>{paragraphs}{table}"
+            "<p><img src='seeds.png' style='max-width:100%'></p>"
+            f"<p>Re-run: <code>ss3d sweep {html.escape(_repo_relative(spec.path))}</code></p>"
+            "</body></html>\n")
