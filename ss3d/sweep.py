@@ -330,6 +330,10 @@ def run_sweep(spec: SweepSpec, jobs: int = 1, only: Sequence[int] | None = None)
     todo: list[Child] = []
     result = SweepRun(parent)
     everything = children(spec, upstream)
+    beyond = sorted(set(only or ()) - set(range(len(everything))))
+    if beyond:
+        raise SweepError(f"{spec.path}: no child {beyond[0]} (the sweep has "
+                         f"{len(everything)}: 0 to {len(everything) - 1})")
     for child in everything:
         if only is not None and child.index not in only:
             continue
@@ -342,6 +346,7 @@ def run_sweep(spec: SweepSpec, jobs: int = 1, only: Sequence[int] | None = None)
           f"({len(result.skipped)} finished before); MLflow experiment "
           f"'{spec.mlflow_experiment}', parent run {parent.info.run_id}", flush=True)
     os.environ.setdefault("TQDM_MININTERVAL", "10")
+    status = "FAILED"
     try:
         if jobs <= 1:
             with notebook_output_to_terminal():
@@ -355,9 +360,12 @@ def run_sweep(spec: SweepSpec, jobs: int = 1, only: Sequence[int] | None = None)
                                        parent.info.run_id): c for c in todo}
                 for future in as_completed(futures):
                     _run_one(future.result, futures[future], result)
+        status = "FAILED" if result.failed else "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
     finally:
-        client.set_terminated(parent.info.run_id,
-                              "FAILED" if result.failed else "FINISHED")
+        client.set_terminated(parent.info.run_id, status)
     result.parent = client.get_run(parent.info.run_id)
     return result
 

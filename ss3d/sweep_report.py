@@ -19,6 +19,7 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,9 @@ class ChildResult:
     run_id: str
     headline: dict[str, float]
     rows: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = math.nan  # wall time of the child (its notebooks)
+    finished: str = ""  # when it finished (UTC, ISO)
+    commit: str = ""  # git commit its stage runs ran
 
 
 @dataclass
@@ -75,6 +79,7 @@ class SweepSummary:
     headline: list[dict[str, Any]]  # per metric and variant
     differences: list[dict[str, Any]]  # per metric and non-baseline variant
     missing: list[str]  # children without a finished run
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__
@@ -92,13 +97,18 @@ def collect(spec: SweepSpec) -> tuple[list[ChildResult], list[str]]:
             missing.append(child.label)
             continue
         rows: list[dict[str, Any]] = []
+        commit = ""
         for stage_run in stage_runs(run.info.run_id, run.info.experiment_id):
-            if stage_run.data.tags.get(tracking.TAG_STAGE) == "evaluate":
+            commit = commit or stage_run.data.tags.get(tracking.TAG_COMMIT, "")
+            if stage_run.data.tags.get(tracking.TAG_STAGE) == "evaluate" and not rows:
                 path = tracking.artifact_path(stage_run, "evaluation.json")
                 rows = json.loads(path.read_text()).get("rows", [])
-                break
-        results.append(ChildResult(child.variant, child.seed, run.info.run_id,
-                                   dict(run.data.metrics), rows))
+        end = run.info.end_time or run.info.start_time
+        results.append(ChildResult(
+            child.variant, child.seed, run.info.run_id, dict(run.data.metrics), rows,
+            (end - run.info.start_time) / 1000,
+            datetime.fromtimestamp(end / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            commit))
     return results, missing
 
 
@@ -145,8 +155,13 @@ def aggregate(spec: SweepSpec, results: list[ChildResult], missing: list[str] | 
             differences.append({"metric": f"{group}.{metric}", "kind": "per item",
                                 "variant": v, **_interval_dict(diff), "seeds": len(seeds),
                                 "verdict": verdict(diff, True, seeds=len(seeds))})
+    provenance = {"commits": sorted({r.commit[:7] for r in results if r.commit}),
+                  "children": len(results),
+                  "child_minutes": sum(r.seconds for r in results if math.isfinite(r.seconds))
+                  / 60,
+                  "last_finished": max((r.finished for r in results), default="")}
     return SweepSummary(spec.name, spec.baseline, variants, list(spec.seeds), headline,
-                        differences, list(missing or []))
+                        differences, list(missing or []), provenance)
 
 
 def _item_groups(by_variant: dict[str, dict[int, ChildResult]], variants: list[str]):
@@ -298,6 +313,11 @@ def _lines(spec: SweepSpec, summary: SweepSummary) -> list[str]:
     lines = [f"Base experiment `{spec.experiment.name}`; stages {' → '.join(spec.stages)}; "
              f"seeds {', '.join(map(str, spec.seeds))}; baseline **{spec.baseline}**.",
              f"Variants: {overrides}. Set in every variant: {common}."]
+    p = summary.provenance
+    if p.get("children"):
+        lines.append(f"{p['children']} children ran {p['child_minutes']:.1f} min in all (their "
+                     f"notebooks), the last finished {p['last_finished']}, at commit "
+                     f"{', '.join(p['commits']) or 'unknown'}.")
     if summary.missing:
         lines.append(f"**Not finished (left out): {', '.join(summary.missing)}.**")
     return lines

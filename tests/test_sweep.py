@@ -222,6 +222,13 @@ def test_tiny_sweep_runs_children_skips_finished_ones_and_reports(tmp_path, mlfl
     rerun = run_sweep(spec, jobs=2)
     assert rerun.ran == ["H1-seed1"] and len(rerun.skipped) == 3
     assert len(client.search_runs([sweep_exp.experiment_id])) == len(runs) + 3
+    # the same child in a worker process gives the same numbers as in this one
+    from ss3d.sweep import finished_child
+
+    child = next(c for c in children(spec, upstream_runs(spec)) if c.label == "H1-seed1")
+    again_run = finished_child(find_parent(spec, upstream_runs(spec)), child)
+    assert again_run.info.run_id != again.info.run_id
+    assert again_run.data.metrics == again.data.metrics
 
     results, missing = collect(spec)
     assert not missing and len(results) == 4
