@@ -326,10 +326,12 @@ def _lines(spec: SweepSpec, summary: SweepSummary) -> list[str]:
 def _readme(spec: SweepSpec, summary: SweepSummary) -> str:
     return "\n".join([
         f"# Sweep `{spec.name}`", "", spec.description, "", *_lines(spec, summary), "",
-        "Each cell: mean over seeds [95% Student-t interval] (seeds). Differences: "
-        "`per seed` metrics are paired by seed; `set/category/model.metric` rows are paired "
-        "by seed and test item (seeds-then-items bootstrap). A verdict needs the interval "
-        "to exclude 0; one seed is a lead, never a verdict.", "",
+        "Each cell: mean over seeds [95% Student-t interval] (seeds). Differences: the "
+        "headline rows (`stage run.metric`) are paired by seed, and their interval knows "
+        "only how the seeds vary; the `set/category/model.metric` rows are paired by seed "
+        "and test item (seeds-then-items bootstrap), and also know how the test items vary: "
+        "where a metric has both, read the latter. A verdict needs the interval to exclude "
+        "0; one seed is a lead, never a verdict.", "",
         markdown_table(summary), "", "![every seed](seeds.png)", "",
         f"Re-run: `ss3d sweep {_repo_relative(spec.path)}` (finished children are skipped).",
         ""])

@@ -63,6 +63,8 @@ def test_paired_differences_use_the_same_seeds_and_items():
     noisy = paired_item_difference(np.random.default_rng(0).normal(0, 1, (3, 40)))
     assert noisy.low < 0 < noisy.high and verdict(noisy) == "level"
     assert verdict(paired_seed_difference({0: 1.0}, {0: 0.0}), seeds=1).startswith("one seed")
+    same = paired_seed_difference({0: 0.3, 1: 0.4}, {0: 0.2, 1: 0.3})  # +0.1 on both seeds
+    assert same.low == pytest.approx(same.high) and verdict(same).endswith("no interval")
 
 
 def test_aggregate_matches_a_hand_computation(tmp_path):
@@ -73,7 +75,7 @@ def test_aggregate_matches_a_hand_computation(tmp_path):
         for seed, value in enumerate(per_seed):
             rows = [{"set": "collection", "category": "bird", "model": "selftrained-bird",
                      "item": f"img{i}", "fscore@0.05": 0.3 + 0.01 * i
-                     + (0.1 if variant == "b" else 0.0)} for i in range(4)]
+                     + (0.1 + 0.01 * (i % 2) if variant == "b" else 0.0)} for i in range(4)]
             rows.append({"set": "collection", "category": "bird", "model": "pretrained",
                          "item": "img0", "fscore@0.05": 0.2})
             results.append(ChildResult(variant, seed, f"run-{variant}{seed}",
@@ -89,7 +91,9 @@ def test_aggregate_matches_a_hand_computation(tmp_path):
     assert per_seed["mean"] == pytest.approx(0.2)
     assert per_seed["lo"] == pytest.approx(0.2 - T_975_2 * 0.1 / math.sqrt(3))
     items = diff[("collection/bird/selftrained-bird.fscore@0.05", "b")]
-    assert (items["mean"], items["lo"], items["hi"]) == pytest.approx((0.1, 0.1, 0.1))
+    # differences 0.10, 0.11, 0.10, 0.11 on every seed: mean 0.105, bootstrap inside them
+    assert items["mean"] == pytest.approx(0.105)
+    assert 0.1 - 1e-9 <= items["lo"] < items["mean"] < items["hi"] <= 0.11 + 1e-9
     assert items["verdict"] == "better" and items["n"] == 12
     assert not any("pretrained" in d["metric"] for d in summary.differences)
     table = markdown_table(summary)

@@ -13,7 +13,8 @@ nothing about how much another seed would move the number. Across runs:
   same items for every seed, which keeps the pairing). With few seeds the seed level is
   coarse (3 seeds give 10 distinct resamples), so read it beside the per-seed values;
 * :func:`verdict` — "better", "worse" or "level" from an interval and the metric's direction;
-  a single seed is always only "a lead".
+  a single seed is always only "a lead", and a difference equal on every seed (a zero-width
+  interval) gets no verdict.
 
 Fewer than two seeds give NaN bounds, never a zero-width interval.
 """
@@ -89,6 +90,12 @@ def verdict(difference: Interval, higher_is_better: bool = True, seeds: int | No
         return "one seed: a lead, no verdict"
     if not (math.isfinite(difference.low) and math.isfinite(difference.high)):
         return "no interval"
+    if math.isclose(difference.low, difference.high, rel_tol=1e-5, abs_tol=1e-9) and \
+            difference.estimate != 0:
+        # e.g. a pose accuracy 2 images higher on every seed: the seeds agree, but a zero-width
+        # interval says nothing about the test items' sampling (the tolerance: MLflow keeps
+        # metrics to about float32 precision)
+        return "the same on every seed: no interval"
     if difference.low > 0:
         return "better" if higher_is_better else "worse"
     if difference.high < 0:
