@@ -185,20 +185,31 @@ def temp_dir(target: str | Path) -> Path:
                                  suffix=".tmp", dir=target.parent))
 
 
-def publish_dir(tmp: str | Path, final: str | Path) -> None:
-    """Put the finished folder ``tmp`` (from :func:`temp_dir`) in place of ``final``: readable
-    by everyone, and never a moment with half of either (the old one is renamed away first)."""
-    tmp, final = Path(tmp), Path(final)
-    for path in tmp.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    tmp.chmod(0o755)
-    old = final.with_name(f".{final.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+@contextmanager
+def replacing_dir(final: str | Path) -> Iterator[Path]:
+    """A new temp folder beside ``final`` to fill; when the block ends normally it replaces
+    ``final`` whole, readable by everyone, never a moment with half of either (the old one is
+    renamed away first); when it raises, the temp folder goes and ``final`` is untouched.
+    Half-written folders of killed processes beside ``final`` are removed first."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temp_dirs(final.parent)
+    tmp = temp_dir(final)
+    try:
+        yield tmp
+        for path in tmp.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        tmp.chmod(0o755)
+        old = final.with_name(f".{final.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:

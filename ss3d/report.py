@@ -26,7 +26,7 @@ from typing import Any
 from ss3d import tracking
 from ss3d.config import ExperimentConfig
 from ss3d.eval.summary import fmt, half_widths, tables
-from ss3d.files import inside, publish_dir, remove_dead_temp_dirs, temp_dir
+from ss3d.files import inside, replacing_dir
 from ss3d.stages.shell import stage_dir
 
 __all__ = ["MissingEvaluationError", "write_report"]
@@ -189,10 +189,7 @@ def write_report(cfg: ExperimentConfig, *, out_dir: str | Path | None = None,
     final = Path(out_dir) if out_dir else inside(tracking.repo_root() / "reports", cfg.name)
     notebooks_dir = Path(notebooks_dir) if notebooks_dir else \
         stage_dir(cfg, "notebooks")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_dead_temp_dirs(final.parent)  # a killed report's half-written folder
-    tmp = temp_dir(final)
-    try:
+    with replacing_dir(final) as tmp:  # a killed report's half-written folder goes too
         figures = []
         (tmp / "figures").mkdir()
         # local evaluation folder: *.png; MLflow artifact folder: figures/*.png
@@ -219,10 +216,6 @@ def write_report(cfg: ExperimentConfig, *, out_dir: str | Path | None = None,
         (tmp / "README.md").write_text(
             _readme(cfg, data, tables_md, runs, figures, gifs, notebooks, timings),
             encoding="utf-8")
-        publish_dir(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return final / "index.html"
 
 

@@ -73,11 +73,13 @@ class SweepError(ValueError):
 @dataclass
 class SweepSpec:
     """A parsed sweep file. ``common``: overrides of every variant; ``variants``: name →
-    overrides (applied after ``common``)."""
+    overrides (applied after ``common``); ``base_name``: the base experiment's name (no
+    variant may change it)."""
 
     path: Path
     name: str
     experiment: Path
+    base_name: str
     stages: list[str]
     seeds: list[int]
     baseline: str
@@ -87,7 +89,7 @@ class SweepSpec:
 
     @property
     def mlflow_experiment(self) -> str:
-        return f"{self.base().name}-sweep-{self.name}"
+        return f"{self.base_name}-sweep-{self.name}"
 
     def base(self, extra: Mapping[str, Any] | None = None) -> ExperimentConfig:
         return load_config(self.experiment, {**self.common, **(extra or {})})
@@ -158,14 +160,15 @@ def load_sweep(path: str | Path) -> SweepSpec:
     experiment = (path.parent / str(raw["experiment"])).resolve()
     if not experiment.is_file():
         raise SweepError(f"{path}: experiment file {experiment} not found")
-    spec = SweepSpec(path.resolve(), name, experiment, stages, list(seeds), baseline, variants,
-                     dict(common), str(raw.get("description", "")).strip())
+    base_names = set()
     for variant, overrides in variants.items():
         try:
-            spec.base(overrides)
+            base_names.add(load_config(experiment, {**common, **overrides}).name)
         except ConfigError as err:
             raise SweepError(f"{path}: variant {variant}: {err}") from None
-    return spec
+    return SweepSpec(path.resolve(), name, experiment, base_names.pop(), stages, list(seeds),
+                     baseline, variants, dict(common),
+                     str(raw.get("description", "")).strip())
 
 
 def children(spec: SweepSpec, upstream: Sequence[str] = ()) -> list[Child]:
@@ -232,8 +235,8 @@ def find_parent(spec: SweepSpec, upstream: Sequence[str], create: bool = False) 
         return found[0] if found else None
     commit, dirty = tracking.git_state()
     run = _client().create_run(experiment_id, run_name=f"sweep-{spec.name}", tags={
-        **tags, tracking.TAG_EXPERIMENT: spec.base().name, tracking.TAG_COMMIT: commit,
-        "ss3d.git_dirty": str(dirty).lower(), tracking.TAG_CONSUMED: ",".join(upstream),
+        **tags, tracking.TAG_EXPERIMENT: spec.base_name, tracking.TAG_COMMIT: commit,
+        tracking.TAG_DIRTY: str(dirty).lower(), tracking.TAG_CONSUMED: ",".join(upstream),
         "mlflow.note.content": spec.description or f"sweep {spec.name}",
         "mlflow.source.name": f"ss3d sweep {spec.path.name}"})
     _client().log_batch(run.info.run_id, params=[
@@ -262,14 +265,14 @@ def run_child(spec: SweepSpec, parent: Run, child: Child, stream: bool = True) -
     are copied onto the child run (``<stage run>.<name>``). Returns the finished child run."""
     client = _client()
     experiment_id = parent.info.experiment_id
+    cfg = load_config(spec.experiment, child.overrides)
     run = client.create_run(experiment_id, run_name=child.label, tags={
         tracking.TAG_STAGE: CHILD_STAGE, tracking.TAG_PARENT: parent.info.run_id,
         TAG_NAME: spec.name, TAG_KEY: child.key, TAG_VARIANT: child.variant,
-        TAG_SEED: str(child.seed), tracking.TAG_EXPERIMENT: spec.base().name})
+        TAG_SEED: str(child.seed), tracking.TAG_EXPERIMENT: cfg.name})
     run_id = run.info.run_id
     client.log_batch(run_id, params=[Param(f"override.{k}", str(v)[:6000])
                                      for k, v in child.overrides.items()])
-    cfg = load_config(spec.experiment, child.overrides)
     scope = tracking.SweepScope(spec.mlflow_experiment, run_id, spec.stages[0])
     previous = os.environ.get(tracking.SWEEP_ENV)
     os.environ[tracking.SWEEP_ENV] = scope.encode()  # papermill's kernels inherit it

@@ -35,7 +35,7 @@ from ss3d.eval.seeds import (
     verdict,
 )
 from ss3d.eval.stats import Interval
-from ss3d.files import inside, publish_dir, remove_dead_temp_dirs, temp_dir
+from ss3d.files import inside, replacing_dir
 from ss3d.report import html_table
 from ss3d.sweep import (
     SweepSpec,
@@ -279,10 +279,7 @@ def write_sweep_report(spec: SweepSpec, summary: SweepSummary, out_dir: str | Pa
 
     final = Path(out_dir) if out_dir else inside(tracking.repo_root() / "reports" / "sweeps",
                                                  spec.name)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_dead_temp_dirs(final.parent)
-    tmp = temp_dir(final)
-    try:
+    with replacing_dir(final) as tmp:
         fig = seeds_figure(summary)
         fig.savefig(tmp / "seeds.png", dpi=110)
         plt.close(fig)
@@ -290,12 +287,6 @@ def write_sweep_report(spec: SweepSpec, summary: SweepSummary, out_dir: str | Pa
         (tmp / "README.md").write_text(_readme(spec, summary), encoding="utf-8")
         header, rows = table_rows(summary)
         (tmp / "index.html").write_text(_html(spec, summary, header, rows), encoding="utf-8")
-        publish_dir(tmp, final)
-    finally:
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
     if log_to_parent:
         parent = find_parent(spec, upstream_runs(spec))
         if parent is not None:

@@ -238,7 +238,8 @@ def stage_kind(stage: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # Sweep scope: the stage runs of one sweep child (``ss3d.sweep``)
 # ----------------------------------------------------------------------------------------------
-#: Stages in the order data flows through them; a sweep swaps a contiguous tail of it.
+#: Stages in the order data flows through them; a sweep child owns every stage from its first
+#: swept one on.
 PIPELINE_STAGES = ("render", "pretrain", "selftrain", "distill", "evaluate")
 #: Set while a sweep child runs (inherited by papermill's kernels): ``<sweep MLflow
 #: experiment>|<child run id>|<first swept stage>``.
@@ -276,6 +277,7 @@ def sweep_scope() -> SweepScope | None:
     if len(parts) != 3 or parts[2] not in PIPELINE_STAGES:
         return None
     return SweepScope(*parts)
+
 
 @contextlib.contextmanager
 def start_run(cfg: ExperimentConfig, stage: str, *, category: str | None = None,
