@@ -14,9 +14,11 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -379,8 +381,21 @@ def log_checkpoint(path: str | Path) -> None:
     log_artifact(path, "checkpoints")
 
 
+_DOWNLOADS: list[str] = []  # temp dirs of downloaded artifacts, removed when the process exits
+
+
+@atexit.register
+def _remove_downloads() -> None:
+    while _DOWNLOADS:
+        shutil.rmtree(_DOWNLOADS.pop(), ignore_errors=True)
+
+
 def artifact_path(run: Run | str, relative: str) -> Path:
-    """Local path of a run's artifact (downloaded into a temp dir for remote stores)."""
+    """Local path of a run's artifact.
+
+    From a local file store this is the stored file itself. From a remote store the artifact is
+    downloaded into a temp dir that lives as long as this process (checkpoints are hundreds of
+    MB: a long-lived temp dir per call filled CI's disk)."""
     run_id = run if isinstance(run, str) else run.info.run_id
     client = MlflowClient(tracking_uri())
     with _store_errors():
@@ -390,6 +405,7 @@ def artifact_path(run: Run | str, relative: str) -> Path:
         if local.exists():
             return local
     target = tempfile.mkdtemp(prefix="ss3d-artifact-")
+    _DOWNLOADS.append(target)
     # the same store as the lookup above: mlflow's own default may be another one (a URI set
     # earlier in this process with mlflow.set_tracking_uri)
     return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=relative,

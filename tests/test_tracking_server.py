@@ -152,6 +152,11 @@ def test_two_stages_at_once_against_a_postgres_backed_server(tmp_path, monkeypat
         # artifacts went through the server into its artifact root, and come back from it
         checkpoint = tracking.artifact_path(pretrain, "checkpoints/last.pt")
         assert load_checkpoint(checkpoint)["step"] == 6
+        # the download lives until the process exits, then goes (not one temp dir per call)
+        download = Path(tracking._DOWNLOADS[-1])
+        assert checkpoint.is_relative_to(download)
+        tracking._remove_downloads()
+        assert not download.exists()
         stored = {p.name for p in artifacts.rglob("*") if p.is_file()}
         assert "last.pt" in stored
         render_b = runs[("server-b", "render")]
