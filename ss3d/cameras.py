@@ -1,12 +1,14 @@
 """The single camera convention of ss3d (README: Conventions).
 
-Canonical object frame: +Y up, object centred at the origin inside [-0.5, 0.5]^3.
+Canonical object frame: ShapeNetCore v2's, +Y up and front -Z, object centred at the origin
+inside [-0.5, 0.5]^3.
 A camera is given by spherical coordinates ``(azimuth, elevation, distance)`` in degrees /
 world units, exactly as PyTorch3D's ``look_at_view_transform(dist, elev, azim)``: it sits at
 
     x = d cos(elev) sin(azim),  y = d sin(elev),  z = d cos(elev) cos(azim)
 
-and looks at the origin with world +Y up. Azimuth 0 looks from +Z towards -Z.
+and looks at the origin with world +Y up. Azimuth 0 looks from +Z towards -Z: it sees an
+object's back, azimuth 180 its front, azimuth 90 (camera on +X) its right side.
 
 Everything that needs a camera goes through this module:
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+from scipy import ndimage
 from torch.utils.data import DataLoader
 
 from ss3d.cameras import Intrinsics, project_points
@@ -162,7 +163,14 @@ def test_pyrender_silhouette_matches_projection(shapenet_root, category):
                 _, mask, depth = renderer.render(scene, az, el, dist)
                 projected = _projected_silhouette(meshes, az, el, dist, intr)
                 iou = (mask & projected).sum() / (mask | projected).sum()
-                assert iou >= 0.98, (category, principal, az, el, iou)
+                # where they differ is the silhouette's one-pixel edge only (coverage >= 1/2
+                # against the pixel centre); a wrong convention differs inside the shape.
+                # Edge-on thin parts (an airplane seen from behind: 420 pixels) bring IoU
+                # down to about 0.96 with nothing but edge pixels differing.
+                edge = (ndimage.binary_dilation(mask | projected)
+                        & ~ndimage.binary_erosion(mask & projected))
+                assert not ((mask ^ projected) & ~edge).any(), (category, principal, az, el)
+                assert iou >= 0.95, (category, principal, az, el, iou)
                 assert (depth[mask] > 0).all()
 
 
@@ -491,3 +499,22 @@ def test_an_interrupted_photo_folder_goes_with_the_next_run(tmp_path):
     (leftover / "images").mkdir(parents=True)  # what a killed build left
     assert render_photo_collection(done, "bird", 4) == done  # complete: reused
     assert not leftover.exists()
+
+
+def test_models_of_another_generator_version_are_refused_not_mixed(tmp_path):
+    """A data root from before the switch to ShapeNetCore v2's frame is named, not reused."""
+    import json
+
+    from ss3d.data.procedural import PROCEDURAL_VERSION, GeneratorVersionError
+    from ss3d.data.taxonomy import SYNSETS
+
+    obj = generate_category(tmp_path, "car", 1)[0]
+    meta = tmp_path / SYNSETS["car"] / "ss3d_procedural.json"
+    assert json.loads(meta.read_text())["version"] == PROCEDURAL_VERSION
+    before = obj.read_bytes()
+    meta.write_text(json.dumps({"generator": "ss3d.data.procedural", "category": "car"}))
+    with pytest.raises(GeneratorVersionError, match=rf"{SYNSETS['car']}.*version 1.*version "
+                                                    rf"{PROCEDURAL_VERSION}"):
+        generate_category(tmp_path, "car", 2)
+    assert obj.read_bytes() == before  # nothing deleted or rewritten
+    assert len(list((tmp_path / SYNSETS["car"]).iterdir())) == 2  # one model and the meta

@@ -38,7 +38,7 @@ PART_SEPARATION = 40.0  # RGB distance between two parts of one instance (measur
 FRAMES = CATEGORY_FRAMES
 CORE_PARTS = {c: set(f.core) for c, f in FRAMES.items()}
 FRAME_PARTS = [(c, part, axis, side) for c, f in FRAMES.items()
-               for parts, axis, side in ((f.front, 0, 1), (f.back, 0, -1), (f.top, 1, 1),
+               for parts, axis, side in ((f.front, 2, -1), (f.back, 2, 1), (f.top, 1, 1),
                                          (f.bottom, 1, -1))
                for part in parts]
 
@@ -119,8 +119,9 @@ def test_texture_atlas_carries_the_reported_part_colours(category):
 
 @pytest.mark.parametrize(("category", "part", "axis", "side"), FRAME_PARTS)
 def test_frame_parts_sit_where_the_canonical_frame_says(category, part, axis, side):
-    """Front = +X, up = +Y in every category: the parts that tell front from back and top from
-    bottom sit where they should (parts a variant lacks are skipped)."""
+    """ShapeNetCore v2's frame, front = -Z and up = +Y, in every category: the parts that tell
+    front from back and top from bottom sit where they should (parts a variant lacks are
+    skipped)."""
     seen = 0
     for index in range(8):
         vertices, tiles, part_of = _vertex_parts(category, index)

@@ -32,7 +32,11 @@ from ss3d.data.ingest import (
 )
 from ss3d.data.locks import exclusive
 from ss3d.data.photos import PhotoSettings, render_photo_collection
-from ss3d.data.procedural import PROCEDURAL_CATEGORIES, generate_category
+from ss3d.data.procedural import (
+    PROCEDURAL_CATEGORIES,
+    PROCEDURAL_VERSION,
+    generate_category,
+)
 from ss3d.data.render import (
     RENDER_FORMAT,
     RenderSettings,
@@ -128,12 +132,21 @@ def _select_models(cfg: ExperimentConfig, paths: DataPaths) -> list[ModelRecord]
     return chosen
 
 
-def _renders_complete(path: Path, cfg: ExperimentConfig, expected: int) -> bool:
+def _render_source(cfg: ExperimentConfig, paths: DataPaths) -> str:
+    """What a renders file was rendered from: the procedural generator's version (models of
+    another version are another world) or the ShapeNet root."""
+    if cfg.data.shapenet_root:
+        return str(paths.shapenet)
+    return f"procedural-v{PROCEDURAL_VERSION}"
+
+
+def _renders_complete(path: Path, cfg: ExperimentConfig, expected: int, source: str) -> bool:
     if not path.is_file():
         return False
     try:
         with h5py.File(path, "r") as f:
             return (f.attrs.get("format") == RENDER_FORMAT
+                    and f.attrs.get("source") == source
                     and int(f.attrs["image_size"]) == cfg.render.image_size
                     and int(f.attrs["views_per_model"]) == cfg.render.views_per_model
                     and int(f.attrs["complete_models"]) + len(
@@ -159,10 +172,10 @@ def _render(cfg: ExperimentConfig, paths: DataPaths, merge_only: bool,
         merge_shards(paths.renders, count)
         return {"merged_shards": count}
     records = _select_models(cfg, paths)
-    if _renders_complete(paths.renders, cfg, len(records)):
+    source = _render_source(cfg, paths)
+    if _renders_complete(paths.renders, cfg, len(records), source):
         log.info("%s is complete, not re-rendering", paths.renders)
         return {"renders_reused": True, "models": len(records)}
-    source = "procedural" if not cfg.data.shapenet_root else str(paths.shapenet)
     if count == 1 and cfg.render.workers > 1:  # this machine's cores, one shard each
         return render_models_parallel(
             records, paths.renders, RenderSettings.from_config(cfg), cfg.render.workers,

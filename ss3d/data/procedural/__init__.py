@@ -51,8 +51,11 @@ from __future__ import annotations
 import importlib
 
 from ss3d.data.procedural.builder import (
+    PROCEDURAL_VERSION,
+    GeneratorVersionError,
     ModelSpec,
     base_colours,
+    check_generated_version,
     describe_model,
     generate_category,
     make_model,
@@ -65,8 +68,9 @@ from ss3d.data.procedural.materials import HSV_JITTER as HSV_JITTER
 from ss3d.data.procedural.materials import TILE as TILE
 from ss3d.data.procedural.registry import CATEGORY_FRAMES, PART_PALETTES, PROCEDURAL_CATEGORIES
 
-__all__ = ["CATEGORY_FRAMES", "PART_PALETTES", "PROCEDURAL_CATEGORIES", "ModelSpec",
-           "base_colours", "describe_model", "generate_category", "make_model", "model_id_for",
+__all__ = ["CATEGORY_FRAMES", "PART_PALETTES", "PROCEDURAL_CATEGORIES", "PROCEDURAL_VERSION",
+           "GeneratorVersionError", "ModelSpec", "base_colours", "check_generated_version",
+           "describe_model", "generate_category", "make_model", "model_id_for",
            "part_colours", "write_model"]
 
 # the category modules, in registration order; importing one registers it

@@ -6,6 +6,13 @@ tile) and produces one textured mesh, normalised like ShapeNetCore v2's
 :func:`make_model`, :func:`describe_model`, :func:`part_colours` and :func:`generate_category`
 run a registered generator (:mod:`ss3d.data.procedural.registry`) on a fresh builder with the
 random stream of ``(category, index, seed)``.
+
+**Frames.** Category modules are written in an authoring frame: front +X, up +Y.
+:meth:`_Builder.build` turns every model by one rotation about +Y into ShapeNetCore v2's
+canonical frame: up +Y, front −Z, the Y–Z plane the plane of symmetry. So a real ShapeNetCore
+v2 root and the procedural world are interchangeable, category by category.
+:data:`PROCEDURAL_VERSION` is written next to the models; a data root made by another version
+is refused (:func:`check_generated_version`), never silently mixed.
 """
 
 from __future__ import annotations
@@ -42,6 +49,17 @@ from ss3d.files import remove_dead_temp_dirs, temp_dir
 if TYPE_CHECKING:  # trimesh takes about a second to import: only where a mesh is built
     import trimesh
     from PIL import Image
+
+#: 1: front +X (the authoring frame); 2: ShapeNetCore v2's frame (front −Z, up +Y)
+PROCEDURAL_VERSION = 2
+# authoring frame → ShapeNetCore v2: the rotation about +Y taking +X (front) to −Z.
+# Written out exactly: cos(90°) in floating point is not 0.
+_TO_SHAPENET = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+_META = "ss3d_procedural.json"
+
+
+class GeneratorVersionError(RuntimeError):
+    """A data root holds procedural models of another generator version."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +184,7 @@ class _Builder:
             faces.append(f + offset)
             uvs.append(uv)
             offset += len(v)
-        v = np.concatenate(vertices)
+        v = np.concatenate(vertices) @ _TO_SHAPENET.T
         # ShapeNet v2 normalisation: bbox centre at the origin, unit bbox diagonal
         lo, hi = v.min(axis=0), v.max(axis=0)
         v = (v - (lo + hi) / 2) / np.linalg.norm(hi - lo)
@@ -261,6 +279,7 @@ def generate_category(root: str | Path, category: str, count: int, seed: int = 0
     """
     root = Path(root)
     synset = SYNSETS[category]
+    check_generated_version(root, category)
     remove_dead_temp_dirs(root / synset)  # half-written models of a killed run
     paths = []
     for index in range(start, start + count):
@@ -270,7 +289,33 @@ def generate_category(root: str | Path, category: str, count: int, seed: int = 0
             mesh, _ = make_model(category, index, seed)
             write_model(mesh, folder)
         paths.append(obj)
-    meta = root / synset / "ss3d_procedural.json"
-    meta.write_text(json.dumps({"category": category, "synset": synset, "seed": seed,
-                                "generator": "ss3d.data.procedural"}, indent=1))
+    (root / synset / _META).write_text(json.dumps(
+        {"category": category, "synset": synset, "seed": seed,
+         "generator": "ss3d.data.procedural", "version": PROCEDURAL_VERSION}, indent=1))
     return paths
+
+
+def check_generated_version(root: str | Path, category: str) -> None:
+    """Refuse a folder of ``category`` models written by another generator version.
+
+    Models are reused when they exist, so models of an older frame would otherwise be mixed
+    with (or silently stand in for) this version's. Nothing is deleted: the user chooses.
+
+    Raises:
+        GeneratorVersionError: naming the folder, both versions and what to do.
+    """
+    folder = Path(root) / SYNSETS[category]
+    meta = folder / _META
+    if not meta.is_file():
+        return
+    try:
+        found = json.loads(meta.read_text()).get("version", 1)
+    except (OSError, ValueError) as err:
+        raise GeneratorVersionError(f"{meta}: unreadable ({err}); delete {folder} to "
+                                    "regenerate its models") from None
+    if found != PROCEDURAL_VERSION:
+        raise GeneratorVersionError(
+            f"{folder} holds procedural {category} models of generator version {found}, this "
+            f"ss3d writes version {PROCEDURAL_VERSION} (ShapeNetCore v2's frame: front -Z, up "
+            f"+Y). Delete the data root ({Path(root).parent}, e.g. `make clean-data`) or set "
+            "data.root to a new folder, and render again")
