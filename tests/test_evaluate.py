@@ -518,3 +518,30 @@ def test_report_in_headless_chromium_at_500_px(store, tmp_path):
     assert result["tables"], "the report has tables"
     assert all(t["right"] <= result["width"] + 0.5 for t in result["tables"]), result["tables"]
     assert any(t["scrolls"] for t in result["tables"]), "at 500 px some table must scroll"
+
+
+def test_items_shared_with_a_worker_process_give_the_serial_rows(store, tmp_path, monkeypatch):
+    """evaluate.workers = 2 (the default): a spawned process takes items beside this one; the
+    rows, and so every number of the evaluation, equal one process's."""
+    import ss3d.stages.evaluate_items as evaluate_items
+
+    _, _, overrides, _, _ = store
+    submitted: list[int] = []
+
+    class Counting(evaluate_items.ProcessPoolExecutor):
+        def submit(self, fn, position, *args, **kwargs):
+            submitted.append(position)
+            return super().submit(fn, position, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate_items, "ProcessPoolExecutor", Counting)
+    results = {}
+    for workers in (1, 2):
+        cfg = load_config(None, {**overrides, "evaluate.workers": workers})
+        results[workers] = evaluate_stage(cfg, progress=False, track=False,
+                                          out_dir=tmp_path / str(workers))
+    assert submitted, "no item went to a worker process"
+    items = {(r["set"], r["category"], r["item"]) for r in results[1].rows}
+    assert len(submitted) < len(items)  # this process took its share
+    assert results[2].rows == results[1].rows
+    for name in ("evaluation.json", "tables.md"):
+        assert (tmp_path / "2" / name).read_text() == (tmp_path / "1" / name).read_text()

@@ -6,11 +6,12 @@ run are skipped and listed. Test items (:mod:`ss3d.eval.items`): held-out synthe
 and collection test images with 3D ground truth; and the pose accuracy of the self-training
 runs. Statistics, verdicts and tables: :mod:`ss3d.eval.summary`.
 
-Learned frames: a self-trained model predicts in its own canonical frame, related to the true
-one by the global rotation ``G`` found from the hidden cameras (``x_learned = G x_true``, saved by
-self-training). Its predictions are mapped back with ``G`` before any 3D metric; the student is
-evaluated in the frame of the teacher that taught that kind of image (collection images: the
-category's self-trained teacher; synthetic renders: the synthetic model, identity).
+Items are evaluated by :mod:`ss3d.stages.evaluate_items` (in ``evaluate.workers`` processes on
+a CPU). Learned frames: a self-trained model predicts in its own canonical frame, related to the
+true one by the global rotation ``G`` found from the hidden cameras (saved by self-training).
+Its predictions are mapped back with ``G`` before any 3D metric; the student is evaluated in the
+frame of the teacher that taught that kind of image (collection images: the category's
+self-trained teacher; synthetic renders: the synthetic model, identity).
 
 Baselines next to every number: a sphere of the mean object size and the category's medoid
 shape (the training model with the smallest mean Chamfer distance to the others; its
@@ -21,8 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,20 +31,15 @@ import numpy as np
 import torch
 
 from ss3d import tracking
-from ss3d.cameras import FIGURE_POSES, Intrinsics
+from ss3d.cameras import FIGURE_POSES
 from ss3d.config import ExperimentConfig
 from ss3d.data.render import MeshRenderer
 from ss3d.data.shapenet import load_model
-from ss3d.engine import autocast, load_checkpoint
-from ss3d.eval.baselines import baseline_rows, build_baselines
+from ss3d.engine import load_checkpoint
+from ss3d.eval.baselines import build_baselines
 from ss3d.eval.items import EvalItem, collection_items, synthetic_items
 from ss3d.eval.keys import ModelKey
-from ss3d.eval.mesh import ExtractedMesh, extract_mesh
-from ss3d.eval.metrics import (
-    chamfer_fscore,
-    sample_mesh_surface,
-    volumetric_iou,
-)
+from ss3d.eval.mesh import ExtractedMesh
 from ss3d.eval.summary import (
     METRICS,
     PRETRAINED,
@@ -59,34 +53,23 @@ from ss3d.eval.summary import (
     summarise,
     verdicts,
 )
-from ss3d.eval.texture import paint_from_input
 from ss3d.eval.views import figure_renderer, mesh_views, to_trimesh, write_turntable
-from ss3d.image_metrics import colour_spread, mask_iou, psnr
-from ss3d.model import ReconstructionNet, load_network
 from ss3d.stages.data import data_paths, find_renders
+from ss3d.stages.evaluate_items import (
+    EvalModel,
+    ItemJob,
+    aligned_field,
+    evaluate_item,
+    evaluate_positions,
+    load_networks,
+)
 from ss3d.stages.shell import StageRun, find_pretrained, latest_checkpoint, stage_dir
 from ss3d.viz import finish_grid
-from ss3d.volume import render_network
 
-__all__ = ["EvalModel", "EvalResult", "evaluate_stage", "find_models"]
+__all__ = ["EvalModel", "EvalResult", "aligned_field", "evaluate_item", "evaluate_stage",
+           "find_models"]
 
 STAGE = "evaluate"
-
-
-@dataclass
-class EvalModel:
-    """One trained model to evaluate. ``alignments``: per collection category, ``G`` (3, 3).
-    ``specialist_renders``: for a student distilled with ``distill.renders_to_specialist``, the
-    synthetic categories whose renders it learned from their self-trained teacher: there it is
-    compared with, and aligned like, that teacher."""
-
-    label: str
-    stage: str
-    checkpoint: Path
-    run_id: str | None = None
-    category: str | None = None
-    alignments: dict[str, torch.Tensor] = field(default_factory=dict)
-    specialist_renders: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -150,73 +133,6 @@ def find_models(cfg: ExperimentConfig, track: bool = True
 
 
 # ----------------------------------------------------------------------------------------------
-# Evaluating one model on one item
-# ----------------------------------------------------------------------------------------------
-def aligned_field(net: ReconstructionNet, latent: torch.Tensor, g: torch.Tensor | None
-                  ) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """The model's field in the true frame: ``f_true(x) = f_learned(G x)``."""
-    if g is None:
-        return lambda p: net.query(p, latent)
-    gt = g.to(latent.device).T
-    return lambda p: net.query(p @ gt, latent)
-
-
-@torch.no_grad()
-def evaluate_item(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | None,
-                  cfg: ExperimentConfig, intrinsics: Intrinsics | None,
-                  device: torch.device) -> tuple[dict[str, float], ExtractedMesh]:
-    e = cfg.evaluate
-    latent = net.encode(item.image[None].to(device))
-    field_fn = aligned_field(net, latent, g)
-    mesh = extract_mesh(field_fn, e.mesh_resolution, e.density_threshold,
-                        peak_fraction=e.peak_fraction, coarse_factor=e.coarse_factor,
-                        device=device)
-    pred = sample_mesh_surface(mesh.verts, mesh.faces, e.surface_points, seed=0)
-    metrics = chamfer_fscore(pred, item.surface, tuple(e.fscore_thresholds))
-    _, density = field_fn(item.volume_points[None].to(device))
-    metrics["vol_iou"] = volumetric_iou(density[0, :, 0].cpu() > mesh.level,
-                                        item.volume_inside)
-    metrics["empty_mesh"] = float(mesh.empty)
-    if item.novel is not None and intrinsics is not None:
-        n = item.novel["azimuth"].shape[0]
-        # one camera per rendered image: the same latent for each of the n novel views
-        rendered = render_network(aligned_field(net, latent.expand(n, -1), g),
-                                  item.novel["azimuth"].to(device),
-                                  item.novel["elevation"].to(device),
-                                  item.novel["distance"].to(device), intrinsics, cfg.model)
-        metrics["mask_iou"] = float(mask_iou(rendered["mask"].cpu(), item.novel["masks"]).mean())
-        metrics["psnr"] = float(psnr(rendered["rgb"].cpu().clamp(0, 1), item.novel["rgb"]).mean())
-        spread = colour_spread(rendered["rgb"].cpu().clamp(0, 1), rendered["mask"].cpu(),
-                               item.novel["rgb"], item.novel["masks"])
-        if not spread.isnan().all():  # no object pixel in common: no colour to compare
-            metrics["colour_spread"] = float(spread.nanmean())
-    return metrics, mesh
-
-
-@torch.no_grad()
-def image_coloured(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | None,
-                   mesh: ExtractedMesh, cfg: ExperimentConfig,
-                   device: torch.device) -> ExtractedMesh:
-    """``mesh`` with the input image painted onto the side that the camera estimated from the
-    model's own field (in the frame the mesh is in) sees (:mod:`ss3d.eval.texture`)."""
-    if item.mask is None or mesh.empty:
-        return mesh
-    image = item.image.to(device)
-    latent = net.encode(image[None])
-    return paint_from_input(mesh, lambda n: aligned_field(net, latent.expand(n, -1), g), image,
-                            item.mask.to(device), cfg)
-
-
-def _alignment_for(model: EvalModel, item: EvalItem) -> torch.Tensor | None:
-    if (item.set == "collection" or model.stage == "selftrain"
-            or item.category in model.specialist_renders):
-        return model.alignments.get(item.category)
-    return None  # the student on synthetic renders: the synthetic teacher's frame
-
-
-def _applies(model: EvalModel, item: EvalItem) -> bool:
-    """Self-trained models are evaluated on their own category only."""
-    return model.stage != "selftrain" or item.category == model.category
 
 
 # ----------------------------------------------------------------------------------------------
@@ -355,44 +271,26 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
     result.skipped += notes
     items = synth + coll
     baselines = build_baselines(cfg, renders)
-    nets = {m.label: load_network(m.checkpoint, device)[0] for m in models}
+    nets = load_networks(models, device)
     result.models = [{"label": m.label, "stage": m.stage, "run_id": m.run_id,
                       "checkpoint": str(m.checkpoint),
                       "aligned_categories": sorted(m.alignments)} for m in models]
-    figure_meshes: dict[tuple[str, str], dict[str, ExtractedMesh]] = defaultdict(dict)
-    figure_items: dict[tuple[str, str], EvalItem] = {}
-    for item in items:
-        figure_items.setdefault((item.set, item.category), item)
-    figure_keys = {id(item) for item in figure_items.values()}
-    others = [i for i, item in enumerate(items) if id(item) not in figure_keys]
-    mine = ([i for i, item in enumerate(items) if id(item) in figure_keys] if run.is_main
-            else []) + others[runtime.rank::runtime.world_size]
+    first: dict[tuple[str, str], int] = {}  # the item of each set and category in the figures
+    for i, item in enumerate(items):
+        first.setdefault((item.set, item.category), i)
+    figure_items = {key: items[i] for key, i in first.items()}
+    figure_positions = set(first.values())
+    others = [i for i in range(len(items)) if i not in figure_positions]
+    mine = (sorted(figure_positions) if run.is_main else []) + others[
+        runtime.rank::runtime.world_size]
+    job = ItemJob(cfg, models, baselines, intrinsics)
 
     with run.open(consumed=[m.run_id for m in models]):
-        rows: list[tuple[int, int, dict[str, Any]]] = []  # (item, order in item, row)
-        for position in run.bar(mine, desc="evaluate", unit="item"):
-            item = items[position]
-            base = {"set": item.set, "category": item.category, "item": item.key,
-                    "zero_shot": item.zero_shot}
-            item_rows = [{**base, **row} for row in baseline_rows(
-                item, baselines, cfg, intrinsics if item.set == "synthetic" else None)]
-            for model in models:
-                if not _applies(model, item):
-                    continue
-                # The network in mixed precision where it pays (query returns fp32); its effect
-                # on the metrics is far inside the intervals (docs/results.md, Evaluation).
-                with autocast(device, cfg.optim.amp):
-                    metrics, mesh = evaluate_item(nets[model.label], item,
-                                                  _alignment_for(model, item), cfg,
-                                                  intrinsics if item.set == "synthetic"
-                                                  else None, device)
-                item_rows.append({**base, "model": model.label, **metrics})
-                if id(item) in figure_keys:
-                    if cfg.evaluate.mesh_colours == "image":
-                        mesh = image_coloured(nets[model.label], item,
-                                              _alignment_for(model, item), mesh, cfg, device)
-                    figure_meshes[(item.set, item.category)][model.label] = mesh
-            rows += [(position, k, row) for k, row in enumerate(item_rows)]
+        with run.bar(total=len(mine), desc="evaluate", unit="item") as bar:
+            rows, meshes = evaluate_positions(
+                job, nets, items, mine, figure_positions, device,
+                workers=1 if runtime.distributed else cfg.evaluate.workers, on_item=bar.update)
+        figure_meshes = {(items[p].set, items[p].category): m for p, m in meshes.items()}
         gathered = sorted((r for part in runtime.gather_objects(rows) for r in part),
                           key=lambda r: r[:2])
         result.rows = [row for _, _, row in gathered]
