@@ -545,3 +545,21 @@ def test_items_shared_with_a_worker_process_give_the_serial_rows(store, tmp_path
     assert results[2].rows == results[1].rows
     for name in ("evaluation.json", "tables.md"):
         assert (tmp_path / "2" / name).read_text() == (tmp_path / "1" / name).read_text()
+    # the figures and turntables, rendered in two processes too, have the same pixels
+    import numpy as np
+    from PIL import Image, ImageSequence
+
+    def pixels(path: Path) -> list[np.ndarray]:
+        with Image.open(path) as image:
+            return [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(image)]
+
+    def pictures(root: Path) -> list[Path]:
+        return sorted(p.relative_to(root) for p in root.rglob("*.*")
+                      if p.suffix in (".png", ".gif"))
+
+    serial = pictures(tmp_path / "1")
+    assert len([p for p in serial if p.suffix == ".gif"]) >= 2
+    assert serial == pictures(tmp_path / "2")
+    for relative in serial:
+        a, b = pixels(tmp_path / "1" / relative), pixels(tmp_path / "2" / relative)
+        assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b)), relative

@@ -284,9 +284,10 @@ class EvalConfig:
     synthetic: bool = _f(True, help="Evaluate on the held-out synthetic models; False: on the "
                          "collections' test images only (a sweep of self-training needs no "
                          "more).")
-    workers: int = _f(2, ge=1, help="Processes that evaluate items at once on a CPU (the "
-                      "rows are the same as one process's; ignored on a GPU and under "
-                      "torchrun, where the ranks share the items).")
+    workers: int = _f(2, ge=1, help="Processes that evaluate items, and then draw figures "
+                      "and turntables, at once on a CPU (the same rows and pixels as one "
+                      "process's; ignored on a GPU and under torchrun, where the ranks share "
+                      "the items).")
     models_per_category: int = _f(20, ge=1, help="Held-out synthetic models per category.")
     collection_images: int = _f(16, ge=0, help="Test images per collection with 3D ground "
                                 "truth.")

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,6 +196,46 @@ def reconstruction_figure(item: EvalItem, meshes: dict[str, ExtractedMesh],
     return finish_grid(fig, axes, f"{item.set} {item.category} ({item.key[:10]})")
 
 
+@dataclass
+class FigureJob:
+    """One set and category's reconstruction figure and turntable (of the most advanced model
+    there, the last of ``meshes``); picklable for a worker process."""
+
+    name: str  # "<set>_<category>"
+    item: EvalItem
+    meshes: dict[str, ExtractedMesh]
+    turntable: Path
+    size: int
+    frames: int
+
+
+_RENDERERS: dict[int, MeshRenderer] = {}  # a worker process's figure renderer, per size
+
+
+def _figure_and_turntable(job: FigureJob, renderer: MeshRenderer | None = None) -> plt.Figure:
+    if renderer is None:  # in a worker: one renderer per process, kept for its next job
+        # (never a second one in a process: deleting a pyrender EGL renderer terminates the
+        # display that the others use)
+        if job.size not in _RENDERERS:
+            _RENDERERS[job.size] = figure_renderer(job.size)
+        renderer = _RENDERERS[job.size]
+    figure = reconstruction_figure(job.item, job.meshes, renderer)
+    write_turntable(to_trimesh(list(job.meshes.values())[-1]), job.turntable,
+                    frames=job.frames, renderer=renderer)
+    return figure
+
+
+def figures_and_turntables(jobs: list[FigureJob], workers: int = 1) -> list[plt.Figure]:
+    """The figures of ``jobs`` (in order; their turntables written), in ``workers`` spawned
+    processes when there are several jobs (pyrender and matplotlib are CPU work)."""
+    if workers <= 1 or len(jobs) < 2:
+        with figure_renderer(jobs[0].size if jobs else 96) as renderer:
+            return [_figure_and_turntable(job, renderer) for job in jobs]
+    with ProcessPoolExecutor(min(workers, len(jobs)),
+                             mp_context=mp.get_context("spawn")) as pool:
+        return list(pool.map(_figure_and_turntable, jobs))
+
+
 def pose_rows(cfg: ExperimentConfig, models: list[EvalModel], track: bool) -> list[dict]:
     """Final-epoch pose metrics of each self-training run (and its H = 1 ablation)."""
     rows = []
@@ -284,18 +326,20 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
     mine = (sorted(figure_positions) if run.is_main else []) + others[
         runtime.rank::runtime.world_size]
     job = ItemJob(cfg, models, baselines, intrinsics)
+    # processes of their own on a CPU only: the ranks of torchrun already share the items
+    workers = 1 if runtime.distributed or device.type != "cpu" else cfg.evaluate.workers
 
     with run.open(consumed=[m.run_id for m in models]):
         with run.bar(total=len(mine), desc="evaluate", unit="item") as bar:
-            rows, meshes = evaluate_positions(
-                job, nets, items, mine, figure_positions, device,
-                workers=1 if runtime.distributed else cfg.evaluate.workers, on_item=bar.update)
+            rows, meshes = evaluate_positions(job, nets, items, mine, figure_positions, device,
+                                              workers=workers, on_item=bar.update)
         figure_meshes = {(items[p].set, items[p].category): m for p, m in meshes.items()}
         gathered = sorted((r for part in runtime.gather_objects(rows) for r in part),
                           key=lambda r: r[:2])
         result.rows = [row for _, _, row in gathered]
         if run.is_main:
-            report_evaluation(result, cfg, models, figure_items, figure_meshes, out, track)
+            report_evaluation(result, cfg, models, figure_items, figure_meshes, out, track,
+                              workers)
             _log_evaluation(run, result, out)
             run.print(result.tables_markdown)
     result.run_id = run.run_id
@@ -306,9 +350,10 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
 def report_evaluation(result: EvalResult, cfg: ExperimentConfig, models: list[EvalModel],
                       figure_items: dict[tuple[str, str], EvalItem],
                       figure_meshes: dict[tuple[str, str], dict[str, ExtractedMesh]], out: Path,
-                      track: bool) -> None:
+                      track: bool, workers: int = 1) -> None:
     """Summary, intervals, verdicts, tables, figures and turntables of ``result.rows``, written
-    to ``out`` (evaluation.json, tables.md, PNGs, turntables/)."""
+    to ``out`` (evaluation.json, tables.md, PNGs, turntables/); figures in ``workers``
+    processes."""
     out.mkdir(parents=True, exist_ok=True)
     result.summary = summarise(result.rows, seed=cfg.seed)
     result.poses = pose_rows(cfg, models, track)
@@ -320,18 +365,13 @@ def report_evaluation(result: EvalResult, cfg: ExperimentConfig, models: list[Ev
     result.tables_markdown = markdown_tables(result.summary, result.poses, result.ratios,
                                              result.differences, result.verdicts)
     result.figures["fscore_bars"] = metric_bars(result.summary)
-    with figure_renderer(cfg.evaluate.figure_size) as renderer:
-        for (set_, category), meshes in figure_meshes.items():
-            if not meshes:
-                continue
-            name = f"reconstructions_{set_}_{category}"
-            result.figures[name] = reconstruction_figure(figure_items[(set_, category)],
-                                                         meshes, renderer)
-            # turntable of the most advanced model available for this item
-            label = list(meshes)[-1]
-            result.turntables[f"{set_}_{category}"] = write_turntable(
-                to_trimesh(meshes[label]), out / "turntables" / f"{set_}_{category}.gif",
-                frames=cfg.evaluate.turntable_frames, renderer=renderer)
+    jobs = [FigureJob(f"{set_}_{category}", figure_items[(set_, category)], meshes,
+                      out / "turntables" / f"{set_}_{category}.gif", cfg.evaluate.figure_size,
+                      cfg.evaluate.turntable_frames)
+            for (set_, category), meshes in figure_meshes.items() if meshes]
+    for job, figure in zip(jobs, figures_and_turntables(jobs, workers)):
+        result.figures[f"reconstructions_{job.name}"] = figure
+        result.turntables[job.name] = job.turntable
     payload = {"experiment": cfg.name, "models": result.models, "skipped": result.skipped,
                "summary": result.summary, "poses": result.poses, "ratios": result.ratios,
                "differences": result.differences,
