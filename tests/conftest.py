@@ -38,3 +38,14 @@ def mlflow_store(tmp_path, monkeypatch):
     yield uri
     if mlflow.active_run() is not None:
         mlflow.end_run()
+
+
+def off_edge_disagreement(a, b):
+    """Pixels where boolean masks ``a`` and ``b`` differ away from their one-pixel edge (the
+    band between the union grown by a pixel and the intersection shrunk by one): empty when
+    two renders of one shape differ only by rasterisation rules; a wrong camera convention
+    differs inside the shape."""
+    from scipy import ndimage
+
+    edge = ndimage.binary_dilation(a | b) & ~ndimage.binary_erosion(a & b)
+    return (a ^ b) & ~edge
