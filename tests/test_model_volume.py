@@ -110,7 +110,8 @@ def test_full_image_render_shapes():
 
 @pytest.mark.parametrize("category", ["car", "trash_bin"])
 def test_volume_render_of_occupancy_matches_pyrender(tmp_path, category):
-    """Ground-truth occupancy rendered by ss3d.volume vs the pyrender mask: edge pixels only."""
+    """Ground-truth occupancy rendered by ss3d.volume vs the pyrender mask: IoU >= 0.95, and
+    they differ only on the one-pixel edge."""
     obj = generate_category(tmp_path, category, 1)[0]
     meshes = load_model(obj)
     mesh = merge_meshes(meshes)
@@ -132,17 +133,17 @@ def test_volume_render_of_occupancy_matches_pyrender(tmp_path, category):
                          [40.0, 75.0, 2.0]])
     with torch.no_grad():
         out = render_images(occupancy_field, cams[:, 0], cams[:, 1], cams[:, 2], intr,
-                            n_samples=64)
+                            n_samples=128)
     with MeshRenderer(intr) as renderer:
         scene = renderer.scene_for(meshes)
         for k, (az, el, dist) in enumerate(cams.tolist()):
             _, mask, _ = renderer.render(scene, az, el, dist)
             volume = (out["mask"][k] > 0.5).numpy()
             iou = (volume & mask).sum() / (volume | mask).sum()
-            # they differ on the silhouette's one-pixel edge only; at 32 px a small silhouette
-            # (a trash bin from below: about 100 pixels) has IoU near 0.9 from its edge alone
+            # 128 samples a ray: at 64 a trash bin's two-pixel-thin part seen from below fell
+            # between the samples (a real miss, not the edge)
             assert not off_edge_disagreement(volume, mask).any(), (category, az, el)
-            assert iou >= 0.9, (category, az, el, iou)
+            assert iou >= 0.95, (category, az, el, iou)
 
 
 def test_image_metrics_analytic():
