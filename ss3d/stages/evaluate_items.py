@@ -218,30 +218,24 @@ def evaluate_positions(job: ItemJob, nets: dict[str, ReconstructionNet], items: 
     try:
         with ProcessPoolExecutor(spawned, mp_context=mp.get_context("spawn"),
                                  initializer=_start_worker, initargs=(job, threads)) as pool:
-            running: dict[Future, int] = {}
+            running: set[Future] = set()
+            only_here = deque(first)  # the figure items: their meshes stay in this process
 
             def collect(done: Iterable[Future]) -> None:
                 for future in done:
                     rows.extend(future.result())  # re-raises a worker's error
-                    running.pop(future)
+                    running.discard(future)
                     on_item()
 
-            def top_up() -> None:  # two items queued per worker: none waits for this process
+            while only_here or queue or running:
+                collect([f for f in running if f.done()])
+                # two items queued per worker: none waits for this process
                 while queue and len(running) < 2 * spawned:
                     position = queue.popleft()
-                    running[pool.submit(_worker_item, position, items[position])] = position
-
-            top_up()
-            for position in first:
-                here(position)
-                collect([f for f in running if f.done()])
-                top_up()
-            while queue or running:
-                collect([f for f in running if f.done()])
-                top_up()
-                if queue:
-                    here(queue.popleft())
-                elif running:
+                    running.add(pool.submit(_worker_item, position, items[position]))
+                if only_here or queue:
+                    here((only_here or queue).popleft())
+                else:
                     wait(running, return_when=FIRST_COMPLETED)
     finally:
         torch.set_num_threads(previous)
