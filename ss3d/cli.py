@@ -199,6 +199,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_transfer(args: argparse.Namespace) -> int:
+    from ss3d.stages.transfer import transfer_stage
+
+    cfg = _load(args)
+    result = transfer_stage(cfg, models_per_category=args.models_per_category, progress=True)
+    print(f"appearance transfer done in {result.wall_seconds:.0f}s; MLflow run {result.run_id}")
+    return 0
+
+
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
     from ss3d.reconstruct import pair_inputs, reconstruct, reconstruct_many
 
@@ -307,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
         "distill": (_cmd_distill, "distil all category models into one unified model"),
         "evaluate": (_cmd_evaluate, "evaluate every stage of an experiment (3D metrics, "
                      "poses, baselines)"),
+        "transfer": (_cmd_transfer, "evaluate the pre-trained and distilled models on the test "
+                     "inputs under other appearance sets (textures, lights, camera)"),
         "reconstruct": (_cmd_reconstruct, "reconstruct a mesh (and a turntable GIF) from one "
                         "image and its mask"),
         "report": (_cmd_report, "write reports/<experiment>/ (index.html, README.md)"),
@@ -325,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="only merge finished shards into the final files")
             p.add_argument("--no-collections", action="store_true",
                            help="skip the rendered 'photo' collections")
+        if name == "transfer":
+            p.add_argument("--models-per-category", type=int, default=None,
+                           help="test models per category (default: "
+                                "evaluate.models_per_category)")
         if name == "ingest":
             p.add_argument("--cub", help="CUB-200-2011 root (images/, segmentations/, ...)")
             p.add_argument("--csv", help="CSV with columns category,rgb,mask[,x0,y0,x1,y1]")

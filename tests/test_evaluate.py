@@ -563,3 +563,32 @@ def test_items_shared_with_a_worker_process_give_the_serial_rows(store, tmp_path
     for relative in serial:
         a, b = pixels(tmp_path / "1" / relative), pixels(tmp_path / "2" / relative)
         assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b)), relative
+
+
+def test_transfer_pairs_every_look_with_the_same_items(store, tmp_path):
+    """ss3d transfer: the pre-trained and distilled models on every look of the same test
+    items; each difference is the mean of the per-item differences; tracked in MLflow."""
+    from ss3d.stages.transfer import LOOKS, transfer_stage
+
+    _, cfg, _, uri, _ = store
+    result = transfer_stage(cfg, progress=False, out_dir=tmp_path)
+    models = {r["model"] for r in result.rows}
+    assert models == {"pretrained", "distilled"}
+    items = {(r["category"], r["key"]) for r in result.rows}
+    assert len(items) >= 3 and any(r["zero_shot"] for r in result.rows)  # chair
+    assert len(result.rows) == len(models) * len(LOOKS) * len(items)
+    for d in (d for d in result.differences if d["group"] == "all"):
+        look = d["look"].split(" ")[0]
+        value = {(r["category"], r["key"]): r["fscore@0.05"] for r in result.rows
+                 if r["model"] == d["model"] and r["look"] == look}
+        base = {(r["category"], r["key"]): r["fscore@0.05"] for r in result.rows
+                if r["model"] == d["model"] and r["look"] == "plain"}
+        assert d["fscore@0.05"] == pytest.approx(
+            sum(value[k] - base[k] for k in items) / len(items))
+        assert d["fscore@0.05_ci"][0] <= d["fscore@0.05"] <= d["fscore@0.05_ci"][1]
+    assert "heldout − plain" in (tmp_path / "transfer.md").read_text()
+    for name in ("transfer.json", "transfer_inputs.png", "transfer_bars.png"):
+        assert (tmp_path / name).is_file()
+    run = MlflowClient(uri).get_run(result.run_id)
+    assert "headline.pretrained.heldout_minus_plain.fscore_0.05" in run.data.metrics
+    assert run.data.tags["ss3d.stage"] == "transfer"

@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# the names of ss3d.data.appearance.APPEARANCE_SETS (a test keeps them equal; the config does not
+# import the data package)
+APPEARANCE_CHOICES = ("plain", "photo", "heldout")
+
 __all__ = ["DataConfig", "DistillConfig", "EvalConfig", "ExperimentConfig", "ModelConfig",
            "OptimConfig", "PretrainConfig", "RenderConfig", "SelftrainConfig"]
 
@@ -45,6 +49,12 @@ class DataConfig:
                                    "collection's photos show (test images of one model are "
                                    "not independent items).")
     collection_image_size: int = _f(128, ge=16, help="Size of the rendered 'photos' (pixels).")
+    collection_appearance: str = _f(
+        "plain", choices=APPEARANCE_CHOICES,
+        help="Appearance set of the rendered collections (ss3d.data.appearance): 'plain' part "
+             "colours and white light; 'photo' procedural textures, materials, coloured key "
+             "lights and camera nuisances; 'heldout' other textures and lights, never trained "
+             "on (for transfer).")
     cub_root: str = _f("", help="A real CUB-200-2011 folder to ingest (optional).")
     csv: str = _f("", help="A generic CSV (category, rgb, mask[, box]) to ingest (optional).")
     crop_size: int = _f(64, ge=16, help="Side of the square crops stored for collections.")
@@ -67,6 +77,10 @@ class RenderConfig:
     supersample: int = _f(2, ge=1, le=8, help="Render at k× size and average (anti-aliasing, "
                           "exact silhouettes).")
     light_intensity: float = _f(4.0, ge=0.0)
+    appearance: str = _f("plain", choices=APPEARANCE_CHOICES,
+                         help="Appearance set of the pre-training renders (as "
+                              "data.collection_appearance); textures are drawn per model, "
+                              "lights and camera nuisances per view.")
     ambient: float = _f(0.35, ge=0.0, le=1.0)
     background: list[float] = _f([0.0, 0.0, 0.0])
     surface_samples: int = _f(4096, ge=16, help="GT surface points per model (evaluation).")

@@ -1,7 +1,9 @@
 """Rendered "photo" collections in the CUB-200-2011 layout (self-training without real data).
 
 Procedural instances (not the pre-training ones) are rendered at random poses with varied
-lighting, object scale and offset in the frame, over cluttered procedural backgrounds, and
+lighting, object scale and offset in the frame, over cluttered procedural backgrounds (and,
+with an appearance set other than ``plain``, procedural textures and materials, coloured
+key lights from other sides and camera nuisances: :mod:`ss3d.data.appearance`), and
 written exactly like CUB (``images/``, ``segmentations/``, ``images.txt``,
 ``bounding_boxes.txt``, ``train_test_split.txt``, ``classes.txt``) so that the real CUB ingest
 reads them. The true cameras and model ids go to ``ss3d_hidden_cameras.json`` beside them, which
@@ -20,6 +22,13 @@ import numpy as np
 from tqdm import tqdm
 
 from ss3d.cameras import Intrinsics
+from ss3d.data.appearance import (
+    appearance_set,
+    apply_camera,
+    sample_camera,
+    sample_lighting,
+    sample_material,
+)
 from ss3d.data.hashing import stable_rng
 from ss3d.data.ingest import HIDDEN_CAMERAS_FILE, box_from_mask
 from ss3d.data.procedural import generate_category
@@ -31,6 +40,7 @@ __all__ = ["PhotoSettings", "clutter_background", "render_photo_collection"]
 # Collection instances use indices from here on, so they never coincide with the
 # pre-training instances (indices 0..models_per_category-1) of the same category.
 COLLECTION_INDEX_OFFSET = 100_000
+PHOTOS_FILE = "ss3d_photos.json"  # how the folder was rendered (its appearance set)
 
 
 @dataclass
@@ -43,6 +53,15 @@ class PhotoSettings:
     light_range: tuple[float, float] = (2.5, 6.0)
     instances: int = 12  # distinct models the images are drawn from
     test_fraction: float = 0.2
+    appearance: str = "plain"  # an ss3d.data.appearance set: textures, lights, camera
+
+
+def _photos_appearance(folder: Path) -> str:
+    """The appearance set a photo folder was rendered with (folders from before the sets had no
+    record, and were plain)."""
+    record = folder / PHOTOS_FILE
+    return json.loads(record.read_text()).get("appearance", "plain") if record.is_file() \
+        else "plain"
 
 
 def clutter_background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -86,11 +105,13 @@ def render_photo_collection(out_dir: str | Path, category: str, count: int, *, s
     folder is reused. Returns ``out_dir``.
     """
     s = settings or PhotoSettings()
+    look = appearance_set(s.appearance)  # an unknown set fails before anything is written
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")  # one writer: the render's lock
     if tmp.exists():  # an interrupted build's leftover
         shutil.rmtree(tmp)
-    if (out_dir / "images.txt").is_file() and (out_dir / HIDDEN_CAMERAS_FILE).is_file():
+    if ((out_dir / "images.txt").is_file() and (out_dir / HIDDEN_CAMERAS_FILE).is_file()
+            and _photos_appearance(out_dir) == look.name):
         return out_dir
     models_root = Path(models_dir) if models_dir else out_dir.parent / "collection_models"
     generate_category(models_root, category, s.instances, seed=seed,
@@ -107,8 +128,14 @@ def render_photo_collection(out_dir: str | Path, category: str, count: int, *, s
     lines = {"images": [], "boxes": [], "split": [], "labels": []}
     hidden: dict[str, dict] = {}
     size = s.image_size
+    # Appearance draws come from streams of their own, so the poses, instances and backgrounds
+    # are the same whatever the set: collections that differ only in appearance pair image by
+    # image. ``plain`` draws nothing.
+    look_rng = stable_rng(f"photos/{category}/{seed}/appearance/{look.name}")
+    materials = {m: sample_material(stable_rng(f"appearance/{look.name}/{seed}/{m}"), look)
+                 for m in model_ids}
     with MeshRenderer(intrinsics, background=(0.0, 0.0, 0.0)) as renderer:
-        scenes = {m: renderer.scene_for(meshes[m]) for m in model_ids}
+        scenes = {m: renderer.scene_for(meshes[m], materials[m]) for m in model_ids}
         for k in tqdm(range(count), desc=f"photos {category}", unit="img",
                       disable=not progress):
             image_id = str(k + 1)
@@ -116,9 +143,14 @@ def render_photo_collection(out_dir: str | Path, category: str, count: int, *, s
             az = float(rng.uniform(0, 360))
             el = float(rng.uniform(*s.elevation_range))
             dist = float(rng.uniform(*s.distance_range))
-            rgb, mask, _ = renderer.render(scenes[model_id], az, el, dist,
-                                           light_direction_jitter=_rotation_jitter(rng, 35),
-                                           light_intensity=float(rng.uniform(*s.light_range)))
+            jitter = _rotation_jitter(rng, 35)
+            intensity = float(rng.uniform(*s.light_range))
+            light = sample_lighting(look_rng, look)
+            rgb, mask, _ = renderer.render(
+                scenes[model_id], az, el, dist,
+                light_direction_jitter=jitter if light.rotation is None else light.rotation,
+                light_intensity=intensity if light.intensity is None else light.intensity,
+                light_color=light.color)
             # shift the object in the frame (= a shifted principal point; rotation unchanged)
             x0, y0, x1, y1 = box_from_mask(mask)
             limit = s.max_offset * size
@@ -131,6 +163,7 @@ def render_photo_collection(out_dir: str | Path, category: str, count: int, *, s
             mask = cv2.warpAffine(mask.astype(np.uint8), m, (size, size),
                                   flags=cv2.INTER_NEAREST)
             photo = np.where(mask[..., None] > 0, rgb, clutter_background(rng, size))
+            photo = apply_camera(photo, sample_camera(look_rng, look))
             name = f"{class_dir}/{category}_{k:05d}"
             cv2.imwrite(str(tmp / "images" / f"{name}.jpg"),
                         cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -150,6 +183,7 @@ def render_photo_collection(out_dir: str | Path, category: str, count: int, *, s
     (tmp / "image_class_labels.txt").write_text("\n".join(lines["labels"]) + "\n")
     (tmp / "classes.txt").write_text(f"1 {class_dir}\n")
     (tmp / HIDDEN_CAMERAS_FILE).write_text(json.dumps(hidden, indent=0))
+    (tmp / PHOTOS_FILE).write_text(json.dumps({"appearance": look.name, "seed": seed}))
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)

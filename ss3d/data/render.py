@@ -49,6 +49,15 @@ from tqdm import tqdm  # noqa: E402
 
 import ss3d  # noqa: E402
 from ss3d.cameras import Intrinsics, camera_to_world_opengl  # noqa: E402
+from ss3d.data.appearance import (  # noqa: E402
+    Material,
+    appearance_set,
+    apply_camera,
+    sample_camera,
+    sample_lighting,
+    sample_material,
+    textured_image,
+)
 from ss3d.data.h5 import H5FormatError, atomic_h5, check_format  # noqa: E402
 from ss3d.data.hashing import stable_rng  # noqa: E402
 from ss3d.data.shapenet import ModelRecord, ShapeNetError, load_model, stable_split  # noqa: E402
@@ -78,6 +87,7 @@ class RenderSettings:
     surface_samples: int = 4096
     volume_samples: int = 4096
     seed: int = 0
+    appearance: str = "plain"  # an ss3d.data.appearance set
 
     @property
     def intrinsics(self) -> Intrinsics:
@@ -93,7 +103,7 @@ class RenderSettings:
                    ambient=r.ambient, background=tuple(r.background),
                    supersample=r.supersample,
                    surface_samples=r.surface_samples, volume_samples=r.volume_samples,
-                   seed=cfg.seed)
+                   seed=cfg.seed, appearance=r.appearance)
 
 
 class MeshRenderer:
@@ -126,17 +136,26 @@ class MeshRenderer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def scene_for(self, meshes: Sequence[trimesh.Trimesh]) -> pyrender.Scene:
+    def scene_for(self, meshes: Sequence[trimesh.Trimesh],
+                  material: Material | None = None) -> pyrender.Scene:
+        """A scene of ``meshes``, with ``material``'s texture and PBR factors when given (an
+        :mod:`ss3d.data.appearance` instance look; ``None``: the meshes' own)."""
         scene = pyrender.Scene(bg_color=np.append(self.background, 0.0),
                                ambient_light=np.full(3, self.ambient))
         for mesh in meshes:
-            scene.add(pyrender.Mesh.from_trimesh(mesh, smooth=False))
+            scene.add(pyrender.Mesh.from_trimesh(mesh, smooth=False,
+                                                 material=_pbr_material(mesh, material)))
         return scene
 
     def render(self, scene: pyrender.Scene, azimuth: float, elevation: float, distance: float,
                light_direction_jitter: np.ndarray | None = None,
-               light_intensity: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               light_intensity: float | None = None,
+               light_color: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Render one view.
+
+        ``light_direction_jitter`` turns the headlight (camera frame, ``(3, 3)``);
+        ``light_color`` ``(3,)`` in [0, 1] tints both lights (``None``: white).
 
         Returns:
             ``rgb (H, W, 3) uint8``, ``mask (H, W) bool``, ``depth (H, W) float32`` (z-depth,
@@ -150,10 +169,12 @@ class MeshRenderer:
         if light_direction_jitter is not None:
             light_pose[:3, :3] = light_pose[:3, :3] @ light_direction_jitter
         intensity = self.light_intensity if light_intensity is None else light_intensity
-        head = scene.add(pyrender.DirectionalLight(intensity=intensity), pose=light_pose)
+        head = scene.add(pyrender.DirectionalLight(color=light_color, intensity=intensity),
+                         pose=light_pose)
         top_pose = np.eye(4)
         top_pose[:3, :3] = trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0])[:3, :3]
-        top = scene.add(pyrender.DirectionalLight(intensity=intensity * 0.5), pose=top_pose)
+        top = scene.add(pyrender.DirectionalLight(color=light_color, intensity=intensity * 0.5),
+                        pose=top_pose)
         try:
             color, depth = self._renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
         finally:
@@ -181,6 +202,26 @@ class MeshRenderer:
             depth[holes] = cv2.dilate(depth, np.ones((3, 3), np.uint8))[holes]
         rgb = np.clip(rgb, 0, 255).round().astype(np.uint8)
         return np.ascontiguousarray(rgb), mask, depth
+
+
+def _pbr_material(mesh: trimesh.Trimesh, look: Material | None
+                  ) -> pyrender.MetallicRoughnessMaterial | None:
+    """pyrender's material for ``mesh`` under ``look``: the texture re-painted
+    (:func:`~ss3d.data.appearance.textured_image`), roughness / metallic replaced. ``None``
+    (pyrender converts the mesh's own material) when there is nothing to change."""
+    if look is None or look == Material():
+        return None
+    visual = mesh.visual
+    image = getattr(getattr(visual, "material", None), "image", None)
+    if isinstance(visual, trimesh.visual.TextureVisuals) and image is not None:
+        texture = textured_image(np.asarray(image.convert("RGB")), look)
+        base = {"baseColorTexture": texture,
+                "baseColorFactor": getattr(visual.material, "diffuse", None)}
+    else:  # vertex colours: pyrender reads them from the mesh whatever the material
+        base = {}
+    return pyrender.MetallicRoughnessMaterial(
+        alphaMode="BLEND", roughnessFactor=1.0 if look.roughness is None else look.roughness,
+        metallicFactor=1.0 if look.metallic is None else look.metallic, **base)
 
 
 def shard_path(out_path: Path, index: int, count: int) -> Path:
@@ -227,6 +268,7 @@ def _create_shard(path: Path, s: RenderSettings, source: str) -> h5py.File:
         "seed": s.seed, "source": source, "elevation_range": list(s.elevation_range),
         "distance_range": list(s.distance_range), "light_intensity": s.light_intensity,
         "ambient": s.ambient, "background": list(s.background), "supersample": s.supersample,
+        "appearance": s.appearance,
     })
     return f
 
@@ -262,7 +304,8 @@ def render_models(records: Sequence[ModelRecord], out_path: str | Path, settings
             f = h5py.File(path, "a")
             check_format(f, path, RENDER_FORMAT)
             if (f.attrs["image_size"] != settings.image_size
-                    or f.attrs["views_per_model"] != settings.views_per_model):
+                    or f.attrs["views_per_model"] != settings.views_per_model
+                    or f.attrs.get("appearance", "plain") != settings.appearance):
                 f.close()
                 raise H5FormatError(f"{path}: shard was rendered with other settings; delete it "
                                     "or render to another data.root")
@@ -276,6 +319,7 @@ def render_models(records: Sequence[ModelRecord], out_path: str | Path, settings
         f = _create_shard(path, settings, source)
     skipped: dict[str, str] = {}
     todo = [r for r in mine if r.key not in done]
+    look = appearance_set(settings.appearance)
     views = 0
     start = time.perf_counter()
     renderer = MeshRenderer(settings.intrinsics, settings.light_intensity, settings.ambient,
@@ -292,10 +336,20 @@ def render_models(records: Sequence[ModelRecord], out_path: str | Path, settings
                 continue
             rng = stable_rng(f"{settings.seed}/{record.key}")
             cams = _sample_views(rng, settings)
-            scene = renderer.scene_for(meshes)
+            # appearance from streams of its own: the cameras and samples do not depend on it;
+            # one material per model (consistent colour targets across its views)
+            look_rng = stable_rng(f"{settings.seed}/{record.key}/appearance/{look.name}")
+            scene = renderer.scene_for(meshes, sample_material(look_rng, look))
             rgbs, masks, depths = [], [], []
             for az, el, dist in cams:
-                rgb, mask, depth = renderer.render(scene, float(az), float(el), float(dist))
+                light = sample_lighting(look_rng, look)
+                rgb, mask, depth = renderer.render(
+                    scene, float(az), float(el), float(dist),
+                    light_direction_jitter=light.rotation, light_intensity=light.intensity,
+                    light_color=light.color)
+                camera = sample_camera(look_rng, look)
+                if not camera.is_identity:  # noise and blur stay on the object (black ground)
+                    rgb = apply_camera(rgb, camera) * mask[..., None].astype(np.uint8)
                 rgbs.append(rgb)
                 masks.append(mask)
                 depths.append(depth)

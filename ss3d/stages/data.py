@@ -135,9 +135,10 @@ def _select_models(cfg: ExperimentConfig, paths: DataPaths) -> list[ModelRecord]
 def _render_source(cfg: ExperimentConfig, paths: DataPaths) -> str:
     """What a renders file was rendered from: the procedural generator's version (models of
     another version are another world) or the ShapeNet root."""
-    if cfg.data.shapenet_root:
-        return str(paths.shapenet)
-    return f"procedural-v{PROCEDURAL_VERSION}"
+    source = str(paths.shapenet) if cfg.data.shapenet_root else f"procedural-v{PROCEDURAL_VERSION}"
+    if cfg.render.appearance != "plain":  # another look is another file (plain keeps its name)
+        source += f"+appearance-{cfg.render.appearance}"
+    return source
 
 
 def _renders_complete(path: Path, cfg: ExperimentConfig, expected: int, source: str) -> bool:
@@ -262,20 +263,31 @@ def build_rendered_collection(cfg: ExperimentConfig, name: str, paths: DataPaths
     """Render the CUB-layout photos of procedural ``name`` and ingest them."""
     paths = paths or data_paths(cfg)
     out = paths.collection(name)
+    photos_dir = paths.photos / name
+    appearance = cfg.data.collection_appearance
+    source = f"rendered procedural {name} photos ({photos_dir})"
+    if appearance != "plain":  # plain keeps the name that collections had before the sets
+        source += f", appearance {appearance}"
     if out.is_file():
         with h5py.File(out, "r") as f:
-            return {"path": str(out), "images": int(f.attrs["n_images"]),
-                    "skipped": int(f.attrs["n_skipped"]), "reused": True}
+            reusable = str(f.attrs.get("source", "")) == source
+            summary = {"path": str(out), "images": int(f.attrs["n_images"]),
+                       "skipped": int(f.attrs["n_skipped"]), "reused": True}
+        if reusable:
+            return summary
+        # rendered with another appearance: generated data, rendered again (never mixed)
+        log.info("%s was rendered with another appearance; rendering it again", out)
     photos = render_photo_collection(
-        paths.photos / name, name, cfg.data.images_per_collection, seed=cfg.seed,
+        photos_dir, name, cfg.data.images_per_collection, seed=cfg.seed,
         settings=PhotoSettings(image_size=cfg.data.collection_image_size,
                                fov_degrees=cfg.render.fov_degrees,
-                               instances=cfg.data.collection_instances),
+                               instances=cfg.data.collection_instances,
+                               appearance=appearance),
         models_dir=paths.root / "collection_models", progress=progress)
     return ingest_items(read_cub(photos, category=name), out, crop_size=cfg.data.crop_size,
                         margin=cfg.data.crop_margin,
                         min_mask_fraction=cfg.data.min_mask_fraction,
-                        source=f"rendered procedural {name} photos ({photos})",
+                        source=source,
                         hidden_cameras=load_hidden_cameras_file(photos), progress=progress)
 
 
