@@ -195,7 +195,7 @@ def test_tiny_sweep_runs_children_skips_finished_ones_and_reports(tmp_path, mlfl
         "selftrain.ablation": False, "evaluate.synthetic": False,
         "evaluate.collection_images": 2, "evaluate.mesh_resolution": 16})
     spec = load_sweep(path)
-    done = run_sweep(spec)
+    done = run_sweep(spec, jobs=2)  # two children at once, each in a spawned process
     assert sorted(done.ran) == ["H1-seed0", "H1-seed1", "H3-seed0", "H3-seed1"], done
     assert os.environ.get(tracking.SWEEP_ENV) is None
     client = MlflowClient(mlflow_store)
@@ -219,14 +219,14 @@ def test_tiny_sweep_runs_children_skips_finished_ones_and_reports(tmp_path, mlfl
     assert {r.data.tags[tracking.TAG_STAGE] for r in client.search_runs([base_exp])} == \
         {"render", "pretrain"}  # nothing of the children in the base experiment
 
-    # a rerun skips every finished child; a failed one is run again (in a worker process)
+    # a rerun skips every finished child; a failed one is run again (in this process)
     assert sorted(run_sweep(spec).skipped) == ["H1-seed0", "H1-seed1", "H3-seed0", "H3-seed1"]
     again = next(r for r in kids if r.info.run_name == "H1-seed1")
     client.set_terminated(again.info.run_id, "FAILED")
-    rerun = run_sweep(spec, jobs=2)
+    rerun = run_sweep(spec)
     assert rerun.ran == ["H1-seed1"] and len(rerun.skipped) == 3
     assert len(client.search_runs([sweep_exp.experiment_id])) == len(runs) + 3
-    # the same child in a worker process gives the same numbers as in this one
+    # the same child in this process gives the same numbers as in a worker process
     from ss3d.sweep import finished_child
 
     child = next(c for c in children(spec, upstream_runs(spec)) if c.label == "H1-seed1")
