@@ -570,7 +570,7 @@ def test_transfer_pairs_every_look_with_the_same_items(store, tmp_path):
     items; each difference is the mean of the per-item differences; tracked in MLflow."""
     from ss3d.stages.transfer import LOOKS, transfer_stage
 
-    _, cfg, _, uri, _ = store
+    _, cfg, _, uri, evaluation = store
     result = transfer_stage(cfg, progress=False, out_dir=tmp_path)
     models = {r["model"] for r in result.rows}
     assert models == {"pretrained", "distilled"}
@@ -586,6 +586,12 @@ def test_transfer_pairs_every_look_with_the_same_items(store, tmp_path):
         assert d["fscore@0.05"] == pytest.approx(
             sum(value[k] - base[k] for k in items) / len(items))
         assert d["fscore@0.05_ci"][0] <= d["fscore@0.05"] <= d["fscore@0.05_ci"][1]
+    # on the plain look, the evaluation's own inputs: its numbers
+    evaluated = {(r["model"], r["category"], r["item"]): r["fscore@0.05"]
+                 for r in evaluation.rows if r["set"] == "synthetic" and "model" in r}
+    plain = [r for r in result.rows if r["look"] == "plain"]
+    assert all(r["fscore@0.05"] == evaluated[(r["model"], r["category"], r["key"])]
+               for r in plain)
     assert "heldout − plain" in (tmp_path / "transfer.md").read_text()
     for name in ("transfer.json", "transfer_inputs.png", "transfer_bars.png"):
         assert (tmp_path / name).is_file()

@@ -47,6 +47,7 @@ from ss3d.data.appearance import (
 from ss3d.data.hashing import stable_rng
 from ss3d.data.render import MeshRenderer, RenderSettings
 from ss3d.data.shapenet import load_model
+from ss3d.engine import autocast
 from ss3d.eval.items import EvalItem, synthetic_items
 from ss3d.eval.stats import bootstrap_ci, paired_bootstrap_diff
 from ss3d.stages.data import data_paths, find_renders
@@ -247,9 +248,11 @@ def transfer_stage(cfg: ExperimentConfig, *, models_per_category: int | None = N
             for model in models:
                 for look, items in looks.items():
                     for item in items:
-                        metrics, _ = evaluate_item(nets[model.label], item,
-                                                   model.alignment_for(item), cfg, intrinsics,
-                                                   device)
+                        # the evaluation's precision: the plain rows are its rows (tested)
+                        with autocast(device, cfg.optim.amp):
+                            metrics, _ = evaluate_item(nets[model.label], item,
+                                                       model.alignment_for(item), cfg,
+                                                       intrinsics, device)
                         result.rows.append({
                             "model": model.label, "look": look, "category": item.category,
                             "zero_shot": item.zero_shot, "key": item.key,
