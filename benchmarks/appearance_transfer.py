@@ -36,7 +36,7 @@ from ss3d.eval.seeds import paired_item_difference  # noqa: E402
 from ss3d.stages.data import render_stage  # noqa: E402
 from ss3d.stages.pretrain import pretrain_stage  # noqa: E402
 from ss3d.stages.shell import MissingPretrainedError, find_pretrained  # noqa: E402
-from ss3d.stages.transfer import LOOKS, METRICS, transfer_stage  # noqa: E402
+from ss3d.stages.transfer import GROUPS, LOOKS, METRICS, transfer_stage  # noqa: E402
 
 
 def _pretrained(cfg) -> float:
@@ -82,11 +82,9 @@ def main() -> int:
         for trained, cfg in (("plain", plain), ("photo", photo)):
             result = transfer_stage(cfg, models_per_category=args.per_category)
             rows[seed][trained] = [r for r in result.rows if r["model"] == "pretrained"]
-    groups = {"all": lambda r: True, "seen": lambda r: not r["zero_shot"],
-              "zero-shot": lambda r: r["zero_shot"]}
     table = []
     for look in LOOKS:
-        for group, keep in groups.items():
+        for group, keep in GROUPS.items():
             entry: dict = {"look": look, "group": group}
             for metric in METRICS:
                 per_seed, means = [], {"plain_trained": [], "photo_trained": []}

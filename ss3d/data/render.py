@@ -50,6 +50,7 @@ from tqdm import tqdm  # noqa: E402
 import ss3d  # noqa: E402
 from ss3d.cameras import Intrinsics, camera_to_world_opengl  # noqa: E402
 from ss3d.data.appearance import (  # noqa: E402
+    AppearanceSet,
     Material,
     appearance_set,
     apply_camera,
@@ -63,8 +64,8 @@ from ss3d.data.hashing import stable_rng  # noqa: E402
 from ss3d.data.shapenet import ModelRecord, ShapeNetError, load_model, stable_split  # noqa: E402
 from ss3d.geometry import merge_meshes, occupancy, sample_surface  # noqa: E402
 
-__all__ = ["MeshRenderer", "RenderSettings", "merge_shards", "render_models",
-           "render_models_parallel", "shard_path"]
+__all__ = ["MeshRenderer", "RenderSettings", "look_stream", "merge_shards",
+           "render_look_view", "render_models", "render_models_parallel", "shard_path"]
 
 log = logging.getLogger(__name__)
 RENDER_FORMAT = "ss3d-render"
@@ -126,6 +127,12 @@ class MeshRenderer:
         self._camera = pyrender.IntrinsicsCamera(fx=intrinsics.focal * k,
                                                  fy=intrinsics.focal * k, cx=cx * k,
                                                  cy=cy * k, znear=0.05, zfar=100.0)
+
+    @classmethod
+    def for_settings(cls, s: RenderSettings) -> MeshRenderer:
+        """The renderer of the renders written with ``s`` (size, intrinsics, lights)."""
+        return cls(s.intrinsics, s.light_intensity, s.ambient, s.background,
+                   supersample=s.supersample)
 
     def close(self) -> None:
         self._renderer.delete()
@@ -222,6 +229,28 @@ def _pbr_material(mesh: trimesh.Trimesh, look: Material | None
     return pyrender.MetallicRoughnessMaterial(
         alphaMode="BLEND", roughnessFactor=1.0 if look.roughness is None else look.roughness,
         metallicFactor=1.0 if look.metallic is None else look.metallic, **base)
+
+
+def look_stream(seed: int, model_key: str, look: AppearanceSet) -> np.random.Generator:
+    """The random stream of one model's appearance (its material, then each view's light and
+    camera), apart from the camera and sample draws so that those do not depend on the look."""
+    return stable_rng(f"{seed}/{model_key}/appearance/{look.name}")
+
+
+def render_look_view(renderer: MeshRenderer, scene: pyrender.Scene, azimuth: float,
+                     elevation: float, distance: float, look: AppearanceSet,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One view of ``scene`` under ``look``: a light and a camera drawn from ``rng`` (the
+    model's :func:`look_stream`, after its material). The renders and ``ss3d transfer`` both
+    draw their views through here, so a re-rendered input equals the rendered one."""
+    light = sample_lighting(rng, look)
+    rgb, mask, depth = renderer.render(scene, azimuth, elevation, distance,
+                                       light_direction_jitter=light.rotation,
+                                       light_intensity=light.intensity, light_color=light.color)
+    camera = sample_camera(rng, look)
+    if not camera.is_identity:  # noise and blur stay on the object (black ground)
+        rgb = apply_camera(rgb, camera) * mask[..., None].astype(np.uint8)
+    return rgb, mask, depth
 
 
 def shard_path(out_path: Path, index: int, count: int) -> Path:
@@ -322,8 +351,7 @@ def render_models(records: Sequence[ModelRecord], out_path: str | Path, settings
     look = appearance_set(settings.appearance)
     views = 0
     start = time.perf_counter()
-    renderer = MeshRenderer(settings.intrinsics, settings.light_intensity, settings.ambient,
-                            settings.background, supersample=settings.supersample)
+    renderer = MeshRenderer.for_settings(settings)
     try:
         bar = tqdm(todo, desc=f"render shard {index}/{count}", unit="model",
                    disable=not progress)
@@ -338,18 +366,12 @@ def render_models(records: Sequence[ModelRecord], out_path: str | Path, settings
             cams = _sample_views(rng, settings)
             # appearance from streams of its own: the cameras and samples do not depend on it;
             # one material per model (consistent colour targets across its views)
-            look_rng = stable_rng(f"{settings.seed}/{record.key}/appearance/{look.name}")
+            look_rng = look_stream(settings.seed, record.key, look)
             scene = renderer.scene_for(meshes, sample_material(look_rng, look))
             rgbs, masks, depths = [], [], []
             for az, el, dist in cams:
-                light = sample_lighting(look_rng, look)
-                rgb, mask, depth = renderer.render(
-                    scene, float(az), float(el), float(dist),
-                    light_direction_jitter=light.rotation, light_intensity=light.intensity,
-                    light_color=light.color)
-                camera = sample_camera(look_rng, look)
-                if not camera.is_identity:  # noise and blur stay on the object (black ground)
-                    rgb = apply_camera(rgb, camera) * mask[..., None].astype(np.uint8)
+                rgb, mask, depth = render_look_view(renderer, scene, float(az), float(el),
+                                                    float(dist), look, look_rng)
                 rgbs.append(rgb)
                 masks.append(mask)
                 depths.append(depth)

@@ -26,26 +26,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import h5py
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 
 from ss3d.config import ExperimentConfig
-from ss3d.data.appearance import (
-    APPEARANCE_SETS,
-    appearance_set,
-    apply_camera,
-    sample_camera,
-    sample_lighting,
-    sample_material,
-)
-from ss3d.data.hashing import stable_rng
-from ss3d.data.render import MeshRenderer, RenderSettings
+from ss3d.data.appearance import APPEARANCE_SETS, appearance_set, sample_material
+from ss3d.data.render import MeshRenderer, RenderSettings, look_stream, render_look_view
 from ss3d.data.shapenet import load_model
 from ss3d.engine import autocast
 from ss3d.eval.items import EvalItem, synthetic_items
@@ -55,11 +47,15 @@ from ss3d.stages.evaluate import find_models
 from ss3d.stages.evaluate_items import evaluate_item, load_networks
 from ss3d.stages.shell import StageRun, stage_dir
 
-__all__ = ["LOOKS", "TransferResult", "look_items", "transfer_stage"]
+__all__ = ["GROUPS", "LOOKS", "TransferResult", "look_items", "transfer_stage"]
 
 STAGE = "transfer"
 LOOKS = tuple(APPEARANCE_SETS)  # plain first: the reference of every difference
 METRICS = ("fscore@0.05", "mask_iou")
+# the item groups every summary is given for: which rows each keeps
+GROUPS: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "all": lambda r: True, "seen": lambda r: not r["zero_shot"],
+    "zero-shot": lambda r: r["zero_shot"]}
 
 
 @dataclass
@@ -94,22 +90,14 @@ def look_items(cfg: ExperimentConfig, items: list[EvalItem], renders: Path, look
     settings = dataclasses.replace(RenderSettings.from_config(cfg), appearance=look)
     cameras = _view0_cameras(renders)
     out: list[EvalItem] = []
-    with MeshRenderer(settings.intrinsics, settings.light_intensity, settings.ambient,
-                      settings.background, supersample=settings.supersample) as renderer:
+    with MeshRenderer.for_settings(settings) as renderer:
         for item in items:
             if item.mesh_path is None:
                 raise ValueError(f"{item.category}/{item.key}: no mesh to render")
             synset, az, el, dist = cameras[item.key]
-            rng = stable_rng(f"{settings.seed}/{synset}/{item.key}/appearance/{s.name}")
+            rng = look_stream(settings.seed, f"{synset}/{item.key}", s)
             scene = renderer.scene_for(load_model(item.mesh_path), sample_material(rng, s))
-            light = sample_lighting(rng, s)
-            rgb, mask, _ = renderer.render(scene, az, el, dist,
-                                           light_direction_jitter=light.rotation,
-                                           light_intensity=light.intensity,
-                                           light_color=light.color)
-            camera = sample_camera(rng, s)
-            if not camera.is_identity:
-                rgb = apply_camera(rgb, camera) * mask[..., None].astype(np.uint8)
+            rgb, mask, _ = render_look_view(renderer, scene, az, el, dist, s, rng)
             image = torch.from_numpy(rgb).float() / 255.0 * torch.from_numpy(mask)[..., None]
             out.append(dataclasses.replace(item, image=image.permute(2, 0, 1).contiguous()))
     return out
@@ -120,12 +108,10 @@ def _summary(rows: list[dict[str, Any]], seed: int) -> tuple[list[dict], list[di
     model, each look minus ``plain``, paired by item."""
     summary, differences = [], []
     models = list(dict.fromkeys(r["model"] for r in rows))
-    groups = {"all": lambda r: True, "seen": lambda r: not r["zero_shot"],
-              "zero-shot": lambda r: r["zero_shot"]}
     for model in models:
         by_look = {look: [r for r in rows if r["model"] == model and r["look"] == look]
                    for look in LOOKS}
-        for group, keep in groups.items():
+        for group, keep in GROUPS.items():
             for look in LOOKS:
                 mine = [r for r in by_look[look] if keep(r)]
                 if not mine:
