@@ -27,11 +27,15 @@ def merge_meshes(meshes: list[trimesh.Trimesh]) -> trimesh.Trimesh:
 
 
 def winding_number(points: torch.Tensor, vertices: torch.Tensor, faces: torch.Tensor,
-                   chunk: int = 2048) -> torch.Tensor:
+                   chunk: int = 64) -> torch.Tensor:
     """Generalised winding number of ``points (P, 3)`` w.r.t. a triangle mesh.
 
     Uses the Van Oosterom–Strackee solid angle of every triangle. Returns ``(P,)``: ~1 inside a
     closed surface, ~0 outside (larger inside overlapping closed parts).
+
+    ``chunk`` points at a time: small chunks keep the ``(chunk, F, 3)`` temporaries in cache,
+    which is several times faster than large ones on meshes of thousands of faces; every
+    point's sum is the same whatever the chunk (benchmarks/run.py measures both).
     """
     tri = vertices[faces]  # (F, 3, 3)
     out = []

@@ -31,7 +31,7 @@ from ss3d.data.photos import PhotoSettings, render_photo_collection
 from ss3d.data.procedural import PROCEDURAL_CATEGORIES, generate_category, make_model
 from ss3d.data.render import MeshRenderer, RenderSettings, merge_shards, render_models
 from ss3d.data.shapenet import ShapeNetError, index_shapenet, load_model, stable_split
-from ss3d.geometry import merge_meshes, occupancy
+from ss3d.geometry import merge_meshes, occupancy, winding_number
 
 from .conftest import off_edge_disagreement
 
@@ -120,6 +120,17 @@ def test_winding_number_occupancy():
     union = merge_meshes([box, ball])
     points = np.array([[0, 0, 0], [0.45, 0, 0], [0.3, 0.1, 0], [0.49, 0, 0], [0, 0.4, 0]])
     assert occupancy(points, union).tolist() == [True, True, True, True, False]
+
+
+def test_winding_number_does_not_depend_on_the_chunk():
+    # the chunk is a speed setting only: renders.h5's occupancy must not change with it
+    mesh, _ = make_model("mug", 0)
+    points = torch.as_tensor(np.random.default_rng(0).uniform(-0.55, 0.55, (300, 3)))
+    vertices = torch.as_tensor(mesh.vertices, dtype=torch.float64)
+    faces = torch.as_tensor(mesh.faces, dtype=torch.long)
+    sums = [winding_number(points, vertices, faces, chunk=c) for c in (7, 64, 2048)]
+    assert torch.equal(sums[0], sums[1]) and torch.equal(sums[1], sums[2])
+    assert 0 < int((sums[1].abs() > 0.5).sum()) < len(points)  # some inside, some outside
 
 
 # ---------------------------------------------------------------------------- rendering
