@@ -440,6 +440,27 @@ def test_corrupt_data_in_a_well_formed_file_names_the_file(renders, tmp_path):
 
 
 
+def test_a_renders_file_of_other_models_is_rendered_again(tmp_path):
+    """A renders file is reused only when it holds every chosen model: one with as many rows
+    but other categories (a changed data.categories, same data.root) is rendered again."""
+    from ss3d.config import load_config
+    from ss3d.stages.data import render_stage
+
+    def rendered(categories, count):
+        cfg = load_config(None, {
+            "data.root": str(tmp_path / "data"), "data.categories": categories,
+            "data.heldout_categories": [], "data.models_per_category": count,
+            "render.image_size": 16, "render.views_per_model": 1, "render.workers": 1,
+            "render.surface_samples": 16, "render.volume_samples": 16})
+        summary = render_stage(cfg, with_collections=False, progress=False,
+                               track=False).summary
+        return summary["render"].get("renders_reused", False), summary["models"]
+
+    assert rendered(["car"], 2) == (False, {"car": 2})
+    assert rendered(["car"], 1) == (True, {"car": 2})  # a subset of what the file holds
+    assert rendered(["laptop"], 2) == (False, {"laptop": 2})  # used to be reused (2 >= 2)
+
+
 def test_training_after_rendering_does_not_crash(tmp_path):
     """pyrender (EGL/Mesa) then an Adam step (imports triton) used to segfault: run it in a
     fresh interpreter so a crash fails this test instead of killing the test session."""

@@ -141,21 +141,28 @@ def _render_source(cfg: ExperimentConfig, paths: DataPaths) -> str:
     return source
 
 
-def _renders_complete(path: Path, cfg: ExperimentConfig, expected: int, source: str) -> bool:
+def _renders_complete(path: Path, cfg: ExperimentConfig, records: list[ModelRecord],
+                      source: str) -> bool:
+    """Whether ``path`` already holds every chosen model (or says why it skipped it), rendered
+    from ``source`` at this image size and view count. A file of other models is not complete,
+    however many it holds (another category list or count is rendered again, never mixed)."""
     if not path.is_file():
         return False
     try:
         with h5py.File(path, "r") as f:
-            return (f.attrs.get("format") == RENDER_FORMAT
+            if not (f.attrs.get("format") == RENDER_FORMAT
                     and f.attrs.get("source") == source
                     and int(f.attrs["image_size"]) == cfg.render.image_size
-                    and int(f.attrs["views_per_model"]) == cfg.render.views_per_model
-                    and int(f.attrs["complete_models"]) + len(
-                        json.loads(f.attrs.get("skipped_json", "{}")))
-                    >= expected)
+                    and int(f.attrs["views_per_model"]) == cfg.render.views_per_model):
+                return False
+            n = int(f.attrs["complete_models"])
+            held = {f"{synset}/{model_id}" for synset, model_id in
+                    zip(f["synset"].asstr()[:n], f["model_id"].asstr()[:n], strict=True)}
+            held |= set(json.loads(f.attrs.get("skipped_json", "{}")))
     except OSError as err:
         raise H5FormatError(f"{path}: unreadable renders file ({err}); delete it to "
                             "re-render") from None
+    return all(r.key in held for r in records)
 
 
 def _render(cfg: ExperimentConfig, paths: DataPaths, merge_only: bool,
@@ -174,7 +181,7 @@ def _render(cfg: ExperimentConfig, paths: DataPaths, merge_only: bool,
         return {"merged_shards": count}
     records = _select_models(cfg, paths)
     source = _render_source(cfg, paths)
-    if _renders_complete(paths.renders, cfg, len(records), source):
+    if _renders_complete(paths.renders, cfg, records, source):
         log.info("%s is complete, not re-rendering", paths.renders)
         return {"renders_reused": True, "models": len(records)}
     if count == 1 and cfg.render.workers > 1:  # this machine's cores, one shard each
