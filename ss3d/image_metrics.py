@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["colour_spread", "mask_iou", "psnr"]
+__all__ = ["MIN_SPREAD_PIXELS", "MIN_TRUE_SPREAD", "colour_spread", "mask_iou", "psnr"]
+
+#: Fewest object pixels (in both masks) that a colour spread is measured on.
+MIN_SPREAD_PIXELS = 16
+#: Smallest true spread a ratio is taken against: a view that shows one flat-lit, single-colour
+#: part (a lamp's pole seen end-on) has nothing to reproduce, and dividing by its near-zero
+#: spread gave ratios in the hundreds that swamped every mean.
+MIN_TRUE_SPREAD = 0.01
 
 
 def mask_iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -30,7 +37,8 @@ def colour_spread(pred_rgb: torch.Tensor, pred_mask: torch.Tensor, target_rgb: t
     the channels), taken where both masks are above 0.5 and after dividing the premultiplied
     colours by their mask. 1 means the prediction varies as much as the truth; a model whose
     colour ignores the image (one grey for every object part) scores near 0. NaN for an image
-    with fewer than two such pixels.
+    with fewer than :data:`MIN_SPREAD_PIXELS` such pixels or a true spread below
+    :data:`MIN_TRUE_SPREAD` (nothing to measure the prediction against).
     """
     both = (pred_mask > 0.5) & (target_mask > 0.5)
     pred = pred_rgb / pred_mask.clamp(min=1e-3)[..., None]
@@ -43,6 +51,7 @@ def colour_spread(pred_rgb: torch.Tensor, pred_mask: torch.Tensor, target_rgb: t
         var = ((rgb - mean[..., None, None, :]) ** 2 * w).flatten(-3, -2).sum(-2)
         return (var / (count - 1).clamp(min=1)).sqrt().mean(-1)  # (...)
 
-    ratio = spread(pred) / spread(true).clamp(min=1e-6)
-    enough = both.flatten(-2).sum(-1) >= 2
+    true_spread = spread(true)
+    ratio = spread(pred) / true_spread.clamp(min=MIN_TRUE_SPREAD)
+    enough = (both.flatten(-2).sum(-1) >= MIN_SPREAD_PIXELS) & (true_spread >= MIN_TRUE_SPREAD)
     return torch.where(enough, ratio, torch.full_like(ratio, float("nan")))

@@ -176,6 +176,13 @@ def test_colour_spread_is_one_for_the_truth_and_zero_for_one_grey():
     assert torch.allclose(colour_spread(colours * 0.6, soft, colours, mask), torch.ones(2),
                           atol=1e-4)
     assert colour_spread(grey, torch.zeros(2, 8, 8), colours, mask).isnan().all()  # no overlap
+    # a flat true colour (one flat-lit part) or a few pixels: no ratio, not a huge one
+    flat = torch.full((2, 8, 8, 3), 0.3) * mask[..., None]
+    flat[0, 2, 2] += 0.001  # a true spread of ~1e-4
+    assert colour_spread(colours, mask, flat, mask).isnan().all()
+    few = torch.zeros(2, 8, 8)
+    few[:, 2:4, 2:4] = 1.0  # 4 pixels
+    assert colour_spread(colours * few[..., None], few, colours * few[..., None], few).isnan().all()
 
 
 def test_viewpoint_prior_is_the_bin_log_probabilities_and_learns_a_pose():
