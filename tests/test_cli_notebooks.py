@@ -19,7 +19,8 @@ from .conftest import REPO
 TINY = ["--set", "data.models_per_category=2", "--set", "render.image_size=24",
         "--set", "render.views_per_model=2", "--set", "data.images_per_collection=4",
         "--set", "data.categories=car", "--set", "data.heldout_categories=chair",
-        "--set", "render.surface_samples=64", "--set", "render.volume_samples=64"]
+        "--set", "render.surface_samples=64", "--set", "render.volume_samples=64",
+        "--set", "data.collections=bird,airplane"]
 
 
 def test_help_and_config(capsys):
@@ -79,7 +80,8 @@ def test_render_notebook_through_papermill_cli(tmp_path):
            "-f", str(REPO / "experiments/smoke.yaml"), "-p", "models_per_category", "2",
            "-p", "image_size", "24", "-p", "views", "2", "-p", "categories", "car,laptop",
            "-p", "output", str(tmp_path / "data"), "-p", "progress", "False",
-           "-y", "data: {images_per_collection: 4, heldout_categories: [chair]}",
+           "-y", "data: {images_per_collection: 4, heldout_categories: [chair], "
+           "collections: [bird, airplane]}",
            "--cwd", str(REPO)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -249,7 +251,8 @@ def test_pipeline_runs_every_notebook_with_the_overrides_it_was_given(tmp_path, 
     timings = run_pipeline(REPO / "experiments/smoke.yaml", overrides=overrides,
                            report_dir=tmp_path / "report")
     assert list(timings) == ["00_render", "01_pretrain", "02_selftrain_bird",
-                             "02_selftrain_airplane", "03_distill", "04_evaluate"]
+                             "02_selftrain_quadruped", "02_selftrain_airplane", "03_distill",
+                             "04_evaluate"]
     with h5py.File(tmp_path / "data" / "renders.h5", "r") as f:
         assert f["rgb"].shape[2:4] == (24, 24)
         assert set(f["category"].asstr()[:]) == {"car", "chair"}
@@ -261,7 +264,7 @@ def test_pipeline_runs_every_notebook_with_the_overrides_it_was_given(tmp_path, 
     assert (tmp_path / "report" / "index.html").is_file()
     assert set(json.loads((tmp_path / "report" / "timings.json").read_text())) == set(timings)
     out = capsys.readouterr().out
-    assert "[1/6] 00_render: starting at 0:00" in out and "[6/6] 04_evaluate: done in" in out
+    assert "[1/7] 00_render: starting at 0:00" in out and "[7/7] 04_evaluate: done in" in out
     assert "Executing Cell" not in out
 
 

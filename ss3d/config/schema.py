@@ -35,14 +35,17 @@ class DataConfig:
     root: str = _f("data/smoke", help="Output folder of every generated or ingested file.")
     shapenet_root: str = _f(
         "", help="A real ShapeNetCore (v1 or v2) folder. Empty: generate procedural models.")
-    categories: list[str] = _f(["airplane", "car", "laptop", "trash_bin"],
-                               help="Categories used for synthetic pre-training.")
+    categories: list[str] = _f(
+        ["airplane", "car", "laptop", "trash_bin", "bench", "sofa", "table", "cabinet",
+         "bookshelf", "display", "lamp", "loudspeaker", "telephone", "bottle", "mug", "bowl",
+         "bed", "rifle", "watercraft", "motorbike"],
+        help="Categories used for synthetic pre-training.")
     heldout_categories: list[str] = _f(
-        ["chair"], help="Categories never trained on (zero-shot evaluation).")
-    models_per_category: int = _f(72, ge=1)
+        ["chair", "fish", "guitar"], help="Categories never trained on (zero-shot evaluation).")
+    models_per_category: int = _f(24, ge=1)
     val_fraction: float = _f(0.1, ge=0.0, lt=1.0)
     test_fraction: float = _f(0.3, ge=0.0, lt=1.0)
-    collections: list[str] = _f(["bird", "airplane"],
+    collections: list[str] = _f(["bird", "quadruped", "airplane"],
                                 help="Rendered 'photo' collections for self-training.")
     images_per_collection: int = _f(128, ge=1)
     collection_instances: int = _f(48, ge=1, help="Distinct procedural models that a rendered "
@@ -281,7 +284,7 @@ class EvalConfig:
     mesh_resolution: int = _f(48, ge=8, help="Voxels per side of the marching-cubes grid.")
     density_threshold: float = _f(5.0, ge=0.0, help="Density of the extracted surface (and of "
                                   "the volumetric IoU's inside), unless peak_fraction > 0.")
-    peak_fraction: float = _f(0.0, ge=0.0, lt=1.0, help="If > 0: extract every shape at this "
+    peak_fraction: float = _f(0.6, ge=0.0, lt=1.0, help="If > 0: extract every shape at this "
                               "fraction of its own peak density on the grid instead of at "
                               "density_threshold (needs no re-tuning for another "
                               "model.density_scale).")
@@ -302,7 +305,7 @@ class EvalConfig:
                       "and turntables, at once on a CPU (the same rows and pixels as one "
                       "process's; ignored on a GPU and under torchrun, where the ranks share "
                       "the items).")
-    models_per_category: int = _f(20, ge=1, help="Held-out synthetic models per category.")
+    models_per_category: int = _f(6, ge=1, help="Held-out synthetic models per category.")
     collection_images: int = _f(16, ge=0, help="Test images per collection with 3D ground "
                                 "truth.")
     novel_views: int = _f(2, ge=1, help="Novel views per synthetic model (mask IoU, PSNR).")
