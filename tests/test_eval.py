@@ -190,9 +190,39 @@ def test_the_input_camera_is_the_grid_pose_that_explains_the_image_colours_inclu
     out = render_network(_two_tone_ellipsoid, *cam, Intrinsics.from_fov(
         cfg.render.fov_degrees, size), cfg.model, 64)
     image, mask = out["rgb"][0].permute(2, 0, 1), out["mask"][0]
-    found = input_view_camera(lambda n: _two_tone_ellipsoid, image, mask, cfg)
-    # the silhouette alone has a twin half a turn away; the colours tell them apart
-    assert found == (float(cam[0]), float(cam[1]), float(cam[2]))
+    # the silhouette alone has a twin half a turn away; the colours tell them apart, in the
+    # exact search (every camera at full size) and coarse to fine (the default)
+    for refine in (0, None, 4):
+        found = input_view_camera(lambda n: _two_tone_ellipsoid, image, mask, cfg, refine=refine)
+        assert found == (float(cam[0]), float(cam[1]), float(cam[2])), refine
+
+
+@pytest.mark.parametrize("inward", [False, True])
+def test_rasterising_only_the_front_faces_paints_what_all_faces_paint(monkeypatch, inward):
+    """The back faces of a closed mesh never win the z-buffer: dropping them (half the
+    rasteriser's work) leaves every colour as it was, with outward or inward normals."""
+    import ss3d.eval.texture as texture
+    from ss3d.eval.mesh import ExtractedMesh
+
+    near = trimesh.creation.icosphere(subdivisions=3, radius=0.2)
+    near.apply_translation((0.1, 0.05, 0.25))  # partly in front of the other from +z
+    far = trimesh.creation.icosphere(subdivisions=3, radius=0.3)
+    both = trimesh.util.concatenate([near, far])
+    faces = torch.tensor(both.faces)
+    faces = faces.flip(1) if inward else faces
+    mesh = ExtractedMesh(torch.tensor(both.vertices, dtype=torch.float32), faces,
+                         torch.full((len(both.vertices), 3), 0.5), 0)
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(32, 32)
+    for camera in ((0.0, 0.0, 2.0), (30.0, 40.0, 1.8), (200.0, -30.0, 2.2)):
+        kept = texture._front_faces(mesh.verts, faces, camera)
+        assert 0.3 < len(kept) / len(faces) < 0.7
+        fast = texture.image_colours(mesh, image, mask, camera, 40.0).colors
+        with monkeypatch.context() as m:
+            m.setattr(texture, "_front_faces", lambda verts, faces, camera: faces)
+            every = texture.image_colours(mesh, image, mask, camera, 40.0).colors
+        assert torch.equal(fast, every), camera
+        assert (fast != 0.5).any()  # something was painted
 
 
 def test_image_colours_paint_the_seen_side_and_keep_the_field_elsewhere():

@@ -293,6 +293,10 @@ class EvalConfig:
                                                  "'image' paints the input image onto the "
                                                  "side its (estimated) camera sees, 'field' "
                                                  "= the colour head only (ss3d.eval.texture).")
+    camera_refine: int = _f(32, ge=0, help="'image' colours: the input's camera is searched "
+                            "on self-training's pose grid coarse to fine, every camera at half "
+                            "selftrain.score_size and this many best at full size; 0 = every "
+                            "camera at full size.")
     surface_points: int = _f(4096, ge=16)
     fscore_thresholds: list[float] = _f([0.02, 0.05, 0.1], help="F-score distance thresholds "
                                         "(fractions of the cube side).")

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from pytorch3d.renderer import MeshRasterizer, RasterizationSettings
 from pytorch3d.structures import Meshes
 
-from ss3d.cameras import Intrinsics, project_points, to_pytorch3d_cameras
+from ss3d.cameras import Intrinsics, camera_to_world_opengl, project_points, to_pytorch3d_cameras
 from ss3d.config import ExperimentConfig
 from ss3d.eval.mesh import GRID_HALF, ExtractedMesh
 from ss3d.scoring import downsampled, field_image_losses, pose_grid
@@ -42,7 +42,7 @@ FieldFactory = Callable[[int], Callable[[torch.Tensor], tuple[torch.Tensor, torc
 @torch.no_grad()
 def input_view_camera(field_for: FieldFactory, image: torch.Tensor, mask: torch.Tensor,
                       cfg: ExperimentConfig, fov_degrees: float | None = None,
-                      chunk: int = 72) -> tuple[float, float, float]:
+                      chunk: int = 72, refine: int | None = None) -> tuple[float, float, float]:
     """``(azimuth, elevation, distance)`` of the pose-grid camera whose render of the field best
     matches ``image (3, S, S)`` (masked RGB in [0, 1]) and ``mask (S, S)``, taken with a field
     of view of ``fov_degrees`` (default ``render.fov_degrees``).
@@ -51,19 +51,40 @@ def input_view_camera(field_for: FieldFactory, image: torch.Tensor, mask: torch.
     per ray (``selftrain.grid_samples``) and the loss are self-training's grid start, so the
     camera is the one self-training would start this image from (without the pose prior, which
     lives in the pre-trained frame only).
+
+    Coarse to fine: every grid camera is scored at half the resolution (a quarter of the
+    rays), and only the ``refine`` best are scored at full resolution, where the best of them
+    is chosen; ``refine = 0`` scores every camera at full resolution. ``refine`` defaults to
+    ``evaluate.camera_refine`` (what it costs and how often it keeps the exact search's camera:
+    docs/results.md, "The command line and reconstruction").
     """
     fov_degrees = cfg.render.fov_degrees if fov_degrees is None else fov_degrees
-    azimuth, elevation, distance = pose_grid(cfg)
-    target = downsampled(image[None], mask[None, None], cfg.selftrain.score_size)[0]
+    refine = cfg.evaluate.camera_refine if refine is None else refine
+    grid = pose_grid(cfg)
+    size = cfg.selftrain.score_size
+    candidates = torch.arange(grid[0].numel())
+    if 0 < refine < candidates.numel() and size // 2 >= 4:
+        coarse = _grid_losses(field_for, grid, candidates, image, mask, size // 2, fov_degrees,
+                              cfg, chunk)
+        candidates = coarse.argsort()[:refine].sort().values  # in grid order: ties as before
+    losses = _grid_losses(field_for, grid, candidates, image, mask, size, fov_degrees, cfg, chunk)
+    best = int(candidates[int(losses.argmin())])
+    return tuple(float(c[best]) for c in grid)
+
+
+def _grid_losses(field_for: FieldFactory, grid: tuple[torch.Tensor, ...], rows: torch.Tensor,
+                 image: torch.Tensor, mask: torch.Tensor, size: int, fov_degrees: float,
+                 cfg: ExperimentConfig, chunk: int) -> torch.Tensor:
+    """Render losses ``(len(rows),)`` of the grid cameras ``rows`` against the input
+    downsampled to ``size`` (every pixel a ray)."""
+    target = downsampled(image[None], mask[None, None], size)[0]
     intrinsics = Intrinsics.from_fov(fov_degrees, target.shape[-1])
-    device = target.device
     losses = []
-    for s in range(0, azimuth.numel(), chunk):
-        cams = [c[s:s + chunk].to(device) for c in (azimuth, elevation, distance)]
+    for s in range(0, rows.numel(), chunk):
+        cams = [c[rows[s:s + chunk]].to(target.device) for c in grid]
         losses.append(field_image_losses(field_for(cams[0].numel()), *cams, target, intrinsics,
                                          cfg, cfg.selftrain.grid_samples))
-    best = int(torch.cat(losses).argmin())
-    return float(azimuth[best]), float(elevation[best]), float(distance[best])
+    return torch.cat(losses)
 
 
 def paint_from_input(mesh: ExtractedMesh, field_for: FieldFactory, image: torch.Tensor,
@@ -104,7 +125,8 @@ def image_colours(mesh: ExtractedMesh, image: torch.Tensor, mask: torch.Tensor,
     cameras = to_pytorch3d_cameras(*camera, intrinsics)
     rasteriser = MeshRasterizer(cameras=cameras, raster_settings=RasterizationSettings(
         image_size=(size, size), faces_per_pixel=1, blur_radius=0.0))
-    zbuf = rasteriser(Meshes([verts], [mesh.faces.cpu()])).zbuf[0, ..., 0]  # (S, S), -1: empty
+    front = _front_faces(verts, mesh.faces.cpu(), camera)
+    zbuf = rasteriser(Meshes([verts], [front])).zbuf[0, ..., 0]  # (S, S), -1: empty
     col = uv[:, 0].floor().long().clamp(0, size - 1)
     row = uv[:, 1].floor().long().clamp(0, size - 1)
     inside = ((uv >= 0) & (uv < size)).all(-1)
@@ -126,6 +148,25 @@ def image_colours(mesh: ExtractedMesh, image: torch.Tensor, mask: torch.Tensor,
     image_rgb = painted / weight.clamp(min=1e-6)
     colors = weight * image_rgb + (1.0 - weight) * mesh.colors.cpu()
     return ExtractedMesh(mesh.verts, mesh.faces, colors, mesh.queries, mesh.level)
+
+
+def _front_faces(verts: torch.Tensor, faces: torch.Tensor,
+                 camera: tuple[float, float, float]) -> torch.Tensor:
+    """The ``faces (F, 3)`` of a closed mesh that do not face away from ``camera``.
+
+    The nearest surface along any ray into a closed surface is a face turned towards the
+    camera, so the z-buffer of these faces is the whole mesh's; PyTorch3D's CPU rasteriser
+    tests every pixel against every face (it has no binning on the CPU), so half the faces is
+    half its time. The orientation (outward or inward normals) is read from the sign of the
+    mesh's volume.
+    """
+    tri = verts[faces]  # (F, 3, 3)
+    normals = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
+    outward = (tri[:, 0] * normals).sum() >= 0  # 6 × the signed volume
+    centre = camera_to_world_opengl(*camera)[0, :3, 3].to(verts.dtype)
+    towards = (normals * (tri.mean(1) - centre)).sum(-1)  # < 0: an outward normal faces us
+    keep = towards <= 0 if outward else towards >= 0
+    return faces[keep]
 
 
 def _one_ring_mean(values: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
