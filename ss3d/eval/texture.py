@@ -158,7 +158,8 @@ def _front_faces(verts: torch.Tensor, faces: torch.Tensor,
     camera, so the z-buffer of these faces is the whole mesh's; PyTorch3D's CPU rasteriser
     tests every pixel against every face (it has no binning on the CPU), so half the faces is
     half its time. The orientation (outward or inward normals) is read from the sign of the
-    mesh's volume.
+    mesh's volume. Marching cubes in the object cube gives a closed mesh unless the surface
+    reaches the grid's border; a back face seen through such an opening is left out.
     """
     tri = verts[faces]  # (F, 3, 3)
     normals = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
