@@ -329,13 +329,15 @@ def bench_mesh(repeat: int) -> None:
 
 
 def bench_occupancy(repeat: int) -> None:
+    import inspect
+
     import numpy as np
 
     from ss3d.geometry import winding_number
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a render worker process
-    default = winding_number.__defaults__[0]
+    default = inspect.signature(winding_number).parameters["chunk"].default
     points = torch.as_tensor(np.random.default_rng(0).uniform(-0.55, 0.55, (4096, 3)))
     print(f"ground-truth occupancy, 4096 points, one thread (chunk 2048 vs {default}):")
     for category in ("mug", "bowl", "motorbike"):

@@ -64,7 +64,7 @@ from ss3d.data.hashing import stable_rng  # noqa: E402
 from ss3d.data.shapenet import ModelRecord, ShapeNetError, load_model, stable_split  # noqa: E402
 from ss3d.geometry import merge_meshes, occupancy, sample_surface  # noqa: E402
 
-__all__ = ["MeshRenderer", "RenderSettings", "look_stream", "merge_shards",
+__all__ = ["MeshRenderer", "RenderSettings", "look_stream", "merge_shards", "model_keys",
            "render_look_view", "render_models", "render_models_parallel", "shard_path"]
 
 log = logging.getLogger(__name__)
@@ -253,6 +253,14 @@ def render_look_view(renderer: MeshRenderer, scene: pyrender.Scene, azimuth: flo
     return rgb, mask, depth
 
 
+def model_keys(f: h5py.File) -> list[str]:
+    """The ``synset/model_id`` keys (:attr:`ModelRecord.key`) of the complete rows of an open
+    renders or shard file, in row order."""
+    n = int(f.attrs["complete_models"])
+    return [f"{synset}/{model_id}" for synset, model_id in
+            zip(f["synset"].asstr()[:n], f["model_id"].asstr()[:n], strict=True)]
+
+
 def shard_path(out_path: Path, index: int, count: int) -> Path:
     return out_path.with_name(f"{out_path.stem}.shard-{index}-of-{count}.h5")
 
@@ -338,9 +346,7 @@ def render_models(records: Sequence[ModelRecord], out_path: str | Path, settings
                 f.close()
                 raise H5FormatError(f"{path}: shard was rendered with other settings; delete it "
                                     "or render to another data.root")
-            n = int(f.attrs["complete_models"])
-            done = {f"{s}/{m}" for s, m in zip(f["synset"].asstr()[:n],
-                                                 f["model_id"].asstr()[:n])}
+            done = set(model_keys(f))
         except OSError as err:
             raise H5FormatError(f"{path}: unreadable shard file ({err}); delete it to "
                                 "re-render") from None
@@ -498,10 +504,8 @@ def merge_shards(out_path: str | Path, count: int, remove_shards: bool = True) -
                                    shuffle=d.shuffle)
             # rows in model-key order, as one process renders them (shard i holds every N-th
             # model): the merged file is the same whatever N
-            rows = sorted((f"{s}/{m}", j, k) for j, f in enumerate(sources)
-                          for k, (s, m) in enumerate(zip(
-                              f["synset"].asstr()[:int(f.attrs["complete_models"])],
-                              f["model_id"].asstr()[:int(f.attrs["complete_models"])])))
+            rows = sorted((key, j, k) for j, f in enumerate(sources)
+                          for k, key in enumerate(model_keys(f)))
             for name in first:
                 for offset, (_, j, k) in enumerate(rows):  # per row keeps memory bounded
                     out[name][offset] = sources[j][name][k]

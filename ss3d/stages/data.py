@@ -41,6 +41,7 @@ from ss3d.data.render import (
     RENDER_FORMAT,
     RenderSettings,
     merge_shards,
+    model_keys,
     render_models,
     render_models_parallel,
 )
@@ -155,10 +156,7 @@ def _renders_complete(path: Path, cfg: ExperimentConfig, records: list[ModelReco
                     and int(f.attrs["image_size"]) == cfg.render.image_size
                     and int(f.attrs["views_per_model"]) == cfg.render.views_per_model):
                 return False
-            n = int(f.attrs["complete_models"])
-            held = {f"{synset}/{model_id}" for synset, model_id in
-                    zip(f["synset"].asstr()[:n], f["model_id"].asstr()[:n], strict=True)}
-            held |= set(json.loads(f.attrs.get("skipped_json", "{}")))
+            held = set(model_keys(f)) | set(json.loads(f.attrs.get("skipped_json", "{}")))
     except OSError as err:
         raise H5FormatError(f"{path}: unreadable renders file ({err}); delete it to "
                             "re-render") from None
