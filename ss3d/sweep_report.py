@@ -50,8 +50,11 @@ __all__ = ["ChildResult", "SweepSummary", "aggregate", "collect", "write_sweep_r
 
 #: Per-item metrics compared across variants (higher is better for both).
 ITEM_METRICS = ("fscore@0.05", "fscore@0.1")
-#: Headline metrics where lower is better (none yet: every headline is a score).
-LOWER_IS_BETTER: frozenset[str] = frozenset()
+#: The child's wall time (its notebooks), a headline row of its own so that a variant's cost
+#: stands beside its scores (a capacity sweep reads quality against minutes).
+MINUTES = "child.minutes"
+#: Headline metrics where lower is better.
+LOWER_IS_BETTER: frozenset[str] = frozenset({MINUTES})
 
 
 @dataclass
@@ -123,11 +126,13 @@ def aggregate(spec: SweepSpec, results: list[ChildResult], missing: list[str] | 
     by_variant: dict[str, dict[int, ChildResult]] = defaultdict(dict)
     for r in results:
         by_variant[r.variant][r.seed] = r
-    metrics = sorted({k for r in results for k in r.headline})
+    scores = {id(r): {**r.headline, **({MINUTES: r.seconds / 60} if math.isfinite(r.seconds)
+                                       else {})} for r in results}
+    metrics = sorted({k for r in results for k in scores[id(r)]})
     headline, differences = [], []
     for metric in metrics:
-        values = {v: {s: r.headline[metric] for s, r in by_variant[v].items()
-                      if metric in r.headline} for v in variants}
+        values = {v: {s: scores[id(r)][metric] for s, r in by_variant[v].items()
+                      if metric in scores[id(r)]} for v in variants}
         higher = metric not in LOWER_IS_BETTER
         for v in variants:
             headline.append({"metric": metric, "variant": v, "per_seed": values[v],

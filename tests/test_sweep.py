@@ -100,6 +100,21 @@ def test_aggregate_matches_a_hand_computation(tmp_path):
     assert "| selftrain-bird.pose_acc30 | 0.600 [" in table and "better" in table
 
 
+def test_aggregate_reports_each_variants_minutes_lower_is_better(tmp_path):
+    spec = load_sweep(_write_sweep(tmp_path, seeds=[0, 1, 2]))
+    minutes = {"a": [10.0, 11.0, 12.0], "b": [5.0, 5.5, 6.0]}
+    results = [ChildResult(v, seed, f"run-{v}{seed}", {"m": 0.5}, [], seconds=60 * value)
+               for v, per_seed in minutes.items() for seed, value in enumerate(per_seed)]
+    results.append(ChildResult("b", 3, "run-b3", {"m": 0.5}))  # no wall time: left out
+    summary = aggregate(spec, results)
+    cell = {(h["metric"], h["variant"]): h for h in summary.headline}
+    assert cell[("child.minutes", "a")]["mean"] == pytest.approx(11.0)
+    assert cell[("child.minutes", "b")]["per_seed"] == {0: 5.0, 1: 5.5, 2: 6.0}
+    diff = {(d["metric"], d["variant"]): d for d in summary.differences}
+    faster = diff[("child.minutes", "b")]  # -5, -5.5, -6 minutes: fewer minutes are better
+    assert faster["mean"] == pytest.approx(-5.5) and faster["verdict"] == "better"
+
+
 # ----------------------------------------------------------------------------------------------
 # The sweep file
 # ----------------------------------------------------------------------------------------------

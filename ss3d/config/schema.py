@@ -253,10 +253,10 @@ class DistillConfig:
                                        "renders along random rays.")
     steps: int = _f(200, ge=1)
     p_synthetic: float = _f(0.3, ge=0.0, le=1.0)
-    # On the embedded run, the airplane student followed its photo teacher on the synthetic
-    # airplanes too (more closely than the synthetic model); with this on, it also followed
-    # that teacher more closely on the airplane photos.
-    renders_to_specialist: bool = _f(True, help="Synthetic renders of a category that has a "
+    # Off since the world became the default: a self-trained specialist can be worse than the
+    # pre-trained model on its category's renders, and the rule hands that loss to the student
+    # (docs/results.md, Distillation).
+    renders_to_specialist: bool = _f(False, help="Synthetic renders of a category that has a "
                                      "self-trained teacher (a collection of that category) "
                                      "are labelled with that teacher instead of the synthetic "
                                      "model, so that one category never has two teachers.")
