@@ -142,7 +142,9 @@ def aggregate(spec: SweepSpec, results: list[ChildResult], missing: list[str] | 
                 differences.append({"metric": metric, "kind": "per seed", "variant": v,
                                     **_interval_dict(diff),
                                     "verdict": verdict(diff, higher, seeds=diff.n)})
-    for group, metric, matrix_of in _item_groups(by_variant, variants):
+    pretrain_swept = "pretrain" in spec.stages
+    heldout = frozenset(spec.base().data.heldout_categories) if pretrain_swept else frozenset()
+    for group, metric, matrix_of in _item_groups(by_variant, variants, pretrain_swept, heldout):
         base = matrix_of(spec.baseline)
         for v in variants:
             table = matrix_of(v)
@@ -169,22 +171,34 @@ def aggregate(spec: SweepSpec, results: list[ChildResult], missing: list[str] | 
                         differences, list(missing or []), provenance)
 
 
-def _item_groups(by_variant: dict[str, dict[int, ChildResult]], variants: list[str]):
+def _item_groups(by_variant: dict[str, dict[int, ChildResult]], variants: list[str],
+                 pretrain_swept: bool = False, heldout: frozenset[str] = frozenset()):
     """Per (set/category/model, metric): a function variant -> {seed: values over the items
-    every child shares} (None when the variant has no such rows)."""
+    every child shares} (None when the variant has no such rows).
+
+    The pre-trained model's rows count only when the sweep re-runs pre-training (else they are
+    the same in every child); the baselines never do. When it does, the synthetic items are also
+    pooled over the seen categories (``synthetic/seen/...``) and over the zero-shot ones
+    (``synthetic/zero-shot/...``, the ``heldout`` categories): a capacity sweep reads those."""
+    skipped = ("baseline",) if pretrain_swept else ("baseline", "pretrained")
     cells: dict[tuple[str, str], dict[str, dict[int, dict[str, float]]]] = defaultdict(
         lambda: defaultdict(dict))
     for v in variants:
         for seed, r in by_variant[v].items():
             for row in r.rows:
-                kind = ModelKey.parse(row["model"]).kind
-                if kind in ("baseline", "pretrained"):
-                    continue  # the same in every child when pre-training is upstream
-                group = f"{row['set']}/{row['category']}/{row['model']}"
+                if ModelKey.parse(row["model"]).kind in skipped:
+                    continue
+                targets = [(f"{row['set']}/{row['category']}/{row['model']}", row["item"])]
+                if pretrain_swept and row["set"] == "synthetic":
+                    pool = "zero-shot" if row["category"] in heldout else "seen"
+                    targets.append((f"synthetic/{pool}/{row['model']}",
+                                    f"{row['category']}/{row['item']}"))
                 for metric in ITEM_METRICS:
                     value = row.get(metric)
-                    if value is not None:
-                        cells[(group, metric)][v].setdefault(seed, {})[row["item"]] = value
+                    if value is None:
+                        continue
+                    for group, item in targets:
+                        cells[(group, metric)][v].setdefault(seed, {})[item] = value
     for (group, metric), per_variant in sorted(cells.items()):
         items = sorted(set.intersection(*(set(d) for seeds in per_variant.values()
                                           for d in seeds.values())))

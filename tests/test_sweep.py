@@ -115,6 +115,25 @@ def test_aggregate_reports_each_variants_minutes_lower_is_better(tmp_path):
     assert faster["mean"] == pytest.approx(-5.5) and faster["verdict"] == "better"
 
 
+def test_a_pretraining_sweep_compares_the_pretrained_model_pooled_seen_and_zero_shot(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: base\ndata:\n  heldout_categories: [chair]\n")
+    spec = load_sweep(_write_sweep(tmp_path, stages=["pretrain", "evaluate"], seeds=[0],
+                                   variants={"a": {}, "b": {"pretrain.steps": 5}}))
+    results = []
+    for variant, lift in (("a", 0.0), ("b", 0.1)):
+        rows = [{"set": "synthetic", "category": cat, "model": model, "item": f"m{i}",
+                 "fscore@0.05": 0.2 + 0.01 * i + (lift if model == "pretrained" else 0.0)}
+                for cat in ("car", "lamp", "chair") for i in range(3)
+                for model in ("pretrained", "baseline: sphere")]
+        results.append(ChildResult(variant, 0, f"run-{variant}", {}, rows))
+    diff = {d["metric"]: d for d in aggregate(spec, results).differences}
+    seen = diff["synthetic/seen/pretrained.fscore@0.05"]  # car and lamp: 6 items
+    assert seen["mean"] == pytest.approx(0.1) and seen["n"] == 6
+    assert diff["synthetic/zero-shot/pretrained.fscore@0.05"]["n"] == 3  # the chair
+    assert "synthetic/chair/pretrained.fscore@0.05" in diff
+    assert not any("baseline" in metric for metric in diff)
+
+
 # ----------------------------------------------------------------------------------------------
 # The sweep file
 # ----------------------------------------------------------------------------------------------
