@@ -244,7 +244,7 @@ def test_adopting_a_checkpoints_model_settings_keeps_the_runs_own_choices():
 
     saved = ModelConfig(density_scale=20.0, hidden=32, n_samples=64, fused_layers=False)
     payload = {"config": {"model": to_dict(saved)}, "model": {"viewpoint.x": 0}}
-    ours = ModelConfig(pretrained_weights="/weights/resnet18.pth")
+    ours = ModelConfig(pretrained_weights="/weights/resnet18.pth", n_samples=32)
     changed = adopt_checkpoint_model(ours, payload, "x.pt")
     assert changed == ["model.hidden: 64 -> 32", "model.density_scale: 10.0 -> 20.0"]
     assert (ours.density_scale, ours.hidden) == (20.0, 32)
