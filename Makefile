@@ -38,9 +38,13 @@ postgres:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
+# Two test processes (one per core of the 2-core CI machine); each test file stays in one
+# process, so a file's module fixtures are built once.
+TEST_WORKERS ?= 2
+
 test: setup browser postgres
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "slow or not slow"
+	$(BIN)/python -m pytest -m "slow or not slow" -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: setup
 	$(BIN)/python -m pytest

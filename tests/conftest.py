@@ -51,3 +51,15 @@ def off_edge_disagreement(a, b):
     touches = np.ones((3, 3), bool)
     return ((a & ~ndimage.binary_dilation(b, touches))
             | (b & ~ndimage.binary_dilation(a, touches)))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with slow end-to-end tests first (most slow tests first), the rest in their usual
+    order: under `make test`'s two processes (pytest-xdist, one file per process at a time)
+    the long files then start early and the short ones fill the end, instead of one process
+    finishing a long file alone."""
+    slow_per_file: dict[str, int] = {}
+    for item in items:
+        slow_per_file.setdefault(item.path.name, 0)
+        slow_per_file[item.path.name] += item.get_closest_marker("slow") is not None
+    items.sort(key=lambda item: -slow_per_file[item.path.name])  # stable: file order kept
