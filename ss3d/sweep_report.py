@@ -5,11 +5,13 @@ baseline variant on the same seeds and the same test items; a table, a figure an
 Statistics: :mod:`ss3d.eval.seeds`. Two kinds of numbers are compared:
 
 * **headline metrics** (``headline.*`` of each child's stage runs, copied onto the child run:
-  held-out mask IoU, pose acc@30, F@0.05 per set, ...): mean over seeds with a Student-t
-  interval, and the per-seed paired difference against the baseline;
+  held-out mask IoU, pose acc@30, F@0.05 per set, ...; and ``child.minutes``, the child's wall
+  time): mean over seeds with a Student-t interval, and the per-seed paired difference against
+  the baseline;
 * **per-item metrics** of the evaluation (F@0.05 and F@0.1 of every test item, per set,
-  category and learned model): the paired difference over seeds × items, with a seeds-then-items
-  bootstrap interval.
+  category and learned model; when pre-training is swept, also the pre-trained model, pooled
+  over the seen and the zero-shot categories): the paired difference over seeds × items, with
+  a seeds-then-items bootstrap interval.
 """
 
 from __future__ import annotations
