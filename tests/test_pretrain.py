@@ -68,6 +68,10 @@ def test_short_pretraining_lowers_loss_and_resumes(tiny_data, mlflow_store):
     saved_moments = ckpt["extra"]["viewpoint_training"]["optimizer"]["state"]
     net = ReconstructionNet(from_dict(ckpt["config"]).model)
     assert len(saved_moments) == len(list(net.viewpoint.parameters()))  # resumable
+    # at its own learning rate, not the reconstruction's
+    groups = ckpt["extra"]["viewpoint_training"]["optimizer"]["param_groups"]
+    assert cfg.pretrain.viewpoint_lr != cfg.pretrain.lr
+    assert groups[0]["initial_lr"] == pytest.approx(cfg.pretrain.viewpoint_lr)
 
     more = _cfg(tiny_data, **{"pretrain.steps": 40})
     second = pretrain_stage(more, resume=True, progress=False)

@@ -162,6 +162,10 @@ class PretrainConfig:
     viewpoint_batch: int = _f(16, ge=1, help="Rendered views per step that train the viewpoint "
                               "network (model.viewpoint_net), beside the reconstruction "
                               "batch.")
+    viewpoint_lr: float = _f(3e-4, gt=0.0, help="Adam learning rate (peak of the schedule) of "
+                             "the viewpoint network, which has its own optimiser; lower than "
+                             "the reconstruction's lr (docs/results.md: the viewpoint network "
+                             "on the world).")
 
 
 @dataclass

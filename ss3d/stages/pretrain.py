@@ -195,8 +195,9 @@ class ViewpointTraining:
     """The viewpoint network's own batches, optimiser and schedule (``model.viewpoint_net``).
 
     One step per pre-training step, on ``pretrain.viewpoint_batch`` rendered views labelled
-    with their cameras; it shares no parameter with the reconstruction, so its update never
-    touches (or clips) the reconstruction's gradients.
+    with their cameras, at ``pretrain.viewpoint_lr`` on the reconstruction's schedule; it
+    shares no parameter with the reconstruction, so its update never touches (or clips) the
+    reconstruction's gradients.
     """
 
     def __init__(self, net: ViewpointNet, cfg: ExperimentConfig, renders: Path,
@@ -210,7 +211,7 @@ class ViewpointTraining:
                             num_workers=cfg.data.num_workers)
         self.net, self.cfg, self.runtime = net, cfg, runtime
         self.batches = endless(loader, sampler)
-        self.optimizer = make_adam(net.parameters(), cfg.pretrain.lr)
+        self.optimizer = make_adam(net.parameters(), cfg.pretrain.viewpoint_lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
                                                            lambda s: _lr_factor(cfg, s))
         self.scaler = grad_scaler(runtime.device, cfg.optim.amp)
