@@ -27,27 +27,36 @@ def merge_meshes(meshes: list[trimesh.Trimesh]) -> trimesh.Trimesh:
 
 
 def winding_number(points: torch.Tensor, vertices: torch.Tensor, faces: torch.Tensor,
-                   chunk: int = 64) -> torch.Tensor:
+                   chunk: int | None = None) -> torch.Tensor:
     """Generalised winding number of ``points (P, 3)`` w.r.t. a triangle mesh.
 
     Uses the Van Oosterom–Strackee solid angle of every triangle. Returns ``(P,)``: ~1 inside a
     closed surface, ~0 outside (larger inside overlapping closed parts).
 
-    ``chunk`` points at a time: small chunks keep the ``(chunk, F, 3)`` temporaries in cache,
-    which is several times faster than large ones on meshes of thousands of faces; every
-    point's sum is the same whatever the chunk (benchmarks/run.py measures both).
+    The corners are kept as nine ``(F,)`` coordinate rows, so that every operation is
+    elementwise over ``(chunk, F)`` planes; vectors of 3 (norms, cross and dot products
+    reducing over a dimension of 3) are several times slower (docs/results.md). ``chunk``
+    points at a time (default: about 2^15 / F, at least 16) keeps those planes in cache;
+    every point's sum is the same whatever the chunk.
     """
-    tri = vertices[faces]  # (F, 3, 3)
+    if chunk is None:
+        chunk = max(16, min(1024, 2 ** 15 // max(int(faces.shape[0]), 1)))
+    tri = vertices[faces]  # (F, 3, 3): corner, coordinate
+    (ax0, ay0, az0), (bx0, by0, bz0), (cx0, cy0, cz0) = (
+        [tri[:, k, d].contiguous() for d in range(3)] for k in range(3))
     out = []
     for start in range(0, points.shape[0], chunk):
         p = points[start:start + chunk]
-        a = tri[None, :, 0] - p[:, None]  # (C, F, 3)
-        b = tri[None, :, 1] - p[:, None]
-        c = tri[None, :, 2] - p[:, None]
-        la, lb, lc = a.norm(dim=-1), b.norm(dim=-1), c.norm(dim=-1)
-        det = (a * torch.cross(b, c, dim=-1)).sum(-1)
-        denom = (la * lb * lc + (a * b).sum(-1) * lc + (b * c).sum(-1) * la
-                 + (c * a).sum(-1) * lb)
+        px, py, pz = p[:, 0:1], p[:, 1:2], p[:, 2:3]  # (C, 1)
+        ax, ay, az = ax0 - px, ay0 - py, az0 - pz  # (C, F) each: corners relative to p
+        bx, by, bz = bx0 - px, by0 - py, bz0 - pz
+        cx, cy, cz = cx0 - px, cy0 - py, cz0 - pz
+        la = (ax * ax + ay * ay + az * az).sqrt()
+        lb = (bx * bx + by * by + bz * bz).sqrt()
+        lc = (cx * cx + cy * cy + cz * cz).sqrt()
+        det = ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx)
+        denom = (la * lb * lc + (ax * bx + ay * by + az * bz) * lc
+                 + (bx * cx + by * cy + bz * cz) * la + (cx * ax + cy * ay + cz * az) * lb)
         out.append(torch.atan2(det, denom).sum(-1) / (2 * torch.pi))
     return torch.cat(out)
 

@@ -128,9 +128,27 @@ def test_winding_number_does_not_depend_on_the_chunk():
     points = torch.as_tensor(np.random.default_rng(0).uniform(-0.55, 0.55, (300, 3)))
     vertices = torch.as_tensor(mesh.vertices, dtype=torch.float64)
     faces = torch.as_tensor(mesh.faces, dtype=torch.long)
-    sums = [winding_number(points, vertices, faces, chunk=c) for c in (7, 64, 2048)]
-    assert torch.equal(sums[0], sums[1]) and torch.equal(sums[1], sums[2])
+    sums = [winding_number(points, vertices, faces, chunk=c) for c in (7, 64, 2048, None)]
+    assert all(torch.equal(sums[0], other) for other in sums[1:])
     assert 0 < int((sums[1].abs() > 0.5).sum()) < len(points)  # some inside, some outside
+
+
+def test_winding_number_equals_the_vector_formula():
+    # the coordinate-row layout is a speed change only: the solid angles of the textbook
+    # (P, F, 3) formula, to rounding, and the same inside/outside labels
+    mesh, _ = make_model("motorbike", 1)
+    points = torch.as_tensor(np.random.default_rng(1).uniform(-0.55, 0.55, (400, 3)))
+    vertices = torch.as_tensor(mesh.vertices, dtype=torch.float64)
+    tri = vertices[torch.as_tensor(mesh.faces, dtype=torch.long)]
+    a, b, c = (tri[None, :, k] - points[:, None] for k in range(3))  # (P, F, 3)
+    la, lb, lc = a.norm(dim=-1), b.norm(dim=-1), c.norm(dim=-1)
+    det = (a * torch.cross(b, c, dim=-1)).sum(-1)
+    denom = (la * lb * lc + (a * b).sum(-1) * lc + (b * c).sum(-1) * la + (c * a).sum(-1) * lb)
+    expected = torch.atan2(det, denom).sum(-1) / (2 * torch.pi)
+    got = winding_number(points, vertices, torch.as_tensor(mesh.faces, dtype=torch.long))
+    assert torch.allclose(got, expected, rtol=0, atol=1e-9)
+    assert torch.equal(got.abs() > 0.5, expected.abs() > 0.5)
+    assert 0 < int((got.abs() > 0.5).sum()) < len(points)
 
 
 # ---------------------------------------------------------------------------- rendering
