@@ -280,7 +280,7 @@ def _index_html(cfg: ExperimentConfig, data: dict[str, Any], runs: list[dict[str
                      "resolve): " + ", ".join(f"{html.escape(k)} ±{v:.3f}"
                                               for k, v in widths.items()) + ".</p>")
     for table in tables(data["summary"], data.get("poses", []), data.get("ratios", []),
-                        data.get("differences")):
+                        data.get("differences"), data.get("frames")):
         parts.append(f"<h2>{html.escape(table.title)}</h2>")
         parts.append(html_table(table.header, [[html.escape(c) for c in row]
                                                 for row in table.rows],

@@ -358,6 +358,26 @@ def test_paired_differences_and_verdicts_known_answers():
         same)[-1]
 
 
+def test_frame_checks_known_answers():
+    """Aligned rows read two ways, each minus the pre-trained model on the same items; models
+    without the prior-frame reading, and the pre-trained model itself, get no entry."""
+    from ss3d.eval.summary import frame_checks
+
+    pre = [{"set": "collection", "category": "bird", "model": "pretrained", "item": f"i{i}",
+            "fscore@0.05": 0.4} for i in range(5)]
+    selftrained = [{"set": "collection", "category": "bird", "model": "selftrained-bird",
+                    "item": f"i{i}", "fscore@0.05": 0.3, "fscore@0.05_prior_frame": 0.5,
+                    "frame_turn_deg": 90.0} for i in range(5)]
+    plain = [{"set": "synthetic", "category": "car", "model": "distilled", "item": "c0",
+              "fscore@0.05": 0.6}]
+    (entry,) = frame_checks(pre + selftrained + plain)
+    assert (entry["model"], entry["n"], entry["n_paired"]) == ("selftrained-bird", 5, 5)
+    assert entry["turn_deg"] == 90.0
+    assert entry["aligned"] == pytest.approx(0.3) and entry["prior_frame"] == pytest.approx(0.5)
+    assert entry["aligned_diff"] == pytest.approx(-0.1)
+    assert entry["prior_frame_diff"] == pytest.approx(0.1)
+
+
 def test_baselines_are_beaten_by_paired_intervals():
     """A model a little above the medoid on every item beats it by the paired interval while
     the two unpaired intervals overlap; one level with it on average is not separable; one

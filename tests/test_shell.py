@@ -313,6 +313,49 @@ def test_evaluate_item_known_answer_on_an_analytic_sphere():
     assert worse["fscore@0.05"] < 0.1 and worse["vol_iou"] == pytest.approx(0.125, abs=0.03)
 
 
+class _OffCentreNet(torch.nn.Module):
+    """A solid ball of radius 0.15 centred at (0.3, 0, 0) of its own frame, whatever the image."""
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(images.shape[0], 1)
+
+    def query(self, points: torch.Tensor, latent: torch.Tensor):
+        centre = torch.tensor([0.3, 0.0, 0.0])
+        inside = ((points - centre).norm(dim=-1, keepdim=True) <= 0.15).float()
+        return torch.zeros(*points.shape[:-1], 3), inside * 20.0
+
+
+def test_frame_check_reads_an_aligned_model_in_its_own_frame():
+    """The ball of the learned frame lies at (0, 0, 0.3) of the true frame (G turns 90° about
+    the up axis): aligned by G it scores F = 1; the frame check, the same surface read in the
+    learned (prior's) frame, misses it, and names the turn."""
+    import math
+
+    from ss3d.eval.items import EvalItem
+    from ss3d.stages.evaluate import evaluate_item
+
+    cfg = load_config(None, {"evaluate.mesh_resolution": 48, "evaluate.coarse_factor": 1})
+    g = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])  # x_learned = G x
+    ball = _sphere_item(0.15)
+    truth = EvalItem(set="collection", category="ball", key="b", image=ball.image,
+                     surface=ball.surface + torch.tensor([0.0, 0.0, 0.3]),
+                     volume_points=ball.volume_points,
+                     volume_inside=(ball.volume_points - torch.tensor([0.0, 0.0, 0.3])).norm(
+                         dim=-1) <= 0.15, mesh_path=None)
+    metrics, _ = evaluate_item(_OffCentreNet(), truth, g, cfg, None, torch.device("cpu"))
+    assert metrics["fscore@0.05"] > 0.99
+    assert metrics["fscore@0.05_prior_frame"] < 0.05
+    assert metrics["frame_turn_deg"] == pytest.approx(90.0)
+    # with the identity the two readings are one
+    same, _ = evaluate_item(_OffCentreNet(), truth, torch.eye(3), cfg, None,
+                            torch.device("cpu"))
+    assert same["fscore@0.05_prior_frame"] == same["fscore@0.05"] < 0.05
+    assert math.isclose(same["frame_turn_deg"], 0.0, abs_tol=1e-9)
+    # a model the evaluation does not align has no frame check
+    plain, _ = evaluate_item(_OffCentreNet(), truth, None, cfg, None, torch.device("cpu"))
+    assert "fscore@0.05_prior_frame" not in plain and "frame_turn_deg" not in plain
+
+
 def test_baseline_rows_known_answer():
     """A sphere item of the category's mean radius: the sphere baseline is exact; the medoid of
     three training spheres (radii 0.2, 0.3, 0.4) is the middle one, and the oracle finds the

@@ -20,9 +20,10 @@ import numpy as np
 from ss3d.eval.keys import ModelKey
 from ss3d.eval.stats import Interval, bootstrap_ci, paired_bootstrap_diff, wilson_interval
 
-__all__ = ["DIFF_METRICS", "METRICS", "PRETRAINED", "PRIMARY", "Table", "baseline_differences",
-           "fmt", "fmt_ci", "half_widths", "interval_of", "is_baseline", "markdown_tables",
-           "paired_differences", "pose_interval", "summarise", "tables", "verdicts"]
+__all__ = ["DIFF_METRICS", "FRAME_CHECK_METRICS", "METRICS", "PRETRAINED", "PRIMARY",
+           "PRIOR_FRAME", "Table", "baseline_differences", "fmt", "fmt_ci", "frame_checks",
+           "half_widths", "interval_of", "is_baseline", "markdown_tables", "paired_differences",
+           "pose_interval", "summarise", "tables", "verdicts"]
 
 METRICS = ("fscore@0.02", "fscore@0.05", "fscore@0.1", "chamfer_l1", "chamfer_l2", "vol_iou",
            "mask_iou", "psnr", "colour_spread")
@@ -32,6 +33,11 @@ DIFF_METRICS = ("fscore@0.05", "fscore@0.1", "chamfer_l1")
 PRIMARY = "fscore@0.05"
 #: The reference of the paired differences: the pre-trained model's label.
 PRETRAINED = ModelKey("pretrained").label
+#: The frame check (:func:`frame_checks`): a model that the evaluation aligns by the frame its
+#: poses gave is also scored in the pre-trained prior's frame, on these metrics, stored in a
+#: row as ``<metric>_prior_frame``.
+FRAME_CHECK_METRICS = ("fscore@0.05", "fscore@0.1")
+PRIOR_FRAME = "_prior_frame"
 
 
 def is_baseline(label: str) -> bool:
@@ -98,6 +104,44 @@ def paired_differences(rows: list[dict[str, Any]], reference: str = PRETRAINED,
                 a, b = np.asarray(pairs, dtype=float).T
                 ci = paired_bootstrap_diff(a, b, seed=seed)
                 entry.update({m: ci.estimate, f"{m}_lo": ci.low, f"{m}_hi": ci.high})
+        out.append(entry)
+    return out
+
+
+def frame_checks(rows: list[dict[str, Any]], metric: str = PRIMARY, seed: int = 0
+                 ) -> list[dict[str, Any]]:
+    """Per (set, category, model) aligned by a learned frame: ``metric`` as evaluated (aligned)
+    and in the prior's frame, each minus the pre-trained model on the same items (paired), and
+    the frame's turn about the up axis.
+
+    Entry keys: ``n``, ``turn_deg``, ``aligned`` / ``prior_frame`` (means, with ``_lo`` /
+    ``_hi``), ``aligned_diff`` / ``prior_frame_diff`` (paired differences, ``n_paired``).
+    Where the two readings disagree, the model's score rests on its frame, not on its shape.
+    """
+    key = f"{metric}{PRIOR_FRAME}"
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    reference: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    for r in rows:
+        if r["model"] == PRETRAINED and metric in r:
+            reference[(r["set"], r["category"])][r["item"]] = r[metric]
+        if key in r and metric in r:
+            groups[(r["set"], r["category"], r["model"])].append(r)
+    out = []
+    for (set_, category, model), rs in groups.items():
+        entry: dict[str, Any] = {"set": set_, "category": category, "model": model,
+                                 "n": len(rs), "turn_deg": float(rs[0]["frame_turn_deg"])}
+        for name, k in (("aligned", metric), ("prior_frame", key)):
+            ci = bootstrap_ci(np.asarray([r[k] for r in rs], dtype=float), seed=seed)
+            entry.update({name: ci.estimate, f"{name}_lo": ci.low, f"{name}_hi": ci.high})
+        ref = reference.get((set_, category), {})
+        shared = [r for r in rs if r["item"] in ref]
+        entry["n_paired"] = len(shared)
+        if shared:
+            b = np.asarray([ref[r["item"]] for r in shared], dtype=float)
+            for name, k in (("aligned_diff", metric), ("prior_frame_diff", key)):
+                ci = paired_bootstrap_diff(np.asarray([r[k] for r in shared], dtype=float), b,
+                                           seed=seed)
+                entry.update({name: ci.estimate, f"{name}_lo": ci.low, f"{name}_hi": ci.high})
         out.append(entry)
     return out
 
@@ -219,8 +263,8 @@ class Table:
 
 
 def tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
-           ratios: list[dict[str, Any]], differences: list[dict[str, Any]] | None = None
-           ) -> list[Table]:
+           ratios: list[dict[str, Any]], differences: list[dict[str, Any]] | None = None,
+           frames: list[dict[str, Any]] | None = None) -> list[Table]:
     """The evaluation tables as formatted cells (rendered as Markdown here, HTML in reports).
 
     Every cell is the mean over items with its 95% bootstrap interval; pose accuracies carry
@@ -267,6 +311,18 @@ def tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
               fmt(p.get("initial_pose_acc30"), 2), fmt(p.get("viewpoint_net_acc30"), 2),
               fmt(p.get("mask_iou"))] for p in poses],
             [False] * len(poses)))
+    if frames:
+        out.append(Table(
+            "Frame check: models aligned by the frame their poses gave, read again in the "
+            "pre-trained prior's frame (no alignment) — F@0.05 mean [95% bootstrap interval]; "
+            "Δ: minus the pre-trained model on the same items [95% paired interval]",
+            ["set", "category", "model", "n", "frame's turn about vertical °",
+             "F@0.05 aligned", "F@0.05 prior's frame", "Δ aligned", "Δ prior's frame"],
+            [[f["set"], f["category"], f["model"], str(f["n"]), fmt(f["turn_deg"], 0),
+              fmt_ci(f, "aligned", 2), fmt_ci(f, "prior_frame", 2),
+              fmt_ci(f, "aligned_diff", 3), fmt_ci(f, "prior_frame_diff", 3)]
+             for f in frames],
+            [False] * len(frames)))
     if ratios:
         out.append(Table(
             "Distilled student vs its teacher (F@0.1, aim ≥ 0.95)",
@@ -279,7 +335,8 @@ def tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
 
 def markdown_tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
                     ratios: list[dict[str, Any]], differences: list[dict[str, Any]] | None = None,
-                    verdict_lines: list[str] | None = None) -> str:
+                    verdict_lines: list[str] | None = None,
+                    frames: list[dict[str, Any]] | None = None) -> str:
     lines = []
     if verdict_lines:
         lines += ["### What beats what (F@0.05, 95% paired intervals of model minus baseline "
@@ -290,7 +347,7 @@ def markdown_tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
     if widths:
         lines += ["Largest 95% interval half-widths: " + ", ".join(
             f"{k} ±{v:.3f}" for k, v in widths.items()) + ".", ""]
-    for t in tables(summary, poses, ratios, differences):
+    for t in tables(summary, poses, ratios, differences, frames):
         lines += [f"### {t.title}", "", "| " + " | ".join(t.header) + " |",
                   "|" + "---|" * len(t.header)]
         lines += ["| " + " | ".join(row) + " |" for row in t.rows]

@@ -47,6 +47,7 @@ from ss3d.eval.summary import (
     PRETRAINED,
     PRIMARY,
     baseline_differences,
+    frame_checks,
     half_widths,
     interval_of,
     is_baseline,
@@ -82,6 +83,7 @@ class EvalResult:
     poses: list[dict[str, Any]] = field(default_factory=list)
     ratios: list[dict[str, Any]] = field(default_factory=list)
     differences: list[dict[str, Any]] = field(default_factory=list)
+    frames: list[dict[str, Any]] = field(default_factory=list)  # summary.frame_checks
     baseline_differences: list[dict[str, Any]] = field(default_factory=list)
     verdicts: list[str] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
@@ -360,10 +362,12 @@ def report_evaluation(result: EvalResult, cfg: ExperimentConfig, models: list[Ev
     result.ratios = ratio_rows(result.summary, models)
     result.differences = paired_differences(result.rows, seed=cfg.seed)
     result.baseline_differences = baseline_differences(result.rows, seed=cfg.seed)
+    result.frames = frame_checks(result.rows, seed=cfg.seed)
     result.verdicts = verdicts(result.summary, result.differences,
                                against_baselines=result.baseline_differences)
     result.tables_markdown = markdown_tables(result.summary, result.poses, result.ratios,
-                                             result.differences, result.verdicts)
+                                             result.differences, result.verdicts,
+                                             result.frames)
     result.figures["fscore_bars"] = metric_bars(result.summary)
     jobs = [FigureJob(f"{set_}_{category}", figure_items[(set_, category)], meshes,
                       out / "turntables" / f"{set_}_{category}.gif", cfg.evaluate.figure_size,
@@ -374,7 +378,7 @@ def report_evaluation(result: EvalResult, cfg: ExperimentConfig, models: list[Ev
         result.turntables[job.name] = job.turntable
     payload = {"experiment": cfg.name, "models": result.models, "skipped": result.skipped,
                "summary": result.summary, "poses": result.poses, "ratios": result.ratios,
-               "differences": result.differences,
+               "differences": result.differences, "frames": result.frames,
                "baseline_differences": result.baseline_differences, "verdicts": result.verdicts,
                "half_widths": half_widths(result.summary, result.poses),
                "rows": result.rows}

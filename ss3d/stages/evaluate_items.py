@@ -33,13 +33,14 @@ from ss3d.eval.baselines import Baselines, baseline_rows
 from ss3d.eval.items import EvalItem
 from ss3d.eval.mesh import ExtractedMesh, extract_mesh
 from ss3d.eval.metrics import chamfer_fscore, sample_mesh_surface, volumetric_iou
+from ss3d.eval.summary import FRAME_CHECK_METRICS, PRIOR_FRAME
 from ss3d.eval.texture import paint_from_input
 from ss3d.image_metrics import colour_spread, mask_iou, psnr
 from ss3d.model import ReconstructionNet, load_network
 from ss3d.volume import render_network
 
 __all__ = ["EvalModel", "ItemJob", "aligned_field", "evaluate_item", "evaluate_positions",
-           "image_coloured", "item_rows"]
+           "image_coloured", "item_rows", "prior_frame_metrics"]
 
 Row = tuple[int, int, dict[str, Any]]  # (item position, order within the item, row)
 
@@ -90,6 +91,24 @@ def aligned_field(net: ReconstructionNet, latent: torch.Tensor, g: torch.Tensor 
     return lambda p: net.query(p @ gt, latent)
 
 
+def prior_frame_metrics(pred: torch.Tensor, item: EvalItem, g: torch.Tensor,
+                        thresholds: tuple[float, ...]) -> dict[str, float]:
+    """The frame check of a model aligned by ``G``: its surface samples ``pred (S, 3)`` (in the
+    true frame) turned back into the learned frame (``x_learned = G x_true``) and scored
+    against the item as they stand, i.e. in the pre-trained prior's frame, which self-training
+    starts from; and ``frame_turn_deg``, G's turn about the up axis.
+
+    ``G`` comes from the chosen poses against the hidden cameras; where those are near chance
+    it is close to arbitrary, and a right shape turned by 90° scores like a wrong one.
+    """
+    learned = pred @ g.to(pred).T
+    scores = chamfer_fscore(learned, item.surface, thresholds)
+    out = {f"{k}{PRIOR_FRAME}": v for k, v in scores.items() if k in FRAME_CHECK_METRICS}
+    out["frame_turn_deg"] = float(torch.rad2deg(torch.atan2(g[0, 2] - g[2, 0],
+                                                            g[0, 0] + g[2, 2])))
+    return out
+
+
 @torch.no_grad()
 def evaluate_item(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | None,
                   cfg: ExperimentConfig, intrinsics: Intrinsics | None,
@@ -107,6 +126,8 @@ def evaluate_item(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | None
     metrics["vol_iou"] = volumetric_iou(density[0, :, 0].cpu() > mesh.level,
                                         item.volume_inside)
     metrics["empty_mesh"] = float(mesh.empty)
+    if g is not None:
+        metrics.update(prior_frame_metrics(pred, item, g, tuple(e.fscore_thresholds)))
     if item.novel is not None and intrinsics is not None:
         n = item.novel["azimuth"].shape[0]
         # one camera per rendered image: the same latent for each of the n novel views
