@@ -50,8 +50,9 @@ from ss3d.sweep import (
 
 __all__ = ["ChildResult", "SweepSummary", "aggregate", "collect", "write_sweep_report"]
 
-#: Per-item metrics compared across variants (higher is better for both).
-ITEM_METRICS = ("fscore@0.05", "fscore@0.1")
+#: Per-item metrics compared across variants (higher is better for all); the prior-frame
+#: reading of aligned models (the evaluation's frame check) is there only where a row has it.
+ITEM_METRICS = ("fscore@0.05", "fscore@0.1", "fscore@0.05_prior_frame")
 #: The child's wall time (its notebooks), a headline row of its own so that a variant's cost
 #: stands beside its scores (a capacity sweep reads quality against minutes).
 MINUTES = "child.minutes"

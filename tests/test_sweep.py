@@ -75,7 +75,8 @@ def test_aggregate_matches_a_hand_computation(tmp_path):
         for seed, value in enumerate(per_seed):
             rows = [{"set": "collection", "category": "bird", "model": "selftrained-bird",
                      "item": f"img{i}", "fscore@0.05": 0.3 + 0.01 * i
-                     + (0.1 + 0.01 * (i % 2) if variant == "b" else 0.0)} for i in range(4)]
+                     + (0.1 + 0.01 * (i % 2) if variant == "b" else 0.0),
+                     "fscore@0.05_prior_frame": 0.4} for i in range(4)]
             rows.append({"set": "collection", "category": "bird", "model": "pretrained",
                          "item": "img0", "fscore@0.05": 0.2})
             results.append(ChildResult(variant, seed, f"run-{variant}{seed}",
@@ -95,6 +96,9 @@ def test_aggregate_matches_a_hand_computation(tmp_path):
     assert items["mean"] == pytest.approx(0.105)
     assert 0.1 - 1e-9 <= items["lo"] < items["mean"] < items["hi"] <= 0.11 + 1e-9
     assert items["verdict"] == "better" and items["n"] == 12
+    # the frame check's reading is compared too: equal here, so level
+    frame = diff[("collection/bird/selftrained-bird.fscore@0.05_prior_frame", "b")]
+    assert frame["mean"] == pytest.approx(0.0) and frame["verdict"] == "level"
     assert not any("pretrained" in d["metric"] for d in summary.differences)
     table = markdown_table(summary)
     assert "| selftrain-bird.pose_acc30 | 0.600 [" in table and "better" in table
