@@ -19,7 +19,8 @@ import torch
 
 __all__ = [
     "CameraBank", "aligned_rotation_errors", "best_alignment", "geodesic_degrees",
-    "pose_metrics", "rotation_matrices", "vertical_alignment", "viewpoint_accuracy",
+    "pose_metrics", "rotation_matrices", "vertical_alignment", "vertical_turn",
+    "viewpoint_accuracy",
 ]
 
 
@@ -204,10 +205,15 @@ def best_alignment(pred: torch.Tensor, truth: torch.Tensor,
     return _robust_alignment(pred, truth, inlier_degrees, lambda m: m, _project_so3)
 
 
+def vertical_turn(m: torch.Tensor) -> torch.Tensor:
+    """The angle ``θ (...)`` in radians of the rotation about +Y (the object's up axis) nearest
+    to ``m (..., 3, 3)`` in the Frobenius sense: ``θ = atan2(m02 - m20, m00 + m22)``."""
+    return torch.atan2(m[..., 0, 2] - m[..., 2, 0], m[..., 0, 0] + m[..., 2, 2])
+
+
 def _about_vertical(m: torch.Tensor) -> torch.Tensor:
-    """The rotations about +Y (the object's up axis) nearest to ``m (..., 3, 3)`` in the
-    Frobenius sense: ``θ = atan2(m02 - m20, m00 + m22)``."""
-    theta = torch.atan2(m[..., 0, 2] - m[..., 2, 0], m[..., 0, 0] + m[..., 2, 2])
+    """The rotations about +Y nearest to ``m (..., 3, 3)`` (:func:`vertical_turn`)."""
+    theta = vertical_turn(m)
     c, s = torch.cos(theta), torch.sin(theta)
     zero, one = torch.zeros_like(c), torch.ones_like(c)
     return torch.stack([torch.stack([c, zero, s], -1), torch.stack([zero, one, zero], -1),

@@ -119,29 +119,30 @@ def frame_checks(rows: list[dict[str, Any]], metric: str = PRIMARY, seed: int = 
     Where the two readings disagree, the model's score rests on its frame, not on its shape.
     """
     key = f"{metric}{PRIOR_FRAME}"
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    reference: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
-    for r in rows:
-        if r["model"] == PRETRAINED and metric in r:
-            reference[(r["set"], r["category"])][r["item"]] = r[metric]
-        if key in r and metric in r:
-            groups[(r["set"], r["category"], r["model"])].append(r)
+    aligned = [r for r in rows if key in r and metric in r]
+    reference = [r for r in rows if r["model"] == PRETRAINED and metric in r]
+    # the prior-frame reading as if it were the metric: the same summaries and pairings serve
+    readings = {"aligned": aligned, "prior_frame": [{**r, metric: r[key]} for r in aligned]}
+    means = {name: {(s["set"], s["category"], s["model"]): s for s in summarise(rs, seed)}
+             for name, rs in readings.items()}
+    diffs = {name: {(d["set"], d["category"], d["model"]): d for d in paired_differences(
+                 reference + rs, metrics=(metric,), seed=seed)}
+             for name, rs in readings.items()}
+    turns = {(r["set"], r["category"], r["model"]): float(r["frame_turn_deg"]) for r in aligned}
     out = []
-    for (set_, category, model), rs in groups.items():
+    for group, summary in means["aligned"].items():
+        set_, category, model = group
         entry: dict[str, Any] = {"set": set_, "category": category, "model": model,
-                                 "n": len(rs), "turn_deg": float(rs[0]["frame_turn_deg"])}
-        for name, k in (("aligned", metric), ("prior_frame", key)):
-            ci = bootstrap_ci(np.asarray([r[k] for r in rs], dtype=float), seed=seed)
-            entry.update({name: ci.estimate, f"{name}_lo": ci.low, f"{name}_hi": ci.high})
-        ref = reference.get((set_, category), {})
-        shared = [r for r in rs if r["item"] in ref]
-        entry["n_paired"] = len(shared)
-        if shared:
-            b = np.asarray([ref[r["item"]] for r in shared], dtype=float)
-            for name, k in (("aligned_diff", metric), ("prior_frame_diff", key)):
-                ci = paired_bootstrap_diff(np.asarray([r[k] for r in shared], dtype=float), b,
-                                           seed=seed)
-                entry.update({name: ci.estimate, f"{name}_lo": ci.low, f"{name}_hi": ci.high})
+                                 "n": summary["n"], "turn_deg": turns[group]}
+        for name in readings:
+            mean = means[name][group]
+            entry.update({name: mean[metric], f"{name}_lo": mean[f"{metric}_lo"],
+                          f"{name}_hi": mean[f"{metric}_hi"]})
+            diff = diffs[name].get(group)
+            entry["n_paired"] = diff["n"] if diff else 0
+            if diff and metric in diff:
+                entry.update({f"{name}_diff": diff[metric], f"{name}_diff_lo": diff[f"{metric}_lo"],
+                              f"{name}_diff_hi": diff[f"{metric}_hi"]})
         out.append(entry)
     return out
 

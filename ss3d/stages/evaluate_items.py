@@ -35,6 +35,7 @@ from ss3d.eval.mesh import ExtractedMesh, extract_mesh
 from ss3d.eval.metrics import chamfer_fscore, sample_mesh_surface, volumetric_iou
 from ss3d.eval.summary import FRAME_CHECK_METRICS, PRIOR_FRAME
 from ss3d.eval.texture import paint_from_input
+from ss3d.hypotheses import vertical_turn
 from ss3d.image_metrics import colour_spread, mask_iou, psnr
 from ss3d.model import ReconstructionNet, load_network
 from ss3d.volume import render_network
@@ -104,8 +105,7 @@ def prior_frame_metrics(pred: torch.Tensor, item: EvalItem, g: torch.Tensor,
     learned = pred @ g.to(pred).T
     scores = chamfer_fscore(learned, item.surface, thresholds)
     out = {f"{k}{PRIOR_FRAME}": v for k, v in scores.items() if k in FRAME_CHECK_METRICS}
-    out["frame_turn_deg"] = float(torch.rad2deg(torch.atan2(g[0, 2] - g[2, 0],
-                                                            g[0, 0] + g[2, 2])))
+    out["frame_turn_deg"] = float(torch.rad2deg(vertical_turn(g)))
     return out
 
 
