@@ -12,6 +12,10 @@ Statistics: :mod:`ss3d.eval.seeds`. Two kinds of numbers are compared:
   category and learned model; when pre-training is swept, also the pre-trained model, pooled
   over the seen and the zero-shot categories): the paired difference over seeds × items, with
   a seeds-then-items bootstrap interval.
+
+Within every variant, each learned model is also set against the pre-trained model on the same
+items and seeds (:func:`against_pretrained`), aligned and, where the rows have it, in the
+prior's frame: "does self-training help" over seeds, next to "does the variant help".
 """
 
 from __future__ import annotations
@@ -48,11 +52,16 @@ from ss3d.sweep import (
     upstream_runs,
 )
 
-__all__ = ["ChildResult", "SweepSummary", "aggregate", "collect", "write_sweep_report"]
+__all__ = ["ChildResult", "SweepSummary", "against_pretrained", "against_pretrained_rows",
+           "aggregate", "collect", "write_sweep_report"]
 
 #: Per-item metrics compared across variants (higher is better for all); the prior-frame
 #: reading of aligned models (the evaluation's frame check) is there only where a row has it.
 ITEM_METRICS = ("fscore@0.05", "fscore@0.1", "fscore@0.05_prior_frame")
+#: Within each variant, a learned model's metric against the pre-trained model's on the same
+#: item: (learned model's metric, pre-trained model's metric). The pre-trained model is never
+#: aligned, so its F@0.05 is its prior-frame reading too.
+AGAINST_PRETRAINED = (("fscore@0.05", "fscore@0.05"), ("fscore@0.05_prior_frame", "fscore@0.05"))
 #: The child's wall time (its notebooks), a headline row of its own so that a variant's cost
 #: stands beside its scores (a capacity sweep reads quality against minutes).
 MINUTES = "child.minutes"
@@ -86,6 +95,7 @@ class SweepSummary:
     differences: list[dict[str, Any]]  # per metric and non-baseline variant
     missing: list[str]  # children without a finished run
     provenance: dict[str, Any] = field(default_factory=dict)
+    against_pretrained: list[dict[str, Any]] = field(default_factory=list)  # per variant
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__
@@ -171,7 +181,49 @@ def aggregate(spec: SweepSpec, results: list[ChildResult], missing: list[str] | 
                   / 60,
                   "last_finished": max((r.finished for r in results), default="")}
     return SweepSummary(spec.name, spec.baseline, variants, list(spec.seeds), headline,
-                        differences, list(missing or []), provenance)
+                        differences, list(missing or []), provenance,
+                        against_pretrained(by_variant, variants))
+
+
+def against_pretrained(by_variant: dict[str, dict[int, ChildResult]], variants: list[str]
+                       ) -> list[dict[str, Any]]:
+    """Per variant and (set/category/model, metric) of :data:`AGAINST_PRETRAINED`: the learned
+    model minus the pre-trained model of the same child on the same test item, over seeds ×
+    the items every seed of the variant shares (seeds-then-items bootstrap, as the per-item
+    differences between variants).
+
+    Entry keys: ``metric`` (``group.metric``), ``variant``, ``mean`` / ``lo`` / ``hi`` / ``n``,
+    ``seeds``, ``verdict``.
+    """
+    out: list[dict[str, Any]] = []
+    for v in variants:
+        # (group, metric) -> seed -> item -> learned minus pre-trained
+        cells: dict[tuple[str, str], dict[int, dict[str, float]]] = defaultdict(dict)
+        for seed, r in sorted(by_variant[v].items()):
+            reference = {(row["set"], row["category"], row["item"]): row for row in r.rows
+                         if ModelKey.parse(row["model"]).kind == "pretrained"}
+            for row in r.rows:
+                if ModelKey.parse(row["model"]).kind in ("baseline", "pretrained"):
+                    continue
+                ref = reference.get((row["set"], row["category"], row["item"]))
+                if ref is None:
+                    continue
+                group = f"{row['set']}/{row['category']}/{row['model']}"
+                for metric, ref_metric in AGAINST_PRETRAINED:
+                    if row.get(metric) is None or ref.get(ref_metric) is None:
+                        continue
+                    cells[(group, metric)].setdefault(seed, {})[row["item"]] = \
+                        float(row[metric]) - float(ref[ref_metric])
+        for (group, metric), per_seed in sorted(cells.items()):
+            items = sorted(set.intersection(*(set(d) for d in per_seed.values())))
+            if not items:
+                continue
+            seeds = sorted(per_seed)
+            diff = paired_item_difference(np.array([[per_seed[s][i] for i in items]
+                                                    for s in seeds]))
+            out.append({"metric": f"{group}.{metric}", "variant": v, **_interval_dict(diff),
+                        "seeds": len(seeds), "verdict": verdict(diff, True, seeds=len(seeds))})
+    return out
 
 
 def _item_groups(by_variant: dict[str, dict[int, ChildResult]], variants: list[str],
@@ -253,11 +305,26 @@ def table_rows(summary: SweepSummary) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def markdown_table(summary: SweepSummary) -> str:
-    header, rows = table_rows(summary)
+def against_pretrained_rows(summary: SweepSummary) -> tuple[list[str], list[list[str]]]:
+    """One row per learned model and metric: in each variant, its paired difference with the
+    pre-trained model [95% interval over seeds × items] and the verdict."""
+    header = ["learned model − pre-trained", *summary.variants]
+    cells = {(e["metric"], e["variant"]): e for e in summary.against_pretrained}
+    rows = []
+    for metric in dict.fromkeys(e["metric"] for e in summary.against_pretrained):
+        rows.append([metric, *(f"{_ci(cells[(metric, v)])} {cells[(metric, v)]['verdict']}"
+                               if (metric, v) in cells else "–" for v in summary.variants)])
+    return header, rows
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def markdown_table(summary: SweepSummary) -> str:
+    return _markdown(*table_rows(summary))
 
 
 def seeds_figure(summary: SweepSummary, metrics: list[str] | None = None):
@@ -345,9 +412,25 @@ def _readme(spec: SweepSpec, summary: SweepSummary) -> str:
         "and test item (seeds-then-items bootstrap), and also know how the test items vary: "
         "where a metric has both, read the latter. A verdict needs the interval to exclude "
         "0; one seed is a lead, never a verdict.", "",
-        markdown_table(summary), "", "![every seed](seeds.png)", "",
+        markdown_table(summary), "", *_against_pretrained_markdown(summary),
+        "![every seed](seeds.png)", "",
         f"Re-run: `ss3d sweep {_repo_relative(spec.path)}` (finished children are skipped).",
         ""])
+
+
+AGAINST_PRETRAINED_TEXT = (
+    "Within each variant, each learned model against the pre-trained model on the same test "
+    "items and seeds (paired; seeds-then-items bootstrap). `_prior_frame`: the learned model "
+    "read in the frame it learned, without the alignment by the frame its chosen poses give "
+    "(the evaluation's frame check); where the two readings disagree, the score rests on the "
+    "frame, not on the shape.")
+
+
+def _against_pretrained_markdown(summary: SweepSummary) -> list[str]:
+    if not summary.against_pretrained:
+        return []
+    return ["## Against the pre-trained model", "", AGAINST_PRETRAINED_TEXT, "",
+            _markdown(*against_pretrained_rows(summary)), ""]
 
 
 def _repo_relative(path: Path) -> str:
@@ -362,6 +445,11 @@ def _html(spec: SweepSpec, summary: SweepSummary, header: list[str], rows: list[
     paragraphs = "".join(f"<p>{html.escape(line).replace('**', '')}</p>"
                          for line in [spec.description, *_lines(spec, summary)] if line)
     table = html_table(header, [[html.escape(c) for c in row] for row in rows])
+    if summary.against_pretrained:
+        ap_header, ap_rows = against_pretrained_rows(summary)
+        table += (f"<h2>Against the pre-trained model</h2><p>{html.escape(AGAINST_PRETRAINED_TEXT)}"
+                  "</p>" + html_table(ap_header, [[html.escape(c) for c in row]
+                                                  for row in ap_rows]))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>sweep {spec.name}"
             "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"

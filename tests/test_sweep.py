@@ -20,7 +20,7 @@ from ss3d.eval.seeds import (
     verdict,
 )
 from ss3d.sweep import SweepError, children, load_sweep, slurm_commands
-from ss3d.sweep_report import ChildResult, aggregate, markdown_table
+from ss3d.sweep_report import ChildResult, against_pretrained_rows, aggregate, markdown_table
 
 from .conftest import REPO
 from .test_selftrain import SELF
@@ -102,6 +102,42 @@ def test_aggregate_matches_a_hand_computation(tmp_path):
     assert not any("pretrained" in d["metric"] for d in summary.differences)
     table = markdown_table(summary)
     assert "| selftrain-bird.pose_acc30 | 0.600 [" in table and "better" in table
+
+
+def test_each_learned_model_is_set_against_the_pretrained_model_within_each_variant(tmp_path):
+    spec = load_sweep(_write_sweep(tmp_path))
+    results = []
+    for variant in ("a", "b"):
+        for seed in (0, 1):
+            learned = [{"set": "collection", "category": "bird", "model": "selftrained-bird",
+                        "item": f"img{i}", "fscore@0.05": 0.5 + 0.1 * seed,
+                        "fscore@0.05_prior_frame": 0.3 + 0.01 * i} for i in range(3)]
+            learned.append({"set": "collection", "category": "bird",  # no pre-trained twin
+                            "model": "selftrained-bird", "item": "img9", "fscore@0.05": 0.9})
+            pre = [{"set": "collection", "category": "bird", "model": "pretrained",
+                    "item": f"img{i}", "fscore@0.05": 0.4} for i in range(4)]
+            medoid = [{"set": "collection", "category": "bird", "model": "baseline: medoid",
+                       "item": "img0", "fscore@0.05": 0.1}]
+            results.append(ChildResult(variant, seed, f"run-{variant}{seed}", {},
+                                       learned + pre + medoid))
+    summary = aggregate(spec, results)
+    got = {(e["metric"], e["variant"]): e for e in summary.against_pretrained}
+    assert sorted(got) == [(f"collection/bird/selftrained-bird.{m}", v)
+                           for m in ("fscore@0.05", "fscore@0.05_prior_frame")
+                           for v in ("a", "b")]  # no baseline, no pre-trained row of its own
+    aligned = got[("collection/bird/selftrained-bird.fscore@0.05", "a")]
+    # 0.1 on every item of seed 0, 0.2 on seed 1: img9 has no pre-trained twin, left out
+    assert aligned["mean"] == pytest.approx(0.15) and aligned["n"] == 6
+    assert aligned["seeds"] == 2 and aligned["verdict"] == "better"
+    # the prior-frame reading against the pre-trained model's own F@0.05: -0.10, -0.09, -0.08
+    frame = got[("collection/bird/selftrained-bird.fscore@0.05_prior_frame", "b")]
+    assert frame["mean"] == pytest.approx(-0.09)
+    assert -0.1 - 1e-9 <= frame["lo"] < frame["mean"] < frame["hi"] <= -0.08 + 1e-9
+    assert frame["verdict"] == "worse"
+    header, rows = against_pretrained_rows(summary)
+    assert header == ["learned model − pre-trained", "a", "b"]
+    assert rows[0][0] == "collection/bird/selftrained-bird.fscore@0.05"
+    assert rows[0][1].startswith("0.150 [") and rows[0][1].endswith("better")
 
 
 def test_aggregate_reports_each_variants_minutes_lower_is_better(tmp_path):
@@ -280,7 +316,9 @@ def test_tiny_sweep_runs_children_skips_finished_ones_and_reports(tmp_path, mlfl
     out = write_sweep_report(spec, summary, tmp_path / "report")
     for name in ("README.md", "index.html", "sweep.json", "seeds.png"):
         assert (out / name).is_file()
-    assert "H1 − H3" in (out / "README.md").read_text()
+    readme = (out / "README.md").read_text()
+    assert "H1 − H3" in readme and "## Against the pre-trained model" in readme
+    assert "Against the pre-trained model" in (out / "index.html").read_text()
     parent = find_parent(spec, upstream_runs(spec))
     names = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
     assert "sweep/seeds.png" in names
