@@ -376,6 +376,15 @@ def test_frame_checks_known_answers():
     assert entry["aligned"] == pytest.approx(0.3) and entry["prior_frame"] == pytest.approx(0.5)
     assert entry["aligned_diff"] == pytest.approx(-0.1)
     assert entry["prior_frame_diff"] == pytest.approx(0.1)
+    assert entry["scored_in"] == "aligned"
+    # rows scored in the prior's frame (the default) carry the aligned reading instead: the
+    # same two readings come out, and the entry says which one the other tables use
+    swapped = [{**{k: v for k, v in r.items() if k != "fscore@0.05_prior_frame"},
+                "fscore@0.05": 0.5, "fscore@0.05_aligned": 0.3} for r in selftrained]
+    (other,) = frame_checks(pre + swapped + plain)
+    assert other["scored_in"] == "prior_frame"
+    for key in ("aligned", "prior_frame", "aligned_diff", "prior_frame_diff", "n_paired"):
+        assert other[key] == pytest.approx(entry[key])
 
 
 def test_baselines_are_beaten_by_paired_intervals():

@@ -325,10 +325,11 @@ class _OffCentreNet(torch.nn.Module):
         return torch.zeros(*points.shape[:-1], 3), inside * 20.0
 
 
-def test_frame_check_reads_an_aligned_model_in_its_own_frame():
+def test_frame_check_reads_a_model_in_both_frames():
     """The ball of the learned frame lies at (0, 0, 0.3) of the true frame (G turns 90° about
-    the up axis): aligned by G it scores F = 1; the frame check, the same surface read in the
-    learned (prior's) frame, misses it, and names the turn."""
+    the up axis): scored as it stands (the prior's frame, the default) it misses the truth and
+    its aligned reading finds it; scored turned by G it scores F = 1 and its prior-frame
+    reading misses. Both name the turn."""
     import math
 
     from ss3d.eval.items import EvalItem
@@ -342,18 +343,23 @@ def test_frame_check_reads_an_aligned_model_in_its_own_frame():
                      volume_points=ball.volume_points,
                      volume_inside=(ball.volume_points - torch.tensor([0.0, 0.0, 0.3])).norm(
                          dim=-1) <= 0.15, mesh_path=None)
-    metrics, _ = evaluate_item(_OffCentreNet(), truth, g, cfg, None, torch.device("cpu"))
-    assert metrics["fscore@0.05"] > 0.99
-    assert metrics["fscore@0.05_prior_frame"] < 0.05
-    assert metrics["frame_turn_deg"] == pytest.approx(90.0)
+    cpu = torch.device("cpu")
+    aligned, _ = evaluate_item(_OffCentreNet(), truth, g, cfg, None, cpu, g)
+    assert aligned["fscore@0.05"] > 0.99
+    assert aligned["fscore@0.05_prior_frame"] < 0.05 and "fscore@0.05_aligned" not in aligned
+    assert aligned["frame_turn_deg"] == pytest.approx(90.0)
+    as_is, _ = evaluate_item(_OffCentreNet(), truth, None, cfg, None, cpu, g)
+    assert as_is["fscore@0.05"] < 0.05 and as_is["fscore@0.05_aligned"] > 0.99
+    assert "fscore@0.05_prior_frame" not in as_is
+    assert as_is["frame_turn_deg"] == pytest.approx(90.0)
     # with the identity the two readings are one
-    same, _ = evaluate_item(_OffCentreNet(), truth, torch.eye(3), cfg, None,
-                            torch.device("cpu"))
+    same, _ = evaluate_item(_OffCentreNet(), truth, torch.eye(3), cfg, None, cpu, torch.eye(3))
     assert same["fscore@0.05_prior_frame"] == same["fscore@0.05"] < 0.05
     assert math.isclose(same["frame_turn_deg"], 0.0, abs_tol=1e-9)
-    # a model the evaluation does not align has no frame check
-    plain, _ = evaluate_item(_OffCentreNet(), truth, None, cfg, None, torch.device("cpu"))
-    assert "fscore@0.05_prior_frame" not in plain and "frame_turn_deg" not in plain
+    # a model without a frame from its poses has no frame check
+    plain, _ = evaluate_item(_OffCentreNet(), truth, None, cfg, None, cpu)
+    assert not any(k.endswith(("_prior_frame", "_aligned")) for k in plain)
+    assert "frame_turn_deg" not in plain
 
 
 def test_baseline_rows_known_answer():

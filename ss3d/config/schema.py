@@ -292,6 +292,18 @@ class EvalConfig:
                               "fraction of its own peak density on the grid instead of at "
                               "density_threshold (needs no re-tuning for another "
                               "model.density_scale).")
+    # Self-training starts from the prior at a small lr and keeps its frame; the rotation G
+    # that the chosen poses give against the hidden cameras is close to arbitrary while the
+    # poses are near chance (docs/results.md: the frame the poses gave decided the scores).
+    learned_frame: Literal["prior", "poses"] = _f("prior", help="Frame in which models with "
+                                                  "a frame from their poses (self-trained; the "
+                                                  "distilled model on collections) are "
+                                                  "scored: 'prior' = as they stand, the frame "
+                                                  "the pre-trained model is scored in; 'poses' "
+                                                  "= turned by G, the alignment their chosen "
+                                                  "poses give against the hidden cameras. Each "
+                                                  "row also carries the other reading (the "
+                                                  "frame check).")
     mesh_colours: Literal["image", "field"] = _f("image", help="Colours of the meshes in "
                                                  "figures, turntables and `ss3d reconstruct`: "
                                                  "'image' paints the input image onto the "

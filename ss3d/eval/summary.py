@@ -20,7 +20,7 @@ import numpy as np
 from ss3d.eval.keys import ModelKey
 from ss3d.eval.stats import Interval, bootstrap_ci, paired_bootstrap_diff, wilson_interval
 
-__all__ = ["DIFF_METRICS", "FRAME_CHECK_METRICS", "METRICS", "PRETRAINED", "PRIMARY",
+__all__ = ["ALIGNED", "DIFF_METRICS", "FRAME_CHECK_METRICS", "METRICS", "PRETRAINED", "PRIMARY",
            "PRIOR_FRAME", "Table", "baseline_differences", "fmt", "fmt_ci", "frame_checks",
            "half_widths", "interval_of", "is_baseline", "markdown_tables", "paired_differences",
            "pose_interval", "summarise", "tables", "verdicts"]
@@ -33,11 +33,13 @@ DIFF_METRICS = ("fscore@0.05", "fscore@0.1", "chamfer_l1")
 PRIMARY = "fscore@0.05"
 #: The reference of the paired differences: the pre-trained model's label.
 PRETRAINED = ModelKey("pretrained").label
-#: The frame check (:func:`frame_checks`): a model that the evaluation aligns by the frame its
-#: poses gave is also scored in the pre-trained prior's frame, on these metrics, stored in a
-#: row as ``<metric>_prior_frame``.
+#: The frame check (:func:`frame_checks`): a model with a frame from its poses is scored in
+#: both frames on these metrics; the reading that is not the row's own metric is stored as
+#: ``<metric>_prior_frame`` (rows scored aligned, ``evaluate.learned_frame: poses``) or
+#: ``<metric>_aligned`` (rows scored in the prior's frame, the default).
 FRAME_CHECK_METRICS = ("fscore@0.05", "fscore@0.1")
 PRIOR_FRAME = "_prior_frame"
+ALIGNED = "_aligned"
 
 
 def is_baseline(label: str) -> bool:
@@ -110,30 +112,36 @@ def paired_differences(rows: list[dict[str, Any]], reference: str = PRETRAINED,
 
 def frame_checks(rows: list[dict[str, Any]], metric: str = PRIMARY, seed: int = 0
                  ) -> list[dict[str, Any]]:
-    """Per (set, category, model) aligned by a learned frame: ``metric`` as evaluated (aligned)
-    and in the prior's frame, each minus the pre-trained model on the same items (paired), and
-    the frame's turn about the up axis.
+    """Per (set, category, model) with a frame from its poses: ``metric`` read aligned by that
+    frame and read in the pre-trained prior's frame, each minus the pre-trained model on the
+    same items (paired), and the frame's turn about the up axis. Whichever reading a row's own
+    ``metric`` is (``evaluate.learned_frame``), the other is ``<metric>_prior_frame`` or
+    ``<metric>_aligned``.
 
     Entry keys: ``n``, ``turn_deg``, ``aligned`` / ``prior_frame`` (means, with ``_lo`` /
     ``_hi``), ``aligned_diff`` / ``prior_frame_diff`` (paired differences, ``n_paired``).
     Where the two readings disagree, the model's score rests on its frame, not on its shape.
     """
-    key = f"{metric}{PRIOR_FRAME}"
-    aligned = [r for r in rows if key in r and metric in r]
+    prior_key, aligned_key = f"{metric}{PRIOR_FRAME}", f"{metric}{ALIGNED}"
+    checked = [r for r in rows if metric in r and (prior_key in r or aligned_key in r)]
     reference = [r for r in rows if r["model"] == PRETRAINED and metric in r]
-    # the prior-frame reading as if it were the metric: the same summaries and pairings serve
-    readings = {"aligned": aligned, "prior_frame": [{**r, metric: r[key]} for r in aligned]}
+    # each reading as if it were the metric: the same summaries and pairings serve
+    readings = {"aligned": [{**r, metric: r.get(aligned_key, r[metric])} for r in checked],
+                "prior_frame": [{**r, metric: r.get(prior_key, r[metric])} for r in checked]}
     means = {name: {(s["set"], s["category"], s["model"]): s for s in summarise(rs, seed)}
              for name, rs in readings.items()}
     diffs = {name: {(d["set"], d["category"], d["model"]): d for d in paired_differences(
                  reference + rs, metrics=(metric,), seed=seed)}
              for name, rs in readings.items()}
-    turns = {(r["set"], r["category"], r["model"]): float(r["frame_turn_deg"]) for r in aligned}
+    turns = {(r["set"], r["category"], r["model"]): float(r["frame_turn_deg"]) for r in checked}
+    scored_in = {(r["set"], r["category"], r["model"]):
+                 "prior_frame" if aligned_key in r else "aligned" for r in checked}
     out = []
     for group, summary in means["aligned"].items():
         set_, category, model = group
         entry: dict[str, Any] = {"set": set_, "category": category, "model": model,
-                                 "n": summary["n"], "turn_deg": turns[group]}
+                                 "n": summary["n"], "turn_deg": turns[group],
+                                 "scored_in": scored_in[group]}
         for name in readings:
             mean = means[name][group]
             entry.update({name: mean[metric], f"{name}_lo": mean[f"{metric}_lo"],
@@ -314,12 +322,15 @@ def tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
             [False] * len(poses)))
     if frames:
         out.append(Table(
-            "Frame check: models aligned by the frame their poses gave, read again in the "
-            "pre-trained prior's frame (no alignment) — F@0.05 mean [95% bootstrap interval]; "
+            "Frame check: models with a frame from their poses, read aligned by that frame "
+            "and in the pre-trained prior's frame (no alignment); 'scored in': the reading the "
+            "other tables use (evaluate.learned_frame) — F@0.05 mean [95% bootstrap interval]; "
             "Δ: minus the pre-trained model on the same items [95% paired interval]",
-            ["set", "category", "model", "n", "frame's turn about vertical °",
+            ["set", "category", "model", "n", "scored in", "frame's turn about vertical °",
              "F@0.05 aligned", "F@0.05 prior's frame", "Δ aligned", "Δ prior's frame"],
-            [[f["set"], f["category"], f["model"], str(f["n"]), fmt(f["turn_deg"], 0),
+            [[f["set"], f["category"], f["model"], str(f["n"]),
+              "prior's frame" if f.get("scored_in") == "prior_frame" else "aligned",
+              fmt(f["turn_deg"], 0),
               fmt_ci(f, "aligned", 2), fmt_ci(f, "prior_frame", 2),
               fmt_ci(f, "aligned_diff", 3), fmt_ci(f, "prior_frame_diff", 3)]
              for f in frames],

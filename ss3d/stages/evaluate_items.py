@@ -33,7 +33,7 @@ from ss3d.eval.baselines import Baselines, baseline_rows
 from ss3d.eval.items import EvalItem
 from ss3d.eval.mesh import ExtractedMesh, extract_mesh
 from ss3d.eval.metrics import chamfer_fscore, sample_mesh_surface, volumetric_iou
-from ss3d.eval.summary import FRAME_CHECK_METRICS, PRIOR_FRAME
+from ss3d.eval.summary import ALIGNED, FRAME_CHECK_METRICS, PRIOR_FRAME
 from ss3d.eval.texture import paint_from_input
 from ss3d.hypotheses import vertical_turn
 from ss3d.image_metrics import colour_spread, mask_iou, psnr
@@ -41,7 +41,7 @@ from ss3d.model import ReconstructionNet, load_network
 from ss3d.volume import render_network
 
 __all__ = ["EvalModel", "ItemJob", "aligned_field", "evaluate_item", "evaluate_positions",
-           "image_coloured", "item_rows", "prior_frame_metrics"]
+           "frame_check_metrics", "image_coloured", "item_rows"]
 
 Row = tuple[int, int, dict[str, Any]]  # (item position, order within the item, row)
 
@@ -92,19 +92,24 @@ def aligned_field(net: ReconstructionNet, latent: torch.Tensor, g: torch.Tensor 
     return lambda p: net.query(p @ gt, latent)
 
 
-def prior_frame_metrics(pred: torch.Tensor, item: EvalItem, g: torch.Tensor,
+def frame_check_metrics(pred: torch.Tensor, item: EvalItem, g: torch.Tensor, aligned: bool,
                         thresholds: tuple[float, ...]) -> dict[str, float]:
-    """The frame check of a model aligned by ``G``: its surface samples ``pred (S, 3)`` (in the
-    true frame) turned back into the learned frame (``x_learned = G x_true``) and scored
-    against the item as they stand, i.e. in the pre-trained prior's frame, which self-training
-    starts from; and ``frame_turn_deg``, G's turn about the up axis.
+    """The frame check of a model with a frame ``G`` from its poses (``x_learned = G x_true``):
+    its surface samples ``pred (S, 3)``, scored in one frame, read in the other, and
+    ``frame_turn_deg``, G's turn about the up axis.
+
+    ``aligned``: ``pred`` is in the true frame (the model was scored turned by ``G``); it is
+    turned back into the learned frame, i.e. the pre-trained prior's, which self-training
+    starts from (``<metric>_prior_frame``). Otherwise ``pred`` is in the learned frame and is
+    turned into the true one by ``G^T`` (``<metric>_aligned``).
 
     ``G`` comes from the chosen poses against the hidden cameras; where those are near chance
     it is close to arbitrary, and a right shape turned by 90° scores like a wrong one.
     """
-    learned = pred @ g.to(pred).T
-    scores = chamfer_fscore(learned, item.surface, thresholds)
-    out = {f"{k}{PRIOR_FRAME}": v for k, v in scores.items() if k in FRAME_CHECK_METRICS}
+    g = g.to(pred)
+    other, suffix = (pred @ g.T, PRIOR_FRAME) if aligned else (pred @ g, ALIGNED)
+    scores = chamfer_fscore(other, item.surface, thresholds)
+    out = {f"{k}{suffix}": v for k, v in scores.items() if k in FRAME_CHECK_METRICS}
     out["frame_turn_deg"] = float(torch.rad2deg(vertical_turn(g)))
     return out
 
@@ -112,8 +117,14 @@ def prior_frame_metrics(pred: torch.Tensor, item: EvalItem, g: torch.Tensor,
 @torch.no_grad()
 def evaluate_item(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | None,
                   cfg: ExperimentConfig, intrinsics: Intrinsics | None,
-                  device: torch.device) -> tuple[dict[str, float], ExtractedMesh]:
-    """3D metrics of one model on one item (and novel-view metrics with ``intrinsics``)."""
+                  device: torch.device, frame: torch.Tensor | None = None
+                  ) -> tuple[dict[str, float], ExtractedMesh]:
+    """3D metrics of one model on one item (and novel-view metrics with ``intrinsics``), scored
+    turned by ``g`` (None: as the model stands).
+
+    ``frame``: the model's frame from its poses, ``G``, scored in (``g`` is ``G``) or not
+    (``g`` is None); the row then also carries the other reading (:func:`frame_check_metrics`).
+    """
     e = cfg.evaluate
     latent = net.encode(item.image[None].to(device))
     field_fn = aligned_field(net, latent, g)
@@ -126,8 +137,9 @@ def evaluate_item(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | None
     metrics["vol_iou"] = volumetric_iou(density[0, :, 0].cpu() > mesh.level,
                                         item.volume_inside)
     metrics["empty_mesh"] = float(mesh.empty)
-    if g is not None:
-        metrics.update(prior_frame_metrics(pred, item, g, tuple(e.fscore_thresholds)))
+    if frame is not None:
+        metrics.update(frame_check_metrics(pred, item, frame, g is not None,
+                                           tuple(e.fscore_thresholds)))
     if item.novel is not None and intrinsics is not None:
         n = item.novel["azimuth"].shape[0]
         # one camera per rendered image: the same latent for each of the n novel views
@@ -172,11 +184,13 @@ def item_rows(job: ItemJob, nets: dict[str, ReconstructionNet], item: EvalItem,
     for model in job.models:
         if not model.applies_to(item):
             continue
-        g = model.alignment_for(item)
+        frame = model.alignment_for(item)
+        g = frame if cfg.evaluate.learned_frame == "poses" else None
         # The network in mixed precision where it pays (query returns fp32); its effect on the
         # metrics is far inside the intervals (docs/results.md, Evaluation).
         with autocast(device, cfg.optim.amp):
-            metrics, mesh = evaluate_item(nets[model.label], item, g, cfg, intrinsics, device)
+            metrics, mesh = evaluate_item(nets[model.label], item, g, cfg, intrinsics, device,
+                                          frame)
         rows.append({**base, "model": model.label, **metrics})
         if keep_meshes:
             if cfg.evaluate.mesh_colours == "image":
