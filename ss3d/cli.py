@@ -56,7 +56,7 @@ def _config_path(given: str | None) -> Path | None:
     (the repository's ``experiments/smoke.yaml``, else the built-in defaults it mirrors)."""
     if given is not None:
         return Path(given)
-    from ss3d.tracking import repo_root
+    from ss3d.files import repo_root  # not ss3d.tracking: MLflow is a second to import
 
     for candidate in (Path(DEFAULT_CONFIG), repo_root() / DEFAULT_CONFIG):
         if candidate.is_file():

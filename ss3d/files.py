@@ -5,7 +5,8 @@ temp file beside the target, renamed onto it only when the write finished.
 
 Names that become folders or files (an experiment, a collection, a category) are checked as
 names (:func:`check_name`) where they enter, and paths built from them stay inside their root
-(:func:`inside`): ``--set name=../../x`` never writes outside ``output_dir``.
+(:func:`inside`): ``--set name=../../x`` never writes outside ``output_dir``. Where the
+repository is: :func:`repo_root`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["BadNameError", "WriteError", "atomic_path", "check_name", "inside", "name_problem",
-           "remove_dead_temp_dirs", "remove_stale_temps", "temp_dir", "write_error"]
+           "remove_dead_temp_dirs", "remove_stale_temps", "repo_root", "temp_dir", "write_error"]
 
 MAX_NAME_CHARS = 128
 _NAME = re.compile(r"\w[\w.\- ]*")
@@ -236,3 +237,15 @@ def remove_dead_temp_dirs(folder: str | Path) -> list[Path]:
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
+
+
+def repo_root() -> Path:
+    """The repository root when ss3d runs from a checkout, else the working directory.
+
+    Here and not in :mod:`ss3d.tracking`, which imports MLflow (about a second): commands that
+    only need the root (``ss3d reconstruct`` finding the default config) stay light.
+    """
+    candidate = Path(__file__).resolve().parent.parent
+    if (candidate / "pyproject.toml").is_file() and (candidate / "ss3d").is_dir():
+        return candidate
+    return Path.cwd()

@@ -34,6 +34,7 @@ from mlflow.tracking import MlflowClient
 
 from ss3d.config import ExperimentConfig, flatten
 from ss3d.data.locks import exclusive
+from ss3d.files import repo_root  # here too: tracking.repo_root is public
 
 __all__ = [
     "TAG_CATEGORY",
@@ -65,12 +66,6 @@ _MAX_PARAM_CHARS = 6000
 _logged_until: dict[str, int] = {}
 
 
-def repo_root() -> Path:
-    """The repository root when ss3d runs from a checkout, else the working directory."""
-    candidate = Path(__file__).resolve().parent.parent
-    if (candidate / "pyproject.toml").is_file() and (candidate / "ss3d").is_dir():
-        return candidate
-    return Path.cwd()
 
 
 # MLflow retries an unreachable server 7 times with a growing backoff (over 4 minutes) and
