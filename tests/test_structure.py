@@ -168,6 +168,22 @@ def test_the_command_line_answers_without_importing_the_heavy_stack():
     assert out.stdout.strip() == "[]", out.stdout
 
 
+def test_reconstruct_from_a_checkpoint_path_does_not_import_mlflow():
+    """``ss3d reconstruct --model file.pt`` needs the default config and the network, not the
+    tracking store: MLflow (about a second of import) loads only for a run id or a registry
+    name."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ss3d.cli, ss3d.reconstruct\n"
+            "ss3d.cli._load(ss3d.cli.build_parser().parse_args("
+            "['reconstruct', 'x.png', '--mask', 'm.png', '--model', 'm.pt', '-o', 'x.obj']))\n"
+            "print('mlflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=REPO)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
+
+
 def test_readme_fits_on_a_screen_and_links_resolve():
     """README ≤ 350 lines (the results log lives in docs/results.md); its relative links exist."""
     import re
