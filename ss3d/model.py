@@ -23,13 +23,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from ss3d.config import ModelConfig
 from ss3d.config.loading import encoder_feature_side
 from ss3d.engine import load_plain
 from ss3d.fused import film_sine, film_sine_reference
+from ss3d.resnet import resnet
 
 __all__ = ["FiLMSiren", "ImageEncoder", "ReconstructionNet", "ViewpointNet",
            "has_viewpoint_net", "load_network"]
@@ -42,7 +42,8 @@ CUBE_HALF = 0.52
 
 
 class ImageEncoder(nn.Module):
-    """torchvision ResNet (no classifier) + MLP head: ``(B, 3, H, W) -> (B, latent_dim)``.
+    """ResNet (no classifier; torchvision's, rebuilt in :mod:`ss3d.resnet` to spare its
+    import) + MLP head: ``(B, 3, H, W) -> (B, latent_dim)``.
 
     Args:
         pretrained_weights: a local torchvision state-dict file (e.g. resnet34-b627a593.pth).
@@ -52,9 +53,7 @@ class ImageEncoder(nn.Module):
     def __init__(self, name: str = "resnet18", latent_dim: int = 256, input_size: int = 64,
                  pretrained_weights: str | Path = ""):
         super().__init__()
-        if name not in ("resnet18", "resnet34"):
-            raise ValueError(f"unknown encoder {name!r}: use resnet18 or resnet34")
-        backbone = getattr(torchvision.models, name)(weights=None)
+        backbone = resnet(name)
         if pretrained_weights:
             path = Path(pretrained_weights)
             if not path.is_file():

@@ -64,6 +64,30 @@ def test_pretrained_weights_only_from_local_file(tmp_path):
         ImageEncoder("resnet18", 16, 32, pretrained_weights=tmp_path / "bad.pth")
 
 
+@pytest.mark.parametrize("name", ["resnet18", "resnet34"])
+def test_our_resnet_is_torchvisions_to_the_bit(name):
+    """ss3d.resnet rebuilds torchvision's ResNet (to spare its import): from the same seed the
+    same parameter names and initial weights, the same random numbers drawn, and the same
+    output in training and eval mode."""
+    import torchvision
+
+    from ss3d.resnet import resnet
+
+    torch.manual_seed(0)
+    ours, after_ours = resnet(name), torch.rand(4)
+    torch.manual_seed(0)
+    theirs, after_theirs = getattr(torchvision.models, name)(weights=None), torch.rand(4)
+    mine, ref = ours.state_dict(), theirs.state_dict()
+    assert list(mine) == list(ref)
+    assert all(torch.equal(mine[k], ref[k]) for k in ref)
+    assert torch.equal(after_ours, after_theirs)
+    x = torch.rand(2, 3, 48, 48)
+    assert torch.equal(ours(x), theirs(x))  # training mode: batch statistics
+    assert torch.equal(ours.eval()(x), theirs.eval()(x))
+    with pytest.raises(ValueError, match="resnet50"):
+        resnet("resnet50")
+
+
 def test_emission_absorption_analytic():
     depths = torch.linspace(0, 1, 11).expand(1, 2, 11)
     density = torch.zeros(1, 2, 11)

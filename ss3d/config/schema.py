@@ -97,8 +97,9 @@ class RenderConfig:
 class ModelConfig:
     """Encoder + FiLM-SIREN decoder (README: Pre-training)."""
 
-    encoder: Literal["resnet18", "resnet34"] = _f("resnet18", help="torchvision ResNet "
-                                                  "backbone of the image encoder.")
+    encoder: Literal["resnet18", "resnet34"] = _f("resnet18", help="ResNet backbone of "
+                                                  "the image encoder (torchvision's, in "
+                                                  "ss3d.resnet).")
     encoder_size: int = _f(64, ge=32)
     pretrained_weights: str = _f("", help="Local torchvision weights file; never downloaded.")
     latent_dim: int = _f(256, ge=8)
