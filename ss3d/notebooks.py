@@ -24,7 +24,7 @@ NOTEBOOKS: list[tuple[str, str]] = [
 
 
 def notebook_path(name: str) -> Path:
-    from ss3d.tracking import repo_root
+    from ss3d.files import repo_root  # not ss3d.tracking: a path needs no MLflow
 
     return repo_root() / "notebooks" / f"{name}.ipynb"
 
