@@ -139,15 +139,16 @@ def frame_checks(rows: list[dict[str, Any]], metric: str = PRIMARY, seed: int = 
     out = []
     for group, summary in means["aligned"].items():
         set_, category, model = group
+        paired = diffs["aligned"].get(group)  # both readings pair the same items
         entry: dict[str, Any] = {"set": set_, "category": category, "model": model,
                                  "n": summary["n"], "turn_deg": turns[group],
-                                 "scored_in": scored_in[group]}
+                                 "scored_in": scored_in[group],
+                                 "n_paired": paired["n"] if paired else 0}
         for name in readings:
             mean = means[name][group]
             entry.update({name: mean[metric], f"{name}_lo": mean[f"{metric}_lo"],
                           f"{name}_hi": mean[f"{metric}_hi"]})
             diff = diffs[name].get(group)
-            entry["n_paired"] = diff["n"] if diff else 0
             if diff and metric in diff:
                 entry.update({f"{name}_diff": diff[metric], f"{name}_diff_lo": diff[f"{metric}_lo"],
                               f"{name}_diff_hi": diff[f"{metric}_hi"]})
