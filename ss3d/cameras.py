@@ -105,9 +105,9 @@ def focal_from_fov(fov_degrees: float, size: int) -> float:
 def _as_batch(*values: torch.Tensor | float) -> list[torch.Tensor]:
     tensors = [torch.as_tensor(v, dtype=torch.get_default_dtype()) if not torch.is_tensor(v)
                else v for v in values]
-    shape = torch.broadcast_shapes(*(t.shape for t in tensors))
-    tensors = [t.expand(shape) for t in tensors]
-    return [t.reshape(-1) for t in tensors]
+    # broadcast_tensors, not broadcast_shapes: the latter imports torch.fx's symbolic shapes
+    # (and SymPy) on first call, a quarter second of every `ss3d reconstruct`
+    return [t.reshape(-1) for t in torch.broadcast_tensors(*tensors)]
 
 
 def spherical_to_pytorch3d(azimuth: torch.Tensor | float, elevation: torch.Tensor | float,

@@ -314,16 +314,27 @@ def adopt_checkpoint_model(model_cfg: ModelConfig, payload: dict,
     return changed
 
 
-def load_network(path: str | Path, map_location: str | torch.device = "cpu"
-                 ) -> tuple[ReconstructionNet, dict]:
+def load_network(path: str | Path, map_location: str | torch.device = "cpu",
+                 skip_init: bool = False) -> tuple[ReconstructionNet, dict]:
     """A network rebuilt from a checkpoint's own model config (teachers, evaluation, inference).
 
     Returns the network (eval mode) and the checkpoint payload. Raises
     :class:`ss3d.engine.CheckpointError` naming the file when it is not an ss3d checkpoint.
+
+    ``skip_init`` builds the modules on PyTorch's meta device and adopts the checkpoint's
+    tensors, skipping the random initialisation the checkpoint overwrites anyway (a third of a
+    second for the two ResNets; ``ss3d reconstruct`` uses it). The stages keep the default: the
+    initialisation draws from the global random stream, and their later draws follow it.
     """
     from ss3d.engine import load_checkpoint
 
     payload = load_checkpoint(path, map_location=map_location)
-    net = ReconstructionNet(checkpoint_model_config(payload, path))
-    net.load_state_dict(payload["model"])
+    model_cfg = checkpoint_model_config(payload, path)
+    if skip_init:
+        with torch.device("meta"):
+            net = ReconstructionNet(model_cfg)
+        net.load_state_dict(payload["model"], assign=True)
+    else:
+        net = ReconstructionNet(model_cfg)
+        net.load_state_dict(payload["model"])
     return net.to(map_location).eval(), payload

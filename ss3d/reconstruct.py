@@ -56,7 +56,7 @@ def load_model_spec(spec: str, device: torch.device | str = "cpu"
     if path.exists():
         if not path.is_file():
             raise ReconstructionError(f"--model {spec}: is a folder, not a checkpoint file")
-        net, payload = load_network(path, device)  # CheckpointError names the file
+        net, payload = load_network(path, device, skip_init=True)  # errors name the file
         return net, f"checkpoint {path}", payload.get("config", {})
     # MLflow takes seconds to import: only for models that live there
     from ss3d.stages.unified import REGISTERED_MODEL, load_unified
@@ -77,7 +77,7 @@ def load_model_spec(spec: str, device: torch.device | str = "cpu"
         except Exception as err:
             raise ReconstructionError(f"--model {spec}: no MLflow run with a checkpoint "
                                       f"({type(err).__name__}: {err})") from None
-        net, payload = load_network(ckpt, device)
+        net, payload = load_network(ckpt, device, skip_init=True)
         return net, f"MLflow run {spec}", payload.get("config", {})
     raise ReconstructionError(f"--model {spec}: not an existing checkpoint file, an MLflow run "
                               f"id or '{REGISTERED_MODEL}[/VERSION]'")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from ss3d.cli import main
@@ -170,6 +171,40 @@ def test_reconstruct_writes_a_mesh_and_a_turntable(store, tmp_path, capsys, mode
     assert any(line.startswith("v ") and len(line.split()) == 7 for line in lines)  # colours
     assert any(line.startswith("f ") for line in lines)
     assert gif.read_bytes()[:6] in (b"GIF87a", b"GIF89a")
+
+
+def test_reconstruct_from_a_checkpoint_loads_only_what_it_uses(store, tmp_path):
+    """One photo from a checkpoint file, in a fresh process as a user runs it: a mesh, and
+    none of the imports that once cost a second or more (MLflow, torchvision, torch._dynamo and
+    SymPy through the meta device's normal_ or broadcast_shapes, SciPy's k-d tree)."""
+    root, cfg, _, _, _ = store
+    image, mask = _photo(root)
+    ckpt = Path(cfg.output_dir) / cfg.name / "pretrain" / "last.pt"
+    obj = tmp_path / "one.obj"
+    heavy = ("mlflow", "torchvision", "torch._dynamo", "sympy", "scipy.spatial")
+    code = ("import sys\nfrom ss3d.cli import main\n"
+            f"code = main(['reconstruct', {str(image)!r}, '--mask', {str(mask)!r}, '--model', "
+            f"{str(ckpt)!r}, '-o', {str(obj)!r}, '--set', 'evaluate.mesh_resolution=16', "
+            "'--set', 'evaluate.density_threshold=0.05'])\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))\nsys.exit(code)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+    assert any(line.startswith("f ") for line in obj.read_text().splitlines())
+
+
+def test_load_network_without_initialising_equals_the_default(store):
+    """``skip_init`` (the meta device, then the checkpoint's tensors) gives the same network."""
+    from ss3d.model import load_network
+
+    _, cfg, _, _, _ = store
+    ckpt = Path(cfg.output_dir) / cfg.name / "pretrain" / "last.pt"
+    plain, fast = load_network(ckpt)[0], load_network(ckpt, skip_init=True)[0]
+    a, b = plain.state_dict(), fast.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not any(t.is_meta for t in [*fast.parameters(), *fast.buffers()])
+    images = torch.rand(2, 3, 64, 64)
+    assert torch.equal(plain.encode(images), fast.encode(images))
 
 
 def test_reconstruct_many_inputs_with_one_loaded_model(store, tmp_path, capsys):

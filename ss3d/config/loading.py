@@ -22,7 +22,6 @@ import yaml
 
 from ss3d.config.schema import ExperimentConfig
 from ss3d.data import taxonomy
-from ss3d.data.procedural import PROCEDURAL_CATEGORIES
 from ss3d.files import name_problem
 
 __all__ = [
@@ -67,6 +66,9 @@ def _canonical_categories(cfg: ExperimentConfig, source: str) -> None:
     The rules are those of :func:`ss3d.data.taxonomy.canonical_category_keys`: pre-training
     and held-out categories need a procedural generator unless ``data.shapenet_root`` is set.
     """
+    # the generators' package takes a tenth of a second to import: only when a config is loaded
+    from ss3d.data.procedural import PROCEDURAL_CATEGORIES
+
     d = cfg.data
     try:
         keys = taxonomy.canonical_category_keys(

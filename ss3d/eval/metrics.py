@@ -14,12 +14,15 @@ Conventions (both shapes in the canonical cube, side 1, so distances are fractio
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from pytorch3d.ops import knn_points, sample_points_from_meshes
 from pytorch3d.structures import Meshes
-from scipy.spatial import cKDTree
+
+if TYPE_CHECKING:  # SciPy's spatial package takes a quarter second to import: when used
+    from scipy.spatial import cKDTree
 
 __all__ = ["chamfer_fscore", "nearest_distances", "nearest_neighbours", "sample_mesh_surface",
            "scores_from_distances", "volumetric_iou"]
@@ -50,6 +53,8 @@ def nearest_neighbours(query: torch.Tensor, points: torch.Tensor, tree: cKDTree 
     every item, model and baseline. ``tree`` reuses a tree already built on ``points`` (CPU only).
     """
     if query.device.type == "cpu" and points.device.type == "cpu":
+        from scipy.spatial import cKDTree
+
         tree = tree if tree is not None else cKDTree(points.detach().double().numpy())
         dist, idx = tree.query(query.detach().double().numpy(), k=1)
         return (torch.from_numpy(np.asarray(dist, dtype=np.float32)),
