@@ -17,7 +17,12 @@ import trimesh
 from torch.utils.data import DataLoader
 
 from ss3d.cameras import Intrinsics, project_points
-from ss3d.data.datasets import ImageCollection, RenderedViews, read_hidden_cameras
+from ss3d.data.datasets import (
+    ImageCollection,
+    RenderedViews,
+    crop_like_collection,
+    read_hidden_cameras,
+)
 from ss3d.data.h5 import H5FormatError
 from ss3d.data.ingest import (
     HIDDEN_GROUP,
@@ -409,6 +414,34 @@ def test_rendered_views_item_shapes_and_targets(renders):
             assert torch.equal(stored, item["mask"][k])
     with pytest.raises(H5FormatError, match="no models of categories"):
         RenderedViews(renders, categories=["bird"])
+
+
+def test_rendered_views_input_cropped_like_a_collection_photo(renders):
+    """``input_crop_margin``: the input view is the square around its object's box with the
+    margin (the collections' framing), the supervision views and their targets unchanged."""
+    margin = 0.25
+    whole = RenderedViews(renders, categories=["car"], views_per_object=2, rays_per_view=16)
+    cropped = RenderedViews(renders, categories=["car"], views_per_object=2, rays_per_view=16,
+                            input_crop_margin=margin)
+    torch.manual_seed(0)
+    a = whole[0]
+    torch.manual_seed(0)
+    b = cropped[0]
+    for key in ("azimuth", "pixels", "rgb", "mask", "input_azimuth"):
+        assert torch.equal(a[key], b[key]), key
+    size = a["image"].shape[-1]
+    x0, y0, x1, y1 = box_from_mask(b["input_mask"][0].numpy().astype(np.uint8))
+    side = max(x1 - x0, y1 - y0)
+    # the box's longer side fills 1 / (1 + 2 margin) of the crop, centred
+    assert abs(side - size / (1 + 2 * margin)) <= 2
+    assert abs((x0 + x1) / 2 - size / 2) <= 1.5 and abs((y0 + y1) / 2 - size / 2) <= 1.5
+    wx0, wy0, wx1, wy1 = box_from_mask(a["input_mask"][0].numpy().astype(np.uint8))
+    assert max(wx1 - wx0, wy1 - wy0) != side  # the whole render frames it otherwise
+    assert (b["image"].sum(0)[b["input_mask"][0] == 0] == 0).all()  # black background
+    # an empty mask comes back whole rather than failing
+    rgb, mask = crop_like_collection(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8),
+                                     margin)
+    assert rgb.shape == (8, 8, 3) and mask.sum() == 0
 
 
 @pytest.mark.parametrize("workers", [2])

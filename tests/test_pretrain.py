@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from ss3d import tracking
@@ -107,3 +108,24 @@ def test_pretrain_notebook_through_papermill(tiny_data, tmp_path):
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
     assert len(runs) == 1 and runs[0].data.metrics["val/mask_iou"] >= 0
+
+
+def test_viewpoint_network_reads_cropped_views_and_the_reconstruction_whole_ones(tiny_data):
+    """``pretrain.viewpoint_crop``: the viewpoint network's validation views are framed as its
+    training views (and the collections) are; the reconstruction's input views are unchanged."""
+    from ss3d.stages.data import data_paths
+    from ss3d.stages.pretrain import ValidationSet, viewpoint_crop_margin
+
+    cfg = _cfg(tiny_data)
+    renders = data_paths(cfg).renders
+    margin = viewpoint_crop_margin(cfg)
+    assert cfg.pretrain.viewpoint_crop and margin == cfg.data.crop_margin
+    whole = ValidationSet.from_renders(renders, cfg.data.categories, ("val", "test"), 4, 1)
+    cropped = ValidationSet.from_renders(renders, cfg.data.categories, ("val", "test"), 4, 1,
+                                         margin)
+    assert whole.viewpoint_images is None
+    assert torch.equal(cropped.images, whole.images)
+    assert cropped.viewpoint_images.shape == whole.images.shape
+    assert not torch.equal(cropped.viewpoint_images, whole.images)
+    assert viewpoint_crop_margin(_cfg(tiny_data, **{"pretrain.viewpoint_crop": False})) is None
+    assert viewpoint_crop_margin(_cfg(tiny_data, **{"model.viewpoint_net": False})) is None

@@ -167,6 +167,10 @@ class PretrainConfig:
                              "the viewpoint network, which has its own optimiser; lower than "
                              "the reconstruction's lr (docs/results.md: the viewpoint network "
                              "on the world).")
+    viewpoint_crop: bool = _f(True, help="The viewpoint network trains (and is validated) on "
+                              "each input view cropped around its object's box with "
+                              "data.crop_margin, as the collection photos it reads in "
+                              "self-training are; the reconstruction's views stay whole.")
 
 
 @dataclass

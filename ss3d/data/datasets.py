@@ -17,10 +17,10 @@ from torch.utils.data import Dataset
 
 from ss3d.cameras import Intrinsics, sample_pixels
 from ss3d.data.h5 import H5FormatError, check_format
-from ss3d.data.ingest import COLLECTION_FORMAT
+from ss3d.data.ingest import COLLECTION_FORMAT, SkipImage, box_from_mask, square_crop
 from ss3d.data.render import RENDER_FORMAT
 
-__all__ = ["ImageCollection", "RenderedViews", "read_hidden_cameras"]
+__all__ = ["ImageCollection", "RenderedViews", "crop_like_collection", "read_hidden_cameras"]
 
 _RENDER_DATASETS = ("rgb", "mask", "azimuth", "elevation", "distance", "model_id", "category",
                     "split")
@@ -73,6 +73,27 @@ class _LazyH5(Dataset):
         return state
 
 
+def crop_like_collection(rgb: np.ndarray, mask: np.ndarray, margin: float
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """A rendered view framed as a collection photo is: the square around the object's box
+    with ``margin`` per side, resized back to the view's size (:func:`ss3d.data.ingest.
+    square_crop`, the same function the collections go through).
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8. mask: ``(H, W)`` {0, 1}.
+
+    Returns:
+        ``rgb (H, W, 3)`` float in [0, 1] with a black background and ``mask (H, W)`` float
+        {0, 1}. A view whose mask is empty is returned whole.
+    """
+    try:
+        box = box_from_mask(mask)
+    except SkipImage:
+        return rgb.astype(np.float32) / 255.0 * mask[..., None], mask.astype(np.float32)
+    cropped, cropped_mask, _ = square_crop(rgb, mask, box, mask.shape[0], margin)
+    return cropped.astype(np.float32) / 255.0, cropped_mask.astype(np.float32)
+
+
 class RenderedViews(_LazyH5):
     """Pre-training samples: one encoder view + ``K`` supervision views with sampled pixels.
 
@@ -85,7 +106,9 @@ class RenderedViews(_LazyH5):
         index () int, category (str)
 
     Rays are built from ``pixels`` and the cameras by :func:`ss3d.cameras.pixel_rays` with
-    :attr:`intrinsics`, on the training device.
+    :attr:`intrinsics`, on the training device. With ``input_crop_margin`` the input view (and
+    its mask) is cropped as a collection photo is (:func:`crop_like_collection`); the
+    supervision views are never cropped (their cameras are the render's).
     """
 
     format = RENDER_FORMAT
@@ -94,8 +117,9 @@ class RenderedViews(_LazyH5):
     def __init__(self, path: str | Path, *, categories: Sequence[str] | None = None,
                  splits: Sequence[str] = ("train",), views_per_object: int = 3,
                  rays_per_view: int = 256, foreground_fraction: float = 0.5,
-                 include_input_view: bool = False):
+                 include_input_view: bool = False, input_crop_margin: float | None = None):
         self.categories_filter = None if categories is None else list(categories)
+        self.input_crop_margin = input_crop_margin
         self.splits = tuple(splits)
         self.views_per_object = views_per_object
         self.rays_per_view = rays_per_view
@@ -147,8 +171,13 @@ class RenderedViews(_LazyH5):
                                       self.foreground_fraction, pixels_rng)
         flat = flat.numpy()
         take = np.arange(k)[:, None]
-        input_rgb = all_rgb[input_view].astype(np.float32) / 255.0
-        input_mask = all_mask[input_view].astype(np.float32)
+        if self.input_crop_margin is None:
+            input_rgb = all_rgb[input_view].astype(np.float32) / 255.0
+            input_mask = all_mask[input_view].astype(np.float32)
+        else:
+            input_rgb, input_mask = crop_like_collection(all_rgb[input_view],
+                                                         all_mask[input_view],
+                                                         self.input_crop_margin)
         return {
             "image": torch.from_numpy(input_rgb * input_mask[..., None]).permute(2, 0, 1),
             "input_mask": torch.from_numpy(input_mask)[None],

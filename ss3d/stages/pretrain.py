@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ss3d.cameras import Intrinsics
 from ss3d.config import ExperimentConfig
-from ss3d.data.datasets import RenderedViews
+from ss3d.data.datasets import RenderedViews, crop_like_collection
 from ss3d.engine import (
     Runtime,
     autocast,
@@ -80,10 +80,13 @@ class ValidationSet:
     intrinsics: Intrinsics
     input_azimuth: torch.Tensor | None = None  # (N,) camera of the input view
     input_elevation: torch.Tensor | None = None
+    # (N, 3, H, W) the input views as the viewpoint network reads them (None: ``images``)
+    viewpoint_images: torch.Tensor | None = None
 
     @classmethod
     def from_renders(cls, path: Path, categories: list[str], splits: tuple[str, ...],
-                     max_models: int, novel_views: int) -> ValidationSet:
+                     max_models: int, novel_views: int,
+                     viewpoint_crop_margin: float | None = None) -> ValidationSet:
         index = RenderedViews(path, categories=categories, splits=splits)
         rows = _spread_rows(index.rows, index.row_categories, max_models)
         with h5py.File(path, "r") as f:
@@ -95,12 +98,17 @@ class ValidationSet:
             cams = {k: torch.from_numpy(np.stack([f[k][r] for r in rows]))
                     for k in ("azimuth", "elevation", "distance")}
             cats = [str(c) for c in f["category"].asstr()[:][rows]]
+            viewpoint_images = None if viewpoint_crop_margin is None else torch.stack([
+                torch.from_numpy(crop_like_collection(f["rgb"][r][0], f["mask"][r][0],
+                                                      viewpoint_crop_margin)[0]).permute(2, 0, 1)
+                for r in rows])
         masked = rgb * mask[..., None]
         return cls(images=masked[:, 0].permute(0, 3, 1, 2).contiguous(),
                    azimuth=cams["azimuth"][:, 1:n + 1], elevation=cams["elevation"][:, 1:n + 1],
                    distance=cams["distance"][:, 1:n + 1], masks=mask[:, 1:n + 1],
                    rgb=masked[:, 1:n + 1], categories=cats, intrinsics=index.intrinsics,
-                   input_azimuth=cams["azimuth"][:, 0], input_elevation=cams["elevation"][:, 0])
+                   input_azimuth=cams["azimuth"][:, 0], input_elevation=cams["elevation"][:, 0],
+                   viewpoint_images=viewpoint_images)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -191,11 +199,20 @@ def endless(loader: DataLoader, sampler: DistributedSampler | None = None) -> It
         epoch += 1
 
 
+def viewpoint_crop_margin(cfg: ExperimentConfig) -> float | None:
+    """The crop margin of the viewpoint network's input views; None for whole views (or no
+    viewpoint network)."""
+    use = cfg.model.viewpoint_net and cfg.pretrain.viewpoint_crop
+    return cfg.data.crop_margin if use else None
+
+
 class ViewpointTraining:
     """The viewpoint network's own batches, optimiser and schedule (``model.viewpoint_net``).
 
     One step per pre-training step, on ``pretrain.viewpoint_batch`` rendered views labelled
-    with their cameras, at ``pretrain.viewpoint_lr`` on the reconstruction's schedule; it
+    with their cameras (cropped like collection photos with ``pretrain.viewpoint_crop``: a
+    network that reads crops in self-training and whole renders here would meet a framing
+    it never saw), at ``pretrain.viewpoint_lr`` on the reconstruction's schedule; it
     shares no parameter with the reconstruction, so its update never touches (or clips) the
     reconstruction's gradients.
     """
@@ -203,7 +220,8 @@ class ViewpointTraining:
     def __init__(self, net: ViewpointNet, cfg: ExperimentConfig, renders: Path,
                  runtime: Runtime):
         views = RenderedViews(renders, categories=cfg.data.categories, splits=("train",),
-                              views_per_object=1, rays_per_view=1)
+                              views_per_object=1, rays_per_view=1,
+                              input_crop_margin=viewpoint_crop_margin(cfg))
         sampler = DistributedSampler(views) if runtime.distributed else None
         loader = DataLoader(views, batch_size=runtime.local_batch(cfg.pretrain.viewpoint_batch,
                                                                   len(views)),
@@ -360,7 +378,8 @@ def _validate(net: ReconstructionNet, val: ValidationSet, state: PretrainState,
         latent = net.encode(val.images.to(device))
         rendered = render_validation(lambda idx, p: net.query(p, latent[idx]), val, cfg,
                                      device)
-        predicted = (net.viewpoint.most_likely(*net.viewpoint(val.images.to(device)))
+        viewpoint_input = val.images if val.viewpoint_images is None else val.viewpoint_images
+        predicted = (net.viewpoint.most_likely(*net.viewpoint(viewpoint_input.to(device)))
                      if net.viewpoint is not None else None)
     net.train()
     metrics = validation_metrics(rendered, val, predicted)
@@ -400,7 +419,8 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
 
     train_set = training_views(cfg, renders)
     val = ValidationSet.from_renders(renders, cfg.data.categories, ("val", "test"),
-                                     cfg.pretrain.val_models, cfg.pretrain.val_views)
+                                     cfg.pretrain.val_models, cfg.pretrain.val_views,
+                                     viewpoint_crop_margin(cfg))
     sampler = DistributedSampler(train_set) if runtime.distributed else None
     loader = DataLoader(train_set, batch_size=runtime.local_batch(cfg.optim.batch_size,
                                                                   len(train_set)),
