@@ -106,7 +106,7 @@ def _as_batch(*values: torch.Tensor | float) -> list[torch.Tensor]:
     tensors = [torch.as_tensor(v, dtype=torch.get_default_dtype()) if not torch.is_tensor(v)
                else v for v in values]
     # broadcast_tensors, not broadcast_shapes: the latter imports torch.fx's symbolic shapes
-    # (and SymPy) on first call, a quarter second of every `ss3d reconstruct`
+    # (and SymPy) on its first call, which every `ss3d reconstruct` would pay for
     return [t.reshape(-1) for t in torch.broadcast_tensors(*tensors)]
 
 

@@ -322,8 +322,8 @@ def load_network(path: str | Path, map_location: str | torch.device = "cpu",
     :class:`ss3d.engine.CheckpointError` naming the file when it is not an ss3d checkpoint.
 
     ``skip_init`` builds the modules on PyTorch's meta device and adopts the checkpoint's
-    tensors, skipping the random initialisation the checkpoint overwrites anyway (a third of a
-    second for the two ResNets; ``ss3d reconstruct`` uses it). The stages keep the default: the
+    tensors, skipping the random initialisation the checkpoint overwrites anyway (``ss3d
+    reconstruct`` uses it; docs/results.md has its cost). The stages keep the default: the
     initialisation draws from the global random stream, and their later draws follow it.
     """
     from ss3d.engine import load_checkpoint

@@ -71,7 +71,7 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(512 * BasicBlock.expansion, num_classes)
         for m in self.modules():
             # on the meta device (a network about to take a checkpoint's tensors) there is
-            # nothing to draw, and PyTorch's meta normal_ imports torch._dynamo (0.7 s)
+            # nothing to draw, and PyTorch's meta normal_ imports torch._dynamo (slow)
             if isinstance(m, nn.Conv2d) and not m.weight.is_meta:
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):

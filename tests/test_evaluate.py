@@ -175,8 +175,8 @@ def test_reconstruct_writes_a_mesh_and_a_turntable(store, tmp_path, capsys, mode
 
 def test_reconstruct_from_a_checkpoint_loads_only_what_it_uses(store, tmp_path):
     """One photo from a checkpoint file, in a fresh process as a user runs it: a mesh, and
-    none of the imports that once cost a second or more (MLflow, torchvision, torch._dynamo and
-    SymPy through the meta device's normal_ or broadcast_shapes, SciPy's k-d tree)."""
+    none of the slow imports it does not need (MLflow, torchvision, torch._dynamo and SymPy
+    through the meta device's normal_ or broadcast_shapes, SciPy's k-d tree)."""
     root, cfg, _, _, _ = store
     image, mask = _photo(root)
     ckpt = Path(cfg.output_dir) / cfg.name / "pretrain" / "last.pt"

@@ -66,7 +66,7 @@ def _canonical_categories(cfg: ExperimentConfig, source: str) -> None:
     The rules are those of :func:`ss3d.data.taxonomy.canonical_category_keys`: pre-training
     and held-out categories need a procedural generator unless ``data.shapenet_root`` is set.
     """
-    # the generators' package takes a tenth of a second to import: only when a config is loaded
+    # the generators' package is slow to import: only when a config is loaded
     from ss3d.data.procedural import PROCEDURAL_CATEGORIES
 
     d = cfg.data

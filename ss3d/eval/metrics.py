@@ -21,7 +21,7 @@ import torch
 from pytorch3d.ops import knn_points, sample_points_from_meshes
 from pytorch3d.structures import Meshes
 
-if TYPE_CHECKING:  # SciPy's spatial package takes a quarter second to import: when used
+if TYPE_CHECKING:  # SciPy's spatial package is slow to import: imported where used
     from scipy.spatial import cKDTree
 
 __all__ = ["chamfer_fscore", "nearest_distances", "nearest_neighbours", "sample_mesh_surface",
