@@ -25,7 +25,7 @@ def to_trimesh(mesh: ExtractedMesh) -> trimesh.Trimesh:
 
 def figure_renderer(size: int = 96, fov_degrees: float = 40.0,
                     background: float = 1.0) -> MeshRenderer:
-    """A renderer for :func:`mesh_views`; reuse it (creating one costs ~0.5 s on CPU EGL)."""
+    """A renderer for :func:`mesh_views`; reuse it (creating one is slow on CPU EGL)."""
     return MeshRenderer(Intrinsics.from_fov(fov_degrees, size), light_intensity=3.0,
                         ambient=0.45, background=(background,) * 3)
 
