@@ -148,8 +148,8 @@ def main() -> None:
         raise SystemExit(f"{run / 'camera_bank.pt'} is not a bank of {path}'s training images")
     size = dataset.crop_size
     intrinsics = Intrinsics.from_fov(cfg.render.fov_degrees, size)
-    masks = torch.stack([dataset[i]["mask"].reshape(size, size).float()
-                         for i in range(len(dataset))])
+    items = [dataset[i] for i in range(len(dataset))]  # one read of each image
+    masks = torch.stack([item["mask"].reshape(size, size).float() for item in items])
     axis = torch.linspace(-0.55, 0.55, args.grid)
     points = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
     azimuth, elevation, distance = bank.cameras()  # (N, H)
@@ -171,7 +171,7 @@ def main() -> None:
     for score in ("loglik", "iou"):
         rows[f"consensus ({score})"] = consensus_choice(cone, score)
     net, _ = load_network(run / "last.pt")
-    images = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+    images = torch.stack([item["image"] for item in items])
     for label, encoder in (("viewpoint", net.viewpoint.encoder if net.viewpoint else None),
                            ("shape", net.encoder)):
         if encoder is None:

@@ -1,10 +1,10 @@
 """ResNet-18 / ResNet-34 backbones with torchvision's layout, parameter names and initialisation.
 
 Why not ``torchvision.models.resnet18``: importing any part of torchvision imports the whole
-package, whose ``torchvision.ops`` imports ``torch._dynamo``; on this project's CPU machines
-that is about a second of every process that builds a network (``ss3d reconstruct`` of one
-photo, every notebook kernel), for two small classes (docs/results.md, Speed: the command line
-and reconstruction). These are the same classes, built in the same order: the parameter names
+package, whose ``torchvision.ops`` imports ``torch._dynamo``: a slow import in every process
+that builds a network (``ss3d reconstruct`` of one photo, every notebook kernel), for two
+small classes (its cost: docs/results.md, Speed: the command line and reconstruction).
+These are the same classes, built in the same order: the parameter names
 (so torchvision weight files load unchanged), the forward pass and, from the same seed, every
 initial weight are equal to torchvision's (tested against torchvision itself).
 

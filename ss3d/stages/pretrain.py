@@ -93,15 +93,16 @@ class ValidationSet:
             n = min(novel_views, int(f.attrs["views_per_model"]) - 1)
             if n < 1:
                 raise ValueError(f"{path}: validation needs at least 2 views per model")
-            rgb = torch.from_numpy(np.stack([f["rgb"][r] for r in rows])).float() / 255.0
-            mask = torch.from_numpy(np.stack([f["mask"][r] for r in rows])).float()
+            rgb_u8 = np.stack([f["rgb"][r] for r in rows])  # (N, V, H, W, 3)
+            mask_u8 = np.stack([f["mask"][r] for r in rows])  # (N, V, H, W)
             cams = {k: torch.from_numpy(np.stack([f[k][r] for r in rows]))
                     for k in ("azimuth", "elevation", "distance")}
             cats = [str(c) for c in f["category"].asstr()[:][rows]]
-            viewpoint_images = None if viewpoint_crop_margin is None else torch.stack([
-                torch.from_numpy(crop_like_collection(f["rgb"][r][0], f["mask"][r][0],
-                                                      viewpoint_crop_margin)[0]).permute(2, 0, 1)
-                for r in rows])
+        rgb, mask = torch.from_numpy(rgb_u8).float() / 255.0, torch.from_numpy(mask_u8).float()
+        viewpoint_images = None if viewpoint_crop_margin is None else torch.stack([
+            torch.from_numpy(crop_like_collection(view_rgb, view_mask,
+                                                  viewpoint_crop_margin)[0]).permute(2, 0, 1)
+            for view_rgb, view_mask in zip(rgb_u8[:, 0], mask_u8[:, 0], strict=True)])
         masked = rgb * mask[..., None]
         return cls(images=masked[:, 0].permute(0, 3, 1, 2).contiguous(),
                    azimuth=cams["azimuth"][:, 1:n + 1], elevation=cams["elevation"][:, 1:n + 1],
