@@ -5,7 +5,8 @@ show the viewpoint network whole renders, where the camera's distance frames the
 This trains the viewpoint network alone (it shares nothing with the reconstruction) on the
 experiment's rendered training views, with each view whole, cropped like a collection photo
 (:func:`ss3d.data.datasets.crop_like_collection`), or cropped and mirrored (a left-right
-symmetric object at azimuth ``a``, mirrored, is itself at ``-a``), and scores acc@30 on the
+symmetric object at azimuth ``a``, mirrored, is itself at ``-a``), or cropped with its colours
+shuffled (:func:`recolour`), and scores acc@30 on the
 held-out renders (whole and cropped), the held-out airplanes, and every rendered collection
 (their hidden cameras; evaluation only). The pre-trained checkpoint's own network is scored
 first. Run after ``make smoke`` (or any experiment's render and pre-training):
@@ -59,6 +60,20 @@ def accuracy(net: ViewpointNet, images: torch.Tensor, azimuth: torch.Tensor,
     return float(viewpoint_accuracy(*predicted, azimuth, elevation).mean())
 
 
+def recolour(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Each image ``(B, 3, H, W)`` with its colour channels in a random order, turned grey with
+    probability 0.3, and scaled in brightness by 0.6–1.4: a category's part colours stop
+    telling its pose, so what the network can learn is the one cue that may carry over to a
+    category it never saw, the shape. The black background stays black."""
+    b = x.shape[0]
+    order = torch.argsort(torch.rand(b, 3, generator=g), dim=1)  # (B, 3)
+    x = torch.gather(x, 1, order[:, :, None, None].expand_as(x))
+    grey = (torch.rand(b, generator=g) < 0.3)[:, None, None, None]
+    x = torch.where(grey, x.mean(1, keepdim=True).expand_as(x), x)
+    gain = 0.6 + 0.8 * torch.rand(b, 1, 1, 1, generator=g)
+    return (x * gain).clamp(0.0, 1.0)
+
+
 def train(cfg, views: dict, variant: str, steps: int, batch: int, seed: int = 0) -> ViewpointNet:
     """A fresh viewpoint network trained ``steps`` steps on ``views`` as ``variant`` frames
     them, with pre-training's optimiser settings (Adam at ``pretrain.viewpoint_lr``, one cycle)."""
@@ -76,6 +91,8 @@ def train(cfg, views: dict, variant: str, steps: int, batch: int, seed: int = 0)
             flip = torch.rand(batch, generator=g) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
             azimuth = torch.where(flip, -azimuth, azimuth)
+        elif variant == "crop+colour":
+            x = recolour(x, g)
         loss = net.loss(x, azimuth, views["elevation"][idx])
         opt.zero_grad()
         loss.backward()
@@ -89,8 +106,10 @@ def main() -> None:
     parser.add_argument("--config", default=None, help="experiment YAML (default: smoke)")
     parser.add_argument("--steps", type=int, default=900)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="each variant trained once per seed (its init and batches)")
     parser.add_argument("--variants", nargs="+", default=["whole", "crop"],
-                        choices=("whole", "crop", "crop+mirror"))
+                        choices=("whole", "crop", "crop+mirror", "crop+colour"))
     args = parser.parse_args()
 
     cfg = load_config(args.config)
@@ -129,9 +148,11 @@ def main() -> None:
             row("pre-trained (its checkpoint)", pretrained.viewpoint)
     train_views = rendered_views(paths.renders, ("train",), cfg.data.categories, margin)
     for variant in args.variants:
-        tic = time.perf_counter()
-        net = train(cfg, train_views, variant, args.steps, args.batch)
-        row(f"{variant}, {args.steps} x {args.batch} ({time.perf_counter() - tic:.0f} s)", net)
+        for seed in args.seeds:
+            tic = time.perf_counter()
+            net = train(cfg, train_views, variant, args.steps, args.batch, seed)
+            row(f"{variant}, {args.steps} x {args.batch}, seed {seed} "
+                f"({time.perf_counter() - tic:.0f} s)", net)
 
 
 if __name__ == "__main__":

@@ -196,6 +196,11 @@ def test_renders_with_a_look_and_the_transfer_inputs_drawn_like_them(tmp_path, m
     cfg_plain, paths, plain = rendered("plain")
     plain_items, _ = synthetic_items(cfg_plain, paths.renders, paths)
     assert plain_items
+    val_items, _ = synthetic_items(cfg_plain, paths.renders, paths, split="val")
+    with h5py.File(paths.renders, "r") as f:
+        split_of = dict(zip(f["model_id"].asstr()[:], f["split"].asstr()[:]))
+    assert val_items and {split_of[i.key] for i in val_items} == {"val"}
+    assert {split_of[i.key] for i in plain_items} == {"test"}
     for look in ("plain", "heldout"):
         again = look_items(cfg_plain, plain_items, paths.renders, look)
         same = [torch.equal(a.image, b.image) for a, b in zip(plain_items, again)]

@@ -68,10 +68,11 @@ def _mesh_path(root: Path, category: str, model_id: str) -> Path:
     return root / SYNSETS.get(category, category) / model_id / "models" / "model_normalized.obj"
 
 
-def synthetic_items(cfg: ExperimentConfig, renders: Path, paths: DataLayout
-                    ) -> tuple[list[EvalItem], Intrinsics]:
-    """Test-split models of every pre-training and held-out category in ``renders`` (their
-    meshes under ``paths.shapenet``)."""
+def synthetic_items(cfg: ExperimentConfig, renders: Path, paths: DataLayout,
+                    split: str = "test") -> tuple[list[EvalItem], Intrinsics]:
+    """The first ``evaluate.models_per_category`` models of ``split`` (the test split; "val"
+    to choose a setting without looking at it) of every pre-training and held-out category in
+    ``renders`` (their meshes under ``paths.shapenet``)."""
     e = cfg.evaluate
     items: list[EvalItem] = []
     shapenet = paths.shapenet
@@ -85,9 +86,9 @@ def synthetic_items(cfg: ExperimentConfig, renders: Path, paths: DataLayout
                                 cx=float(f.attrs["cx"]), cy=float(f.attrs["cy"]))
         views = min(e.novel_views, int(f.attrs["views_per_model"]) - 1)
         for category in [*cfg.data.categories, *cfg.data.heldout_categories]:
-            rows = np.flatnonzero((cats == category) & (splits == "test"))[:e.models_per_category]
+            rows = np.flatnonzero((cats == category) & (splits == split))[:e.models_per_category]
             if len(rows) == 0:
-                log.warning("%s: no test models of %s", renders, category)
+                log.warning("%s: no %s models of %s", renders, split, category)
             for r in rows:
                 rgb = torch.from_numpy(f["rgb"][r]).float() / 255.0  # (V, H, W, 3)
                 mask = torch.from_numpy(f["mask"][r]).float()
