@@ -32,7 +32,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ss3d.config import load_config  # noqa: E402
-from ss3d.eval.baselines import build_baselines  # noqa: E402
+from ss3d.eval.baselines import build_baselines, shape_metrics  # noqa: E402
 from ss3d.eval.items import synthetic_items  # noqa: E402
 from ss3d.eval.mesh import extract_mesh  # noqa: E402
 from ss3d.eval.metrics import chamfer_fscore, sample_mesh_surface  # noqa: E402
@@ -71,9 +71,9 @@ def main() -> None:
     with torch.no_grad():
         for item in tqdm(items, desc=f"{args.split} items", unit="item"):
             if item.category in baselines.medoid:
-                shapes = baselines.train[item.category]
-                medoid.append(chamfer_fscore(shapes.surfaces[baselines.medoid[item.category]],
-                                             item.surface, thresholds)["fscore@0.05"])
+                medoid.append(shape_metrics(baselines.train[item.category],
+                                            baselines.medoid[item.category], item,
+                                            thresholds)["fscore@0.05"])
             else:
                 medoid.append(float("nan"))
             latent = net.encode(item.image[None])
