@@ -1,7 +1,7 @@
 """Where the mesh's thin parts go: grid resolution, coarse-to-fine and surface level.
 
     .venv/bin/python benchmarks/mesh_level.py CHECKPOINT [--config experiments/smoke.yaml]
-        [--split val] [--resolutions 48 96] [--coarse 2 1] [--levels 0.4 0.5 0.6]
+        [--split val] [--resolutions 48 96] [--coarse 2 1] [--levels 0.6 0.7 0.8]
 
 The evaluation extracts each shape with marching cubes on an ``evaluate.mesh_resolution``
 grid, coarse to fine (``evaluate.coarse_factor``: only cells whose coarse corners straddle
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[48, 96])
     parser.add_argument("--coarse", type=int, nargs="+", default=[2, 1],
                         help="coarse_factor values (1 = every grid point queried)")
-    parser.add_argument("--levels", type=float, nargs="+", default=[0.4, 0.5, 0.6],
+    parser.add_argument("--levels", type=float, nargs="+", default=[0.6, 0.7, 0.8],
                         help="peak_fraction values")
     args = parser.parse_args()
 

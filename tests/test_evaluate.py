@@ -94,8 +94,8 @@ def test_every_stage_logs_its_headline_numbers_under_stable_names(store):
     headline = {r.data.tags["ss3d.stage"]: {k for k in r.data.metrics if k.startswith(
         "headline.")} for r in runs}
     assert {"headline.val_mask_iou", "headline.val_psnr"} <= headline["pretrain"]
-    assert {"headline.mask_iou", "headline.pose_acc30",
-            "headline.pose_acc30_vertical"} <= headline["selftrain"]
+    assert {"headline.mask_iou", "headline.pose_acc30", "headline.pose_acc30_vertical",
+            "headline.viewpoint_net_acc30"} <= headline["selftrain"]
     assert headline["distill"] == {"headline.agreement"}
     assert {"headline.collection.distilled.fscore_0.05",
             "headline.synthetic.pretrained.fscore_0.05"} <= headline["evaluate"]

@@ -293,7 +293,7 @@ class EvalConfig:
     mesh_resolution: int = _f(48, ge=8, help="Voxels per side of the marching-cubes grid.")
     density_threshold: float = _f(5.0, ge=0.0, help="Density of the extracted surface (and of "
                                   "the volumetric IoU's inside), unless peak_fraction > 0.")
-    peak_fraction: float = _f(0.6, ge=0.0, lt=1.0, help="If > 0: extract every shape at this "
+    peak_fraction: float = _f(0.7, ge=0.0, lt=1.0, help="If > 0: extract every shape at this "
                               "fraction of its own peak density on the grid instead of at "
                               "density_threshold (needs no re-tuning for another "
                               "model.density_scale).")

@@ -331,8 +331,11 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
         job.save(final=True)
         if state.epochs:
             last = state.epochs[-1]
+            # viewpoint_net_acc30: the pose prior's own accuracy (rendered collections with a
+            # viewpoint prior), so that sweeps over pre-training report it per collection
             run.log_headline({key: last.get(key) for key in (
-                "mask_iou", "pose_acc30", "pose_acc30_vertical", "pose_best_of_h_acc30")})
+                "mask_iou", "pose_acc30", "pose_acc30_vertical", "pose_best_of_h_acc30",
+                "viewpoint_net_acc30")})
         result.figures["curves"] = curves_figure(state.history, state.epochs)
         run.log_figure(result.figures["curves"], "curves")
         _log_cameras(run, data, state.alignment)
