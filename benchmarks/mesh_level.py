@@ -24,6 +24,7 @@ import itertools
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ss3d.config import load_config  # noqa: E402
+from ss3d.config import ExperimentConfig, load_config  # noqa: E402
 from ss3d.eval.baselines import build_baselines, shape_metrics  # noqa: E402
 from ss3d.eval.items import synthetic_items  # noqa: E402
 from ss3d.eval.mesh import extract_mesh  # noqa: E402
@@ -39,37 +40,29 @@ from ss3d.eval.metrics import chamfer_fscore, sample_mesh_surface  # noqa: E402
 from ss3d.model import load_network  # noqa: E402
 from ss3d.stages.data import data_paths  # noqa: E402
 
+Setting = tuple[int, int, float]  # (resolution, coarse_factor, peak_fraction)
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("checkpoint")
-    parser.add_argument("--config", default="experiments/smoke.yaml")
-    parser.add_argument("--split", default="val", choices=("val", "test"))
-    parser.add_argument("--per-category", type=int, default=None,
-                        help="models per category (default: evaluate.models_per_category)")
-    parser.add_argument("--resolutions", type=int, nargs="+", default=[48, 96])
-    parser.add_argument("--coarse", type=int, nargs="+", default=[2, 1],
-                        help="coarse_factor values (1 = every grid point queried)")
-    parser.add_argument("--levels", type=float, nargs="+", default=[0.6, 0.7, 0.8],
-                        help="peak_fraction values")
-    args = parser.parse_args()
 
-    overrides = {} if args.per_category is None else {
-        "evaluate.models_per_category": args.per_category}
-    cfg = load_config(args.config, overrides)
+def score_settings(cfg: ExperimentConfig, checkpoint: str | Path, split: str,
+                   settings: list[Setting], progress: bool = True) -> list[dict[str, Any]]:
+    """One row per setting: ``resolution``, ``coarse``, ``level``, pooled ``seen_f02`` and
+    ``seen_f05``, ``zero_shot_f05`` and ``airplane_f02`` (NaN when the split has none),
+    ``above_medoid`` (seen categories whose mean F@0.05 beats their medoid's) of
+    ``seen_categories``, ``seconds_per_mesh``, and ``items``."""
     e = cfg.evaluate
     thresholds = tuple(e.fscore_thresholds)
     paths = data_paths(cfg)
-    items, _ = synthetic_items(cfg, paths.renders, paths, split=args.split)
+    items, _ = synthetic_items(cfg, paths.renders, paths, split=split)
+    if not items:
+        raise ValueError(f"{paths.renders}: no {split} models to score")
     baselines = build_baselines(cfg, paths.renders)
-    net, _ = load_network(args.checkpoint)
+    net, _ = load_network(checkpoint)
     net.eval()
-    settings = list(itertools.product(args.resolutions, args.coarse, args.levels))
-    scores: dict[tuple, list[dict[str, float]]] = {s: [] for s in settings}
-    seconds: dict[tuple, float] = dict.fromkeys(settings, 0.0)
+    scores: dict[Setting, list[dict[str, float]]] = {s: [] for s in settings}
+    seconds: dict[Setting, float] = dict.fromkeys(settings, 0.0)
     medoid: list[float] = []
     with torch.no_grad():
-        for item in tqdm(items, desc=f"{args.split} items", unit="item"):
+        for item in tqdm(items, desc=f"{split} items", unit="item", disable=not progress):
             if item.category in baselines.medoid:
                 medoid.append(shape_metrics(baselines.train[item.category],
                                             baselines.medoid[item.category], item,
@@ -90,20 +83,53 @@ def main() -> None:
     cats = np.array([item.category for item in items])
     seen = ~np.array([item.zero_shot for item in items])
     medoid_f = np.array(medoid)
-    print(f"{len(items)} {args.split} items of {len(set(cats))} categories "
-          f"({int(seen.sum())} seen); {args.checkpoint}")
-    print(f"{'resolution':>10s}{'coarse':>7s}{'level':>6s}{'seen F@.02':>11s}{'seen F@.05':>11s}"
-          f"{'0-shot F@.05':>13s}{'airplane F@.02':>15s}{'> medoid':>9s}{'s/mesh':>7s}")
+    seen_cats = sorted(set(cats[seen]))
+
+    def mean(values: np.ndarray, where: np.ndarray) -> float:
+        return float(values[where].mean()) if where.any() else float("nan")
+
+    rows = []
     for s in settings:
         f02 = np.array([r["fscore@0.02"] for r in scores[s]])
         f05 = np.array([r["fscore@0.05"] for r in scores[s]])
-        above = sum(f05[seen & (cats == c)].mean() > medoid_f[seen & (cats == c)].mean()
-                    for c in sorted(set(cats[seen])))
-        zero = f"{f05[~seen].mean():.3f}" if (~seen).any() else "-"
-        plane = f"{f02[cats == 'airplane'].mean():.3f}" if (cats == "airplane").any() else "-"
-        print(f"{s[0]:>10d}{s[1]:>7d}{s[2]:>6.2f}{f02[seen].mean():>11.3f}"
-              f"{f05[seen].mean():>11.3f}{zero:>13s}{plane:>15s}"
-              f"{above:>5d}/{len(set(cats[seen])):<3d}{seconds[s] / len(items):>7.2f}")
+        above = sum(bool(f05[seen & (cats == c)].mean() > medoid_f[seen & (cats == c)].mean())
+                    for c in seen_cats)
+        rows.append({"resolution": s[0], "coarse": s[1], "level": s[2],
+                     "seen_f02": mean(f02, seen), "seen_f05": mean(f05, seen),
+                     "zero_shot_f05": mean(f05, ~seen),
+                     "airplane_f02": mean(f02, cats == "airplane"),
+                     "above_medoid": above, "seen_categories": len(seen_cats),
+                     "seconds_per_mesh": seconds[s] / len(items), "items": len(items)})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--config", default="experiments/smoke.yaml")
+    parser.add_argument("--split", default="val", choices=("val", "test"))
+    parser.add_argument("--per-category", type=int, default=None,
+                        help="models per category (default: evaluate.models_per_category)")
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[48, 96])
+    parser.add_argument("--coarse", type=int, nargs="+", default=[2, 1],
+                        help="coarse_factor values (1 = every grid point queried)")
+    parser.add_argument("--levels", type=float, nargs="+", default=[0.6, 0.7, 0.8],
+                        help="peak_fraction values")
+    args = parser.parse_args()
+
+    overrides = {} if args.per_category is None else {
+        "evaluate.models_per_category": args.per_category}
+    cfg = load_config(args.config, overrides)
+    settings = list(itertools.product(args.resolutions, args.coarse, args.levels))
+    rows = score_settings(cfg, args.checkpoint, args.split, settings)
+    print(f"{rows[0]['items']} {args.split} items; {args.checkpoint}")
+    print(f"{'resolution':>10s}{'coarse':>7s}{'level':>6s}{'seen F@.02':>11s}{'seen F@.05':>11s}"
+          f"{'0-shot F@.05':>13s}{'airplane F@.02':>15s}{'> medoid':>9s}{'s/mesh':>7s}")
+    for r in rows:
+        print(f"{r['resolution']:>10d}{r['coarse']:>7d}{r['level']:>6.2f}{r['seen_f02']:>11.3f}"
+              f"{r['seen_f05']:>11.3f}{r['zero_shot_f05']:>13.3f}{r['airplane_f02']:>15.3f}"
+              f"{r['above_medoid']:>5d}/{r['seen_categories']:<3d}"
+              f"{r['seconds_per_mesh']:>7.2f}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -662,3 +663,25 @@ def test_transfer_pairs_every_look_with_the_same_items(store, tmp_path):
     run = MlflowClient(uri).get_run(result.run_id)
     assert "headline.pretrained.heldout_minus_plain.fscore_0.05" in run.data.metrics
     assert run.data.tags["ss3d.stage"] == "transfer"
+
+
+def test_mesh_level_benchmark_scores_every_setting(store):
+    """``benchmarks/mesh_level.py`` on the tiny experiment's pre-trained model: one row per
+    (resolution, coarse factor, level), scores in [0, 1], the zero-shot chair scored apart."""
+    _, cfg, _, _, _ = store
+    spec = importlib.util.spec_from_file_location("mesh_level",
+                                                  REPO / "benchmarks" / "mesh_level.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    settings = [(16, 1, 0.6), (16, 2, 0.6), (16, 2, 0.9)]
+    rows = module.score_settings(cfg, Path(cfg.output_dir) / cfg.name / "pretrain" / "last.pt",
+                                 "test", settings, progress=False)
+    assert [(r["resolution"], r["coarse"], r["level"]) for r in rows] == settings
+    for r in rows:
+        assert r["items"] > 0 and r["seconds_per_mesh"] > 0
+        assert r["seen_categories"] == len(cfg.data.categories)
+        assert 0 <= r["above_medoid"] <= r["seen_categories"]
+        for key in ("seen_f02", "seen_f05", "zero_shot_f05"):
+            assert 0.0 <= r[key] <= 1.0, (key, r)
+        assert math.isnan(r["airplane_f02"])  # the tiny experiment has no airplanes
+        assert r["seen_f02"] <= r["seen_f05"]  # a looser threshold never scores lower
