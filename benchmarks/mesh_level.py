@@ -33,6 +33,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ss3d.config import ExperimentConfig, load_config  # noqa: E402
+from ss3d.engine import autocast  # noqa: E402
 from ss3d.eval.baselines import build_baselines, shape_metrics  # noqa: E402
 from ss3d.eval.items import synthetic_items  # noqa: E402
 from ss3d.eval.mesh import extract_mesh  # noqa: E402
@@ -61,7 +62,9 @@ def score_settings(cfg: ExperimentConfig, checkpoint: str | Path, split: str,
     scores: dict[Setting, list[dict[str, float]]] = {s: [] for s in settings}
     seconds: dict[Setting, float] = dict.fromkeys(settings, 0.0)
     medoid: list[float] = []
-    with torch.no_grad():
+    # the network under the evaluation's own autocast, so that a row at the evaluation's
+    # settings reads as the evaluation would
+    with torch.no_grad(), autocast(torch.device("cpu"), cfg.optim.amp):
         for item in tqdm(items, desc=f"{split} items", unit="item", disable=not progress):
             if item.category in baselines.medoid:
                 medoid.append(shape_metrics(baselines.train[item.category],
