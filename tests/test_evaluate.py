@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -25,7 +24,7 @@ from ss3d.stages.evaluate import evaluate_stage
 from ss3d.stages.pretrain import pretrain_stage
 from ss3d.stages.selftrain import selftrain_stage
 
-from .conftest import REPO
+from .conftest import REPO, load_benchmark
 from .test_pretrain import TINY
 
 EVAL = {**TINY, "name": "tiny-eval", "data.heldout_categories": ["chair"],
@@ -669,10 +668,7 @@ def test_mesh_level_benchmark_scores_every_setting(store):
     """``benchmarks/mesh_level.py`` on the tiny experiment's pre-trained model: one row per
     (resolution, coarse factor, level), scores in [0, 1], the zero-shot chair scored apart."""
     _, cfg, _, _, _ = store
-    spec = importlib.util.spec_from_file_location("mesh_level",
-                                                  REPO / "benchmarks" / "mesh_level.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("mesh_level")
     settings = [(16, 1, 0.6), (16, 2, 0.6), (16, 2, 0.9)]
     rows = module.score_settings(cfg, Path(cfg.output_dir) / cfg.name / "pretrain" / "last.pt",
                                  "test", settings, progress=False)

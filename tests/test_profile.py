@@ -4,22 +4,13 @@ no phase covers is the stage's ``other`` (known answers on a fake clock)."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 
-from .conftest import REPO
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location(
-        "profile_pipeline", REPO / "benchmarks" / "profile_pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import load_benchmark
 
 
 def test_phases_are_exclusive_and_the_rest_is_other(tmp_path, monkeypatch):
-    module = _module()
+    module = load_benchmark("profile_pipeline")
     clock = [0.0]
     monkeypatch.setattr(module.time, "perf_counter", lambda: clock[0])
 
@@ -52,7 +43,7 @@ def test_phases_are_exclusive_and_the_rest_is_other(tmp_path, monkeypatch):
 
 def test_every_instrumented_function_exists():
     """A renamed library function must not silently drop out of the profile."""
-    module = _module()
+    module = load_benchmark("profile_pipeline")
     for (module_name, attr) in module.PHASES:
         owner = importlib.import_module(module_name)
         for part in attr.split("."):
