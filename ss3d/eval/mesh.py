@@ -14,8 +14,8 @@ The level is either an absolute density (``threshold``) or, with ``peak_fraction
 fraction of the field's own peak density on the (coarse) grid. An absolute level is in the
 units of one model's density range (5 was chosen on the validation split for
 ``model.density_scale`` 10); a peak-relative level needs no re-tuning for models trained with
-another scale, or whose whole density range fine-tuning moved (docs/results.md, "Mesh density
-threshold": how the level was chosen, and ``benchmarks/mesh_level.py`` to choose it again).
+another scale, or whose whole density range fine-tuning moved (docs/results.md, "The world's
+surface level": how the level was chosen, and ``benchmarks/mesh_level.py`` to choose it again).
 """
 
 from __future__ import annotations
