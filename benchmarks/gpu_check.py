@@ -67,10 +67,23 @@ TINY = {
 
 
 class Checks:
-    """Runs named checks, records status, seconds and details, never stops at a failure."""
+    """Runs named checks, records status, seconds and details, never stops at a failure.
 
-    def __init__(self) -> None:
+    The JSON at ``out`` is rewritten (atomically) after every check, so a run killed at its
+    time limit still leaves the checks it finished."""
+
+    def __init__(self, out: Path, header: dict[str, Any]) -> None:
         self.results: list[dict[str, Any]] = []
+        self.out = out
+        self.header = header
+
+    def write(self) -> None:
+        report = {**self.header, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                  "checks": self.results}
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp_out = self.out.with_name(self.out.name + ".tmp")
+        tmp_out.write_text(json.dumps(report, indent=2, default=str))
+        tmp_out.replace(self.out)
 
     def run(self, name: str, fn: Callable[[], dict[str, Any] | None]) -> None:
         print(f"[gpu-check] {name} ...", flush=True)
@@ -80,17 +93,19 @@ class Checks:
             status = "passed"
         except Exception as err:  # a check's failure is a result, not the end of the run
             detail = {"error": f"{type(err).__name__}: {err}",
-                      "traceback": traceback.format_exc(limit=6)}
+                      "traceback": traceback.format_exc(limit=-12)}
             status = "failed"
         seconds = time.perf_counter() - tic
         self.results.append({"name": name, "status": status, "seconds": round(seconds, 2),
                              **detail})
         print(f"[gpu-check] {name}: {status} in {seconds:.1f} s"
               + (f" ({detail['error']})" if status == "failed" else ""), flush=True)
+        self.write()
 
     def skip(self, name: str, reason: str) -> None:
         self.results.append({"name": name, "status": "skipped", "reason": reason})
         print(f"[gpu-check] {name}: skipped ({reason})", flush=True)
+        self.write()
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -127,7 +142,7 @@ def fused_layer(device: torch.device) -> dict[str, Any]:
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 y = fn(*inputs)
             grads = torch.autograd.grad(y, inputs, upstream.to(y.dtype))
-            results.append([y.float(), *[gr.float() for gr in grads]])
+            results.append([y.detach().float(), *[gr.float() for gr in grads]])
         for a, ref in zip(*results):
             errors.append(float((a - ref).norm() / ref.norm().clamp(min=1e-12)))
         limit = 1e-4 if dtype is None else 0.15
@@ -225,7 +240,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "gpu-check.json")
     args = parser.parse_args()
     device = torch.device("cpu") if args.dry_run else select_device(args.device)
-    checks = Checks()
+    checks = Checks(args.out, {"device": str(device), "dry_run": args.dry_run})
     if device.type != "cuda" and not args.dry_run:
         print("[gpu-check] no CUDA device here: running the CPU dry run (--dry-run)", flush=True)
     checks.run("environment", lambda: environment(device))
@@ -255,12 +270,7 @@ def main() -> int:
     else:
         checks.skip("paper-size steps", "needs CUDA (minutes per step on a CPU: `make bench` "
                     "measures them there)")
-    report = {"device": str(device), "dry_run": args.dry_run,
-              "date": time.strftime("%Y-%m-%d %H:%M:%S"), "checks": checks.results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_name(args.out.name + ".tmp")
-    tmp_out.write_text(json.dumps(report, indent=2, default=str))
-    tmp_out.replace(args.out)
+    checks.write()
     failed = [c["name"] for c in checks.results if c["status"] == "failed"]
     print(f"[gpu-check] {len(checks.results)} checks, {len(failed)} failed"
           + (f": {', '.join(failed)}" if failed else "") + f"; results in {args.out}",

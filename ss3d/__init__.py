@@ -16,5 +16,8 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 # pyrender must pick its OpenGL platform before OpenGL is first imported; EGL renders headless
 # on the CPU (Mesa) and on NVIDIA nodes alike. Users can still override it.
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+# pyrender imports its pyglet viewer at import time; pyglet's default (X11) backend
+# needs libX11/libXrender, which a GPU node often lacks. Headless pyglet uses EGL too.
+os.environ.setdefault("PYGLET_HEADLESS", "true")
 
 __version__ = "0.1.0"

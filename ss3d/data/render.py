@@ -24,11 +24,13 @@ import json
 import logging
 import os
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+os.environ.setdefault("PYGLET_HEADLESS", "true")  # see ss3d/__init__.py
 
 # Mesa's EGL/llvmpipe loads its own LLVM; importing triton (PyTorch's compiler backend, pulled
 # in lazily by e.g. ``torch.optim.Adam.step`` via torch._dynamo) *after* that segfaults the
@@ -428,8 +430,15 @@ def _render_worker(args: tuple) -> dict:
     share the cores)."""
     records, out_path, settings, shard, val_fraction, test_fraction, source, queue = args
     torch.set_num_threads(1)
-    return render_models(records, out_path, settings, shard, val_fraction, test_fraction,
-                         source, progress=False, on_model=lambda: queue.put(1))
+    try:
+        return render_models(records, out_path, settings, shard, val_fraction, test_fraction,
+                             source, progress=False, on_model=lambda: queue.put(1))
+    except Exception as err:
+        # The pool pickles a worker's exception back to the parent; an OpenGL error holds
+        # ctypes arguments that do not pickle, and the parent would only see "Error sending
+        # result". A RuntimeError carrying the worker's own traceback always arrives.
+        raise RuntimeError(f"render worker {shard[0] + 1}/{shard[1]} failed on {out_path}: "
+                           f"{type(err).__name__}: {err}\n{traceback.format_exc()}") from None
 
 
 def render_models_parallel(records: Sequence[ModelRecord], out_path: str | Path,
