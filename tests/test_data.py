@@ -263,6 +263,34 @@ def test_parallel_render_writes_the_file_one_process_writes(shapenet_root, tmp_p
     assert not list(tmp_path.glob("*.shard-*"))
 
 
+def test_render_worker_error_reaches_the_parent_readable(monkeypatch, tmp_path):
+    """A worker's exception is pickled back to the parent; PyOpenGL's errors hold ctypes
+    arguments that do not pickle (seen on an NVIDIA node), which left only "Error sending
+    result". The worker re-raises a plain RuntimeError naming its shard, file and cause."""
+    import ctypes
+    import pickle
+
+    from ss3d.data import render as render_module
+
+    class GLLikeError(Exception):  # like OpenGL.error.GLError: an unpicklable argument
+        def __init__(self) -> None:
+            super().__init__("glGenTextures failed", ctypes.byref(ctypes.c_uint(1)))
+
+    def failing(*args, **kwargs):
+        raise GLLikeError()
+
+    monkeypatch.setattr(render_module, "render_models", failing)
+    with pytest.raises(TypeError):  # what the pool hit when it sent the error back
+        pickle.dumps(ctypes.byref(ctypes.c_uint(1)))
+    args = ([], tmp_path / "r.h5", SMALL, (1, 2), 0.1, 0.15, "procedural", None)
+    with pytest.raises(RuntimeError) as info:
+        render_module._render_worker(args)
+    message = str(info.value)
+    assert "render worker 2/2" in message and str(tmp_path / "r.h5") in message
+    assert "GLLikeError" in message and "glGenTextures failed" in message
+    assert isinstance(pickle.loads(pickle.dumps(info.value)), RuntimeError)
+
+
 def test_unreadable_mesh_is_skipped_and_listed(shapenet_root, tmp_path):
     root = tmp_path / "sn"
     shutil.copytree(shapenet_root / "02958343", root / "02958343")
