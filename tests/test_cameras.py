@@ -100,3 +100,37 @@ def test_gradients_reach_spherical_parameters():
     (origins.sum() + dirs.pow(2).mul(torch.arange(3.0)).sum() + uv.sum()).backward()
     for p in (az, el, dist):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+
+
+def test_edge_rays_land_on_the_silhouette_edge_where_thin_parts_are():
+    """``edge_fraction`` draws rays from pixels whose 3×3 neighbourhood holds both foreground
+    and background (checked against SciPy's morphology); a one-pixel "wing" gets a far larger
+    share of them than of uniform rays; with no edge share the stream is unchanged."""
+    from scipy import ndimage
+
+    from ss3d.cameras import sample_pixels
+
+    mask = torch.zeros(1, 32, 32)
+    mask[0, 8:24, 8:24] = 1.0  # a body
+    mask[0, 15, 24:31] = 1.0  # a one-pixel-thick wing
+    inside = mask[0].numpy() > 0.5
+    square = ndimage.generate_binary_structure(2, 2)
+    edge = (ndimage.binary_dilation(inside, square)
+            & ~ndimage.binary_erosion(inside, square, border_value=0))
+    flat, centres = sample_pixels(mask, 4000, foreground_fraction=0.0, edge_fraction=1.0,
+                                  generator=torch.Generator().manual_seed(0))
+    assert edge.reshape(-1)[flat[0].numpy()].all()
+    assert torch.equal(centres[0, :, 0], (flat[0] % 32).float() + 0.5)
+    wing = torch.zeros_like(mask, dtype=torch.bool)
+    wing[0, 15, 24:31] = True
+    on_wing_edge = wing.reshape(-1)[flat[0]].float().mean()
+    uniform, _ = sample_pixels(mask, 4000, foreground_fraction=0.0,
+                               generator=torch.Generator().manual_seed(0))
+    on_wing_uniform = wing.reshape(-1)[uniform[0]].float().mean()
+    assert on_wing_edge > 5 * on_wing_uniform
+    # edge_fraction = 0 draws nothing for the edge: the same pixels as before the option
+    a = sample_pixels(mask, 64, 0.3, torch.Generator().manual_seed(1))[0]
+    b = sample_pixels(mask, 64, 0.3, torch.Generator().manual_seed(1), edge_fraction=0.0)[0]
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="at most 1"):
+        sample_pixels(mask, 10, foreground_fraction=0.6, edge_fraction=0.5)

@@ -220,3 +220,9 @@ def test_the_encoder_batch_rule_is_the_real_batchnorm_limit():
                 encoder(images)
     load_config(None, {"model.encoder_size": 33, "optim.batch_size": 1,
                        "pretrain.viewpoint_batch": 1})  # a 2x2 map: fine with one image
+
+
+def test_ray_shares_over_one_are_refused_up_front():
+    with pytest.raises(ConfigError,
+                       match="pretrain.foreground_fraction \\+ pretrain.edge_fraction"):
+        load_config(None, {"pretrain.foreground_fraction": 0.6, "pretrain.edge_fraction": 0.5})

@@ -259,6 +259,11 @@ def validate(cfg: ExperimentConfig, source: str = "config") -> None:
         raise ConfigError(
             f"data.val_fraction + data.test_fraction: values {cfg.data.val_fraction} + "
             f"{cfg.data.test_fraction} leave no training models ({source})")
+    p = cfg.pretrain
+    if p.foreground_fraction + p.edge_fraction > 1.0:
+        raise ConfigError(
+            f"pretrain.foreground_fraction + pretrain.edge_fraction: values "
+            f"{p.foreground_fraction} + {p.edge_fraction} exceed 1 ({source})")
     _canonical_categories(cfg, source)
     _check_category_lists(cfg, source)
     _check_encoder_batches(cfg, source)

@@ -150,6 +150,10 @@ class PretrainConfig:
     rays_per_view: int = _f(256, ge=1)
     foreground_fraction: float = _f(0.1, ge=0.0, le=1.0,
                                     help="Share of sampled rays drawn from the object mask.")
+    edge_fraction: float = _f(0.0, ge=0.0, le=1.0,
+                              help="Share of sampled rays drawn from the silhouette's edge "
+                              "(where thin parts are); foreground_fraction + edge_fraction "
+                              "must be at most 1.")
     # Both targets are exact here (rendered views, known cameras), unlike self-training's
     # photos, which weight the mask lower (selftrain.mask_weight / rgb_weight) because a
     # searched camera explains a silhouette more loosely than colours.

@@ -117,6 +117,7 @@ class RenderedViews(_LazyH5):
     def __init__(self, path: str | Path, *, categories: Sequence[str] | None = None,
                  splits: Sequence[str] = ("train",), views_per_object: int = 3,
                  rays_per_view: int = 256, foreground_fraction: float = 0.5,
+                 edge_fraction: float = 0.0,
                  include_input_view: bool = False, input_crop_margin: float | None = None):
         self.categories_filter = None if categories is None else list(categories)
         self.input_crop_margin = input_crop_margin
@@ -124,6 +125,7 @@ class RenderedViews(_LazyH5):
         self.views_per_object = views_per_object
         self.rays_per_view = rays_per_view
         self.foreground_fraction = foreground_fraction
+        self.edge_fraction = edge_fraction
         self.include_input_view = include_input_view
         super().__init__(path)
 
@@ -168,7 +170,8 @@ class RenderedViews(_LazyH5):
         h, w = mask.shape[1:]
         pixels_rng = torch.Generator().manual_seed(int(generator.integers(2**62)))
         flat, centres = sample_pixels(torch.from_numpy(mask), self.rays_per_view,
-                                      self.foreground_fraction, pixels_rng)
+                                      self.foreground_fraction, pixels_rng,
+                                      edge_fraction=self.edge_fraction)
         flat = flat.numpy()
         take = np.arange(k)[:, None]
         if self.input_crop_margin is None:

@@ -187,7 +187,8 @@ def training_views(cfg: ExperimentConfig, renders: Path) -> RenderedViews:
     return RenderedViews(renders, categories=cfg.data.categories, splits=("train",),
                          views_per_object=cfg.pretrain.views_per_object,
                          rays_per_view=cfg.pretrain.rays_per_view,
-                         foreground_fraction=cfg.pretrain.foreground_fraction)
+                         foreground_fraction=cfg.pretrain.foreground_fraction,
+                         edge_fraction=cfg.pretrain.edge_fraction)
 
 
 def endless(loader: DataLoader, sampler: DistributedSampler | None = None) -> Iterator[dict]:
