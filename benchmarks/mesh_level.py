@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import time
 from pathlib import Path
@@ -49,7 +50,8 @@ def score_settings(cfg: ExperimentConfig, checkpoint: str | Path, split: str,
     """One row per setting: ``resolution``, ``coarse``, ``level``, pooled ``seen_f02`` and
     ``seen_f05``, ``zero_shot_f05`` and ``airplane_f02`` (NaN when the split has none),
     ``above_medoid`` (seen categories whose mean F@0.05 beats their medoid's) of
-    ``seen_categories``, ``seconds_per_mesh``, and ``items``."""
+    ``seen_categories``, ``seconds_per_mesh``, ``items``, and ``per_item`` (each item's key,
+    category, zero-shot flag, F@0.02, F@0.05 and its medoid's F@0.05)."""
     e = cfg.evaluate
     thresholds = tuple(e.fscore_thresholds)
     paths = data_paths(cfg)
@@ -102,7 +104,11 @@ def score_settings(cfg: ExperimentConfig, checkpoint: str | Path, split: str,
                      "zero_shot_f05": mean(f05, ~seen),
                      "airplane_f02": mean(f02, cats == "airplane"),
                      "above_medoid": above, "seen_categories": len(seen_cats),
-                     "seconds_per_mesh": seconds[s] / len(items), "items": len(items)})
+                     "seconds_per_mesh": seconds[s] / len(items), "items": len(items),
+                     "per_item": [{"item": item.key, "category": item.category,
+                                   "zero_shot": item.zero_shot, "f02": float(a),
+                                   "f05": float(b), "medoid_f05": float(m)}
+                                  for item, a, b, m in zip(items, f02, f05, medoid_f)]})
     return rows
 
 
@@ -116,6 +122,9 @@ def main() -> None:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[48, 96])
     parser.add_argument("--coarse", type=int, nargs="+", default=[2, 1],
                         help="coarse_factor values (1 = every grid point queried)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write every setting's row with its per-item F-scores here "
+                        "(for paired comparisons between checkpoints on the same items)")
     parser.add_argument("--levels", type=float, nargs="+", default=[0.6, 0.7, 0.8],
                         help="peak_fraction values")
     args = parser.parse_args()
@@ -125,6 +134,8 @@ def main() -> None:
     cfg = load_config(args.config, overrides)
     settings = list(itertools.product(args.resolutions, args.coarse, args.levels))
     rows = score_settings(cfg, args.checkpoint, args.split, settings)
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=1))
     print(f"{rows[0]['items']} {args.split} items; {args.checkpoint}")
     print(f"{'resolution':>10s}{'coarse':>7s}{'level':>6s}{'seen F@.02':>11s}{'seen F@.05':>11s}"
           f"{'0-shot F@.05':>13s}{'airplane F@.02':>15s}{'> medoid':>9s}{'s/mesh':>7s}")

@@ -681,3 +681,8 @@ def test_mesh_level_benchmark_scores_every_setting(store):
             assert 0.0 <= r[key] <= 1.0, (key, r)
         assert math.isnan(r["airplane_f02"])  # the tiny experiment has no airplanes
         assert r["seen_f02"] <= r["seen_f05"]  # a looser threshold never scores lower
+        per_item = r["per_item"]  # the pooled means are the per-item rows' means
+        assert len(per_item) == r["items"]
+        seen = [p for p in per_item if not p["zero_shot"]]
+        assert math.isclose(sum(p["f05"] for p in seen) / len(seen), r["seen_f05"])
+        assert all(p["f02"] <= p["f05"] for p in per_item)
