@@ -122,11 +122,11 @@ def main() -> None:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[48, 96])
     parser.add_argument("--coarse", type=int, nargs="+", default=[2, 1],
                         help="coarse_factor values (1 = every grid point queried)")
+    parser.add_argument("--levels", type=float, nargs="+", default=[0.6, 0.7, 0.8],
+                        help="peak_fraction values")
     parser.add_argument("--json", type=Path, default=None,
                         help="also write every setting's row with its per-item F-scores here "
                         "(for paired comparisons between checkpoints on the same items)")
-    parser.add_argument("--levels", type=float, nargs="+", default=[0.6, 0.7, 0.8],
-                        help="peak_fraction values")
     args = parser.parse_args()
 
     overrides = {} if args.per_category is None else {

@@ -275,25 +275,25 @@ def sample_pixels(masks: torch.Tensor, count: int, foreground_fraction: float = 
     """
     b, h, w = masks.shape
     index = torch.randint(0, h * w, (b, count), generator=generator, device=masks.device)
+
+    def draw(where: torch.Tensor, n: int) -> torch.Tensor:
+        """``n`` pixels uniformly from the 0/1 map ``where (B, H*W)``, per image, with
+        replacement (from the whole image where the map is empty)."""
+        empty = where.sum(1, keepdim=True) == 0
+        weights = torch.where(empty, torch.ones_like(where), where)
+        return torch.multinomial(weights, n, replacement=True, generator=generator)
+
+    inside = (masks > 0.5).float()
     n_fg = int(round(count * foreground_fraction))
     if n_fg:
-        inside = (masks.reshape(b, -1) > 0.5).float()
-        empty = inside.sum(1, keepdim=True) == 0
-        weights = torch.where(empty, torch.ones_like(inside), inside)
-        index[:, :n_fg] = torch.multinomial(weights, n_fg, replacement=True,
-                                            generator=generator)
+        index[:, :n_fg] = draw(inside.reshape(b, -1), n_fg)
     n_edge = int(round(count * edge_fraction))
     if n_fg + n_edge > count:
         raise ValueError(f"foreground_fraction + edge_fraction must be at most 1, got "
                          f"{foreground_fraction} + {edge_fraction}")
     if n_edge:
-        inside = (masks > 0.5).float()[:, None]
-        grown = torch.nn.functional.max_pool2d(inside, 3, stride=1, padding=1)
-        shrunk = -torch.nn.functional.max_pool2d(-inside, 3, stride=1, padding=1)
-        edge = (grown - shrunk).reshape(b, -1)
-        none = edge.sum(1, keepdim=True) == 0
-        weights = torch.where(none, torch.ones_like(edge), edge)
-        index[:, n_fg:n_fg + n_edge] = torch.multinomial(weights, n_edge, replacement=True,
-                                                         generator=generator)
+        grown = torch.nn.functional.max_pool2d(inside[:, None], 3, stride=1, padding=1)
+        shrunk = -torch.nn.functional.max_pool2d(-inside[:, None], 3, stride=1, padding=1)
+        index[:, n_fg:n_fg + n_edge] = draw((grown - shrunk).reshape(b, -1), n_edge)
     centres = torch.stack([(index % w).float() + 0.5, (index // w).float() + 0.5], dim=-1)
     return index, centres

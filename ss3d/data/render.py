@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-os.environ.setdefault("PYGLET_HEADLESS", "true")  # see ss3d/__init__.py
+# PYOPENGL_PLATFORM and PYGLET_HEADLESS are set by ss3d/__init__.py, which runs before this
+# module (and so before pyrender's first import) whatever imports it.
 
 # Mesa's EGL/llvmpipe loads its own LLVM; importing triton (PyTorch's compiler backend, pulled
 # in lazily by e.g. ``torch.optim.Adam.step`` via torch._dynamo) *after* that segfaults the

@@ -66,9 +66,7 @@ def input_view_camera(field_for: FieldFactory, image: torch.Tensor, mask: torch.
     if 0 < refine < candidates.numel() and size // 2 >= 4:
         coarse = _grid_losses(field_for, grid, candidates, image, mask, size // 2, fov_degrees,
                               cfg, chunk)
-        # in grid order (ties as before); on the grid's device (the CPU) whatever the field's:
-        # these index the grid
-        candidates = coarse.argsort()[:refine].sort().values.to(candidates.device)
+        candidates = coarse.argsort()[:refine].sort().values  # in grid order: ties as before
     losses = _grid_losses(field_for, grid, candidates, image, mask, size, fov_degrees, cfg, chunk)
     best = int(candidates[int(losses.argmin())])
     return tuple(float(c[best]) for c in grid)
@@ -83,6 +81,7 @@ def _grid_losses(field_for: FieldFactory, grid: tuple[torch.Tensor, ...], rows: 
     intrinsics = Intrinsics.from_fov(fov_degrees, target.shape[-1])
     losses = []
     for s in range(0, rows.numel(), chunk):
+        # rows may live on the field's device (the coarse pass's argsort); the grid is on the CPU
         cams = [c[rows[s:s + chunk].to(c.device)].to(target.device) for c in grid]
         losses.append(field_image_losses(field_for(cams[0].numel()), *cams, target, intrinsics,
                                          cfg, cfg.selftrain.grid_samples))
