@@ -283,14 +283,15 @@ def sample_pixels(masks: torch.Tensor, count: int, foreground_fraction: float = 
         weights = torch.where(empty, torch.ones_like(where), where)
         return torch.multinomial(weights, n, replacement=True, generator=generator)
 
+    if foreground_fraction + edge_fraction > 1.0:
+        raise ValueError(f"foreground_fraction + edge_fraction must be at most 1, got "
+                         f"{foreground_fraction} + {edge_fraction}")
     inside = (masks > 0.5).float()
     n_fg = int(round(count * foreground_fraction))
     if n_fg:
         index[:, :n_fg] = draw(inside.reshape(b, -1), n_fg)
-    n_edge = int(round(count * edge_fraction))
-    if n_fg + n_edge > count:
-        raise ValueError(f"foreground_fraction + edge_fraction must be at most 1, got "
-                         f"{foreground_fraction} + {edge_fraction}")
+    # both shares can round up (0.5 + 0.5 of 3 rays): the edge takes what the mask left
+    n_edge = min(int(round(count * edge_fraction)), count - n_fg)
     if n_edge:
         grown = torch.nn.functional.max_pool2d(inside[:, None], 3, stride=1, padding=1)
         shrunk = -torch.nn.functional.max_pool2d(-inside[:, None], 3, stride=1, padding=1)

@@ -134,3 +134,6 @@ def test_edge_rays_land_on_the_silhouette_edge_where_thin_parts_are():
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="at most 1"):
         sample_pixels(mask, 10, foreground_fraction=0.6, edge_fraction=0.5)
+    # shares the config accepts never fail on rounding: 0.5 + 0.5 of 3 rays is 2 + 1
+    flat, _ = sample_pixels(mask, 3, foreground_fraction=0.5, edge_fraction=0.5)
+    assert flat.shape == (1, 3) and inside.reshape(-1)[flat[0, :2].numpy()].all()
