@@ -23,12 +23,17 @@
    many photos with one loaded model (photos per second after loading). The model is a freshly
    initialised smoke-size network (``evaluate.peak_fraction`` 0.5, so that it has a surface):
    the cost does not depend on the weights.
+9. The CPU allocator (``ss3d.allocator``): the default smoke pre-training step with glibc's
+   malloc as ss3d sets it (large blocks kept in the heap) against glibc's defaults
+   (``SS3D_MALLOC=default``: every large block mapped, zero-filled and unmapped again),
+   each in its own process, alternating; seconds, page faults and system time per step.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -494,7 +499,59 @@ def bench_cli(repeat: int, model: Path | None = None) -> dict:
             "reconstruct_photos_per_second_exact_camera": rates["exact"]}
 
 
-SECTIONS = ("render", "step", "selftrain", "bounds", "mesh", "occupancy", "teachers", "cli")
+def allocator_child(steps: int) -> None:
+    """Default smoke pre-training steps in this process; prints a JSON line: median seconds,
+    minor page faults and system seconds per step (the allocator is the process's own)."""
+    cfg = load_config(None)
+    torch.manual_seed(0)
+    device = torch.device("cpu")
+    net = ReconstructionNet(cfg.model)
+    opt = make_adam(net.parameters(), 1e-4)
+    batch = synthetic_batch(cfg, cfg.optim.batch_size, device)
+    intr = Intrinsics.from_fov(cfg.render.fov_degrees, cfg.render.image_size)
+
+    def step() -> None:
+        with autocast(device):
+            loss = pretrain_loss(net, batch, intr, cfg)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up
+    rows = []
+    for _ in range(steps):
+        before, tic = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        step()
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        rows.append((time.perf_counter() - tic, after.ru_minflt - before.ru_minflt,
+                     after.ru_stime - before.ru_stime))
+    print(json.dumps({key: statistics.median(r[k] for r in rows)
+                      for k, key in enumerate(("seconds", "faults", "system_seconds"))}))
+
+
+def bench_allocator(repeat: int) -> dict:
+    """The smoke step with ss3d's allocator setting against glibc's defaults, each variant in
+    fresh processes, alternating, ``repeat`` rounds of 3 steps; medians over rounds."""
+    print("CPU allocator, smoke pre-training step (default variant), one process per round:",
+          flush=True)
+    runs: dict[str, list[dict]] = {"ss3d (large blocks kept)": [], "glibc defaults": []}
+    for _ in range(repeat):
+        for label, flag in zip(runs, ("", "default"), strict=True):
+            out = subprocess.run([sys.executable, __file__, "--allocator-child", "3"],
+                                 env={**os.environ, "SS3D_MALLOC": flag}, check=True,
+                                 capture_output=True, text=True)
+            runs[label].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    results = {label: {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+               for label, rows in runs.items()}
+    base = results["glibc defaults"]["seconds"]
+    for label, r in results.items():
+        print(f"  {label:28s} {r['seconds'] * 1000:6.0f} ms  {r['faults']:8.0f} page faults  "
+              f"{r['system_seconds'] * 1000:5.0f} ms system  {base / r['seconds']:5.2f}x")
+    return results
+
+
+SECTIONS = ("render", "step", "selftrain", "bounds", "mesh", "occupancy", "teachers", "cli",
+            "allocator")
 
 
 def main() -> None:
@@ -513,10 +570,14 @@ def main() -> None:
     parser.add_argument("--selftrain-child", choices=("baseline", "default"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--selftrain-batch", type=int, default=8, help=argparse.SUPPRESS)
+    parser.add_argument("--allocator-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = select_device(args.device)
     if args.selftrain_child:
         selftrain_child(args.selftrain_child, str(device), args.selftrain_batch)
+        return
+    if args.allocator_child:
+        allocator_child(args.allocator_child)
         return
     print(f"ss3d benchmarks on {device} ({torch.get_num_threads()} threads, torch "
           f"{torch.__version__}, autocast dtype {amp_dtype(device)})", flush=True)
@@ -537,6 +598,8 @@ def main() -> None:
         bench_teachers(args.repeat)
     if "cli" in args.only:
         figures["cli"] = bench_cli(args.repeat, args.model)
+    if "allocator" in args.only:
+        figures["allocator"] = bench_allocator(args.repeat)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

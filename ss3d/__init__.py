@@ -20,4 +20,10 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 # needs libX11/libXrender, which a GPU node often lacks. Headless pyglet uses EGL too.
 os.environ.setdefault("PYGLET_HEADLESS", "true")
 
+# Large CPU tensors are re-used from the heap instead of mapped and unmapped every step
+# (ss3d.allocator: page faults were a large share of a step on a CPU without bf16).
+from ss3d.allocator import keep_large_blocks  # noqa: E402
+
+keep_large_blocks()
+
 __version__ = "0.1.0"

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import os
+import resource
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -162,3 +165,33 @@ def test_crafted_pretrained_weights_are_refused_in_one_line(tmp_path):
     message = str(err.value)
     assert message.startswith(f"model.pretrained_weights: {crafted}: refused: the file holds")
     assert "\n" not in message and "weights_only" not in message and not marker.exists()
+
+
+_FAULTS_PER_BLOCK = """
+import resource
+import ss3d  # noqa: F401  (importing ss3d sets the allocator)
+faults = []
+for _ in range(6):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = bytearray(64 << 20)  # 64 MiB, zero-filled: every page touched
+    del block
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(max(faults[2:]))
+"""
+
+
+def _faults_per_block(env: dict[str, str]) -> int:
+    out = subprocess.run([sys.executable, "-c", _FAULTS_PER_BLOCK], env={**os.environ, **env},
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+def test_large_blocks_are_reused_instead_of_mapped_again():
+    """A freed 64 MiB block comes back without page faults once ss3d is imported; with
+    SS3D_MALLOC=default glibc maps and zero-fills all 16,384 pages again every time."""
+    from ss3d.allocator import keep_large_blocks
+
+    assert keep_large_blocks()  # glibc here
+    pages = (64 << 20) // resource.getpagesize()
+    assert _faults_per_block({"SS3D_MALLOC": "default"}) > pages // 2
+    assert _faults_per_block({"SS3D_MALLOC": ""}) < pages // 20
