@@ -39,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +125,31 @@ def synthetic_batch(cfg, batch_size: int, device: torch.device) -> dict[str, tor
     return {key: v.to(device) for key, v in batch.items()}
 
 
+def pretrain_step(cfg, batch_size: int, device: torch.device, variant: Variant
+                  ) -> tuple[Callable[[], None], int]:
+    """One pre-training step (forward, backward, Adam) of a seeded network on a synthetic batch,
+    with ``variant``'s autocast and Adam (its layers come from ``cfg``), and its ray-samples."""
+    torch.manual_seed(0)
+    net = ReconstructionNet(cfg.model).to(device)
+    opt = (make_adam(net.parameters(), 1e-4) if variant.fused_adam
+           else torch.optim.Adam(net.parameters(), lr=1e-4, foreach=True))
+    batch = synthetic_batch(cfg, batch_size, device)
+    intr = Intrinsics.from_fov(cfg.render.fov_degrees, cfg.render.image_size)
+
+    def step() -> None:
+        with autocast(device, variant.amp):
+            loss = pretrain_loss(net, batch, intr, cfg)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    samples = (batch_size * cfg.pretrain.views_per_object * cfg.pretrain.rays_per_view
+               * cfg.model.n_samples)
+    return step, samples
+
+
 def bench_step(repeat: int, sizes: list[str], device: torch.device) -> dict:
     """Pre-training step time of each :data:`VARIANTS` entry, interleaved rounds."""
     results = {}
@@ -135,25 +161,8 @@ def bench_step(repeat: int, sizes: list[str], device: torch.device) -> dict:
             if v.amp and not native:
                 continue  # no bf16/fp16 here: autocast would be a no-op, the row a duplicate
             cfg = load_config(None, {**overrides, "model.fused_layers": v.fused_layers})
-            torch.manual_seed(0)
-            net = ReconstructionNet(cfg.model).to(device)
-            opt = (make_adam(net.parameters(), 1e-4) if v.fused_adam
-                   else torch.optim.Adam(net.parameters(), lr=1e-4, foreach=True))
-            batch = synthetic_batch(cfg, batch_size or cfg.optim.batch_size, device)
-            intr = Intrinsics.from_fov(cfg.render.fov_degrees, cfg.render.image_size)
-
-            def step(net=net, opt=opt, batch=batch, intr=intr, cfg=cfg, amp=v.amp):
-                with autocast(device, amp):
-                    loss = pretrain_loss(net, batch, intr, cfg)["loss"]
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-
+            step, samples = pretrain_step(cfg, batch_size or cfg.optim.batch_size, device, v)
             step()  # warm-up (allocator, oneDNN kernels)
-            samples = (batch["pixels"].shape[0] * cfg.pretrain.views_per_object
-                       * cfg.pretrain.rays_per_view * cfg.model.n_samples)
             steps[v.label] = (step, samples, [])
         for _ in range(repeat):  # interleaved: noise hits every variant alike
             for _label, (step, _samples, times) in steps.items():
@@ -503,20 +512,8 @@ def allocator_child(steps: int) -> None:
     """Default smoke pre-training steps in this process; prints a JSON line: median seconds,
     minor page faults and system seconds per step (the allocator is the process's own)."""
     cfg = load_config(None)
-    torch.manual_seed(0)
-    device = torch.device("cpu")
-    net = ReconstructionNet(cfg.model)
-    opt = make_adam(net.parameters(), 1e-4)
-    batch = synthetic_batch(cfg, cfg.optim.batch_size, device)
-    intr = Intrinsics.from_fov(cfg.render.fov_degrees, cfg.render.image_size)
-
-    def step() -> None:
-        with autocast(device):
-            loss = pretrain_loss(net, batch, intr, cfg)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    step, _samples = pretrain_step(cfg, cfg.optim.batch_size, torch.device("cpu"),
+                                   VARIANTS[3])  # the default
     step()  # warm-up
     rows = []
     for _ in range(steps):
