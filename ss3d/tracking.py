@@ -4,8 +4,10 @@
   ``mlflow ui`` started in the repo root shows everything. Artifacts of a SQLite store go next to
   the database, in ``mlartifacts/``.
 * One MLflow experiment per experiment YAML (``cfg.name``), one run per stage invocation.
-* Params = the flattened config; tags = stage, experiment, category, git commit, dirty flag and
-  the run ids a run consumed (lineage).
+* Params = the config sections the stage reads (:data:`STAGE_SECTIONS`: data, model and its own
+  section, ...), flattened; tags = stage, experiment, category, git commit, dirty flag
+  (:func:`git_state`: tracked source changed, not ``reports/`` or notebook metadata) and the run
+  ids a run consumed (lineage).
 * :func:`latest_run` is how a later stage finds its inputs.
 * A store that cannot be reached or written fails fast, in one line naming its URI
   (:class:`TrackingError`): a tracking server's HTTP retries are bounded to seconds
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -173,18 +176,70 @@ def _configure(uri: str, experiment: str) -> str:
     return experiment_id
 
 
-def git_state() -> tuple[str, bool]:
-    """(commit hash or 'unknown', dirty flag) of the repo this code runs from."""
+#: Tracked paths no run reads: output committed for readers, which ``make smoke`` rewrites
+#: (``reports/smoke/``). Their changes do not make a checkout dirty.
+GENERATED_PATHS = ("reports/",)
+
+
+def git_state(root: str | Path | None = None) -> tuple[str, bool]:
+    """(commit hash or 'unknown', dirty flag) of the repo this code runs from (or ``root``).
+
+    Dirty means that a tracked file's working copy differs from the commit (staged or not),
+    except where the difference cannot change a run: files under :data:`GENERATED_PATHS`,
+    and a notebook whose cells (type, source and tags, which papermill reads) are the
+    committed ones (JupyterLab rewrites metadata, ids and outputs on save). Untracked files
+    do not count. Without git, or outside a repository: ``('unknown', False)``.
+    """
+    root = Path(repo_root() if root is None else root)
     try:
-        root = repo_root()
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, check=True,
-                               timeout=10).stdout.strip() != ""
-        return commit, dirty
-    except (OSError, subprocess.SubprocessError):
+        top, commit = _git(root, "rev-parse", "--show-toplevel", "HEAD").split("\n")[:2]
+        changed = _git(root, "diff", "HEAD", "--name-only", "--no-renames", "--no-ext-diff",
+                       "-z").split("\0")
+        dirty = any(_changes_source(Path(top), path) for path in changed if path)
+        return commit.strip(), dirty
+    except (OSError, subprocess.SubprocessError, ValueError):
         return "unknown", False
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                          check=True, timeout=10).stdout
+
+
+def _changes_source(top: Path, path: str) -> bool:
+    """Whether the working copy of ``path`` (relative to the repository's top, differing from
+    HEAD) can change what a run does."""
+    if path.startswith(GENERATED_PATHS):
+        return False
+    if not path.endswith(".ipynb"):
+        return True
+    try:
+        committed = _git(top, "show", f"HEAD:{path}")
+        current = (top / path).read_text(encoding="utf-8")
+    except (OSError, subprocess.SubprocessError, UnicodeDecodeError):
+        return True  # deleted, new, or unreadable: a change
+    before, after = _notebook_cells(committed), _notebook_cells(current)
+    return before is None or after is None or before != after
+
+
+def _notebook_cells(text: str) -> list[tuple[Any, str, list[str]]] | None:
+    """What a notebook runs: each cell's type, source and tags (None if not a notebook)."""
+    try:
+        cells = json.loads(text).get("cells")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(cells, list):
+        return None
+    out = []
+    for cell in cells:
+        if not isinstance(cell, dict):
+            return None
+        source = cell.get("source", "")
+        source = "".join(map(str, source)) if isinstance(source, list) else str(source)
+        metadata = cell.get("metadata")
+        tags = metadata.get("tags", []) if isinstance(metadata, dict) else []
+        out.append((cell.get("cell_type"), source, sorted(map(str, tags))))
+    return out
 
 
 # The config sections a stage reads: its run logs only these as params (the rest would be

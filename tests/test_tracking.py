@@ -48,8 +48,7 @@ def test_runs_params_tags_artifacts_and_lineage(mlflow_store, tmp_path):
     assert stored.data.params["model.hidden"] == "16"
     assert stored.data.tags[tracking.TAG_STAGE] == "pretrain"
     assert stored.data.tags[tracking.TAG_EXPERIMENT] == "unit"
-    assert "mlflow.source.git.commit" in stored.data.tags
-    assert stored.data.tags["ss3d.git_dirty"] in ("true", "false")
+    # the git tags' values: tests/test_git_state.py, in repositories of known state
     artifacts = {a.path for a in client.list_artifacts(pre_id, "figures")}
     assert artifacts == {"figures/curve.png"}
     assert tracking.artifact_path(pre_id, "checkpoints/last.pt").read_bytes() == b"x" * 10
