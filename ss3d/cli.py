@@ -28,6 +28,7 @@ from ss3d.config import (
     load_config,
     parse_set_args,
 )
+from ss3d.data.locks import LockedError
 from ss3d.files import WriteError
 from ss3d.notebooks import NotebookError
 
@@ -392,7 +393,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the user's to fix (one line, no traceback). A checkpoint error can only
     have been raised once :mod:`ss3d.engine` was imported, so it is looked up, not imported."""
     engine, tracking = sys.modules.get("ss3d.engine"), sys.modules.get("ss3d.tracking")
-    return (FileNotFoundError, ValueError, NotebookError, WriteError,
+    return (FileNotFoundError, ValueError, NotebookError, WriteError, LockedError,
             *((engine.CheckpointError,) if engine is not None else ()),
             *((tracking.TrackingError,) if tracking is not None else ()))
 

@@ -37,6 +37,7 @@ from ss3d.files import atomic_path, remove_stale_temps
 __all__ = [
     "CheckpointError",
     "Runtime",
+    "check_resume",
     "amp_dtype",
     "autocast",
     "cpu_bf16_supported",
@@ -99,7 +100,13 @@ def cpu_bf16_supported() -> bool:
     """
     override = os.environ.get("SS3D_CPU_AMP")
     if override is not None:
-        return override.strip().lower() not in ("0", "false", "no", "off", "")
+        value = override.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off", ""):
+            return False
+        raise DeviceError(f"SS3D_CPU_AMP={override!r}: use 1 (bf16 autocast on the CPU) or 0 "
+                          "(fp32), or unset it to detect the CPU's bf16 support")
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:  # not Linux: no cheap, reliable probe, so stay in fp32
@@ -400,14 +407,74 @@ def load_plain(path: str | Path, what: str = "", map_location: str | torch.devic
                               f"{text})") from None
 
 
+# What a resumed stage has done (from the checkpoint) against what its config asks for:
+# stage -> (config section, config key, where the progress is in the checkpoint, unit)
+_PROGRESS = {"pretrain": ("pretrain", "steps", "step", "step"),
+             "distill": ("distill", "steps", "step", "step"),
+             "selftrain": ("selftrain", "epochs", "epoch", "epoch")}
+
+
+def _config_differences(saved: Any, current: Any, prefix: str) -> list[str]:
+    """``key: saved -> current`` for the keys of one config section that differ."""
+    if not isinstance(saved, dict) or not isinstance(current, dict):
+        return []
+    return [f"{prefix}.{k}: {saved[k]!r} -> {current[k]!r}" for k in sorted(current)
+            if k in saved and saved[k] != current[k]]
+
+
+def check_resume(path: Path, payload: dict[str, Any], config: dict[str, Any],
+                 stage: str | None = None, model: torch.nn.Module | None = None) -> None:
+    """Refuse to resume ``payload`` under ``config`` (nested dict) before anything is loaded
+    or written, in one line saying what differs: another experiment's checkpoint (its MLflow
+    run is in another experiment), a network of another architecture than ``model`` (the
+    ``model.*`` keys that differ), or a checkpoint already past the configured steps (it would
+    train nothing and then be rewritten under a config that contradicts it).
+
+    Raises:
+        CheckpointError: naming the file and the difference.
+    """
+    saved = payload.get("config") or {}
+    if isinstance(saved, dict) and saved.get("name") not in (None, config.get("name")):
+        raise CheckpointError(
+            f"{path}: a checkpoint of experiment '{saved.get('name')}', not of "
+            f"'{config.get('name')}': resume only an experiment's own checkpoint (its MLflow run "
+            "belongs to that experiment)")
+    if model is not None:
+        expected = {k: tuple(v.shape) for k, v in unwrap(model).state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in (payload.get("model") or {}).items()
+                 if torch.is_tensor(v)}
+        if expected != found:
+            differ = _config_differences(saved.get("model"), config.get("model"), "model")
+            extra = sorted(set(found) - set(expected))[:2]
+            first = next((f"{k}: {found.get(k)} in the file, {shape} here"
+                          for k, shape in expected.items() if found.get(k) != shape),
+                         f"the file has other parameters ({extra})")
+            raise CheckpointError(
+                f"{path}: the checkpoint's network does not fit this config's ("
+                + ("; ".join(differ) if differ else first) + "): resume with the settings it "
+                "was trained with, or start a new run")
+    if stage in _PROGRESS:
+        section, key, where, unit = _PROGRESS[stage]
+        done = payload.get(where) if where == "step" else (payload.get("extra") or {}).get(where)
+        total = (config.get(section) or {}).get(key)
+        if isinstance(done, int) and isinstance(total, int) and done > total:
+            raise CheckpointError(
+                f"{path}: the checkpoint is at {unit} {done}, past {section}.{key}={total}: "
+                f"resuming would train nothing and rewrite it under a config that contradicts "
+                f"it; set {section}.{key} to {done} or more to continue it")
+
+
 def load_checkpoint(path: str | Path, *, model: torch.nn.Module | None = None,
                     optimizer: torch.optim.Optimizer | None = None,
                     map_location: str | torch.device = "cpu",
-                    restore_rng: bool = False, stage: str | None = None) -> dict[str, Any]:
+                    restore_rng: bool = False, stage: str | None = None,
+                    config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Read a checkpoint, optionally loading it into ``model`` / ``optimizer``.
 
     ``stage``: the stage that resumes from it; a checkpoint of another stage is refused
-    before anything is loaded (its optimiser and MLflow run belong elsewhere).
+    before anything is loaded (its optimiser and MLflow run belong elsewhere). ``config``
+    (the resuming run's, as a nested dict): the checkpoint is checked against it first
+    (:func:`check_resume`).
 
     Raises:
         CheckpointError: naming the file, when it is missing, unreadable or not ours.
@@ -425,6 +492,8 @@ def load_checkpoint(path: str | Path, *, model: torch.nn.Module | None = None,
     if stage is not None and payload.get("stage") != stage:
         raise CheckpointError(f"{path}: a '{payload.get('stage')}' checkpoint; resuming "
                               f"{stage} needs one written by {stage}")
+    if config is not None:
+        check_resume(path, payload, config, stage, model)
     if model is not None:
         unwrap(model).load_state_dict(payload["model"])
     if optimizer is not None and payload.get("optimizer") is not None:

@@ -12,6 +12,7 @@ repository is: :func:`repo_root`.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -21,8 +22,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["BadNameError", "WriteError", "atomic_path", "check_name", "inside", "name_problem",
-           "remove_dead_temp_dirs", "remove_stale_temps", "repo_root", "temp_dir", "write_error"]
+__all__ = ["BadNameError", "OutputFolderError", "WriteError", "atomic_path", "check_name",
+           "inside", "name_problem", "process_alive", "remove_dead_temp_dirs",
+           "remove_stale_temps", "replacing_dir", "repo_root", "temp_dir", "write_error"]
 
 MAX_NAME_CHARS = 128
 _NAME = re.compile(r"\w[\w.\- ]*")
@@ -134,7 +136,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # named for this host and process: another process's clean-up leaves it alone while
+        # this one lives (remove_stale_temps)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host()}-{os.getpid()}.",
+                                   suffix=".tmp", dir=path.parent)
     except OSError as err:
         if (failure := write_error(path, err)) is None or failure is err:
             raise
@@ -160,11 +165,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def remove_stale_temps(path: Path) -> None:
     """Delete temp files an interrupted write of ``path`` left behind (``kill -9`` mid-write).
 
-    Only for files that one process writes at a time (a run's checkpoint is written by its
-    rank 0; an HDF5 output under its lock): any other temp file of this name is then a dead
-    write's leftover, possibly as large as the file.
+    Only those whose writer is gone: a temp file names its host and process
+    (:func:`atomic_path`), and one of a live process on this host, or of another host, is that
+    process's write in progress (two runs of one experiment at once must not delete each
+    other's). A temp file without an owner in its name is an older ss3d's leftover.
     """
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        rest = stale.name[len(path.name) + 1:]
+        owner = _OWNED.match(rest)
+        if owner is not None and (owner["host"] != _host() or process_alive(int(owner["pid"]))):
+            continue
         stale.unlink(missing_ok=True)
 
 
@@ -186,24 +196,81 @@ def temp_dir(target: str | Path) -> Path:
                                  suffix=".tmp", dir=target.parent))
 
 
+#: The file that marks a folder as an ss3d command's output: ``replacing_dir`` replaces only
+#: folders holding it (or new and empty ones). JSON: the entries the command wrote.
+OUTPUT_MARKER = ".ss3d-output"
+
+
+class OutputFolderError(ValueError):
+    """An output folder (``-o``) that is not an ss3d output: a file, or a folder of the
+    user's. Refused before anything is written: a command never deletes what it did not
+    write."""
+
+
+def _output_problem(final: Path) -> str | None:
+    """Why ``final`` may not be replaced by a command's output, or None when it may: it does
+    not exist, is an empty folder, or holds :data:`OUTPUT_MARKER` and nothing but the entries
+    that marker lists."""
+    if not final.exists() and not final.is_symlink():
+        return None
+    if not final.is_dir():
+        return "it is a file"
+    entries = sorted(p.name for p in final.iterdir())
+    if not entries:
+        return None
+    marker = final / OUTPUT_MARKER
+    if not marker.is_file():
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        return (f"it is a folder not written by ss3d (no {OUTPUT_MARKER} marker; it holds "
+                f"{shown})")
+    try:
+        listed = json.loads(marker.read_text(encoding="utf-8") or "{}").get("entries")
+    except (ValueError, AttributeError, OSError):
+        listed = None
+    if listed is None:  # a bare marker: the whole folder is an earlier output
+        return None
+    foreign = [e for e in entries if e not in {*listed, OUTPUT_MARKER}]
+    if foreign:
+        return ("it holds files the earlier report did not write (" + ", ".join(foreign[:3])
+                + (", ..." if len(foreign) > 3 else "") + ")")
+    return None
+
+
 @contextmanager
 def replacing_dir(final: str | Path) -> Iterator[Path]:
     """A new temp folder beside ``final`` to fill; when the block ends normally it replaces
     ``final`` whole, readable by everyone, never a moment with half of either (the old one is
     renamed away first); when it raises, the temp folder goes and ``final`` is untouched.
-    Half-written folders of killed processes beside ``final`` are removed first."""
+    Half-written folders of killed processes beside ``final`` are removed first.
+
+    ``final`` must be new, an empty folder, or an earlier output of a command (it holds
+    :data:`OUTPUT_MARKER`, written here, and nothing else than what that output wrote);
+    anything else (a file, a folder of the user's) is refused with :class:`OutputFolderError`
+    before anything is written.
+    """
     final = Path(final)
+    problem = _output_problem(final)
+    if problem is not None:
+        raise OutputFolderError(f"{final}: refusing to write the report there: {problem}; "
+                                "give a new or empty folder (-o), or remove it yourself")
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_temp_dirs(final.parent)
     tmp = temp_dir(final)
     try:
         yield tmp
+        (tmp / OUTPUT_MARKER).write_text(json.dumps({
+            "written_by": "ss3d", "entries": sorted(p.name for p in tmp.iterdir())}) + "\n",
+            encoding="utf-8")
         for path in tmp.rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)
         tmp.chmod(0o755)
-        old = final.with_name(f".{final.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
+        problem = _output_problem(final)  # again: it may have changed meanwhile
+        if problem is not None:
+            raise OutputFolderError(f"{final}: refusing to write the report there: {problem}; "
+                                    "give a new or empty folder (-o), or remove it yourself")
+        # the earlier output goes aside under a name of this process, so that a kill here
+        # leaves it to the next run's clean-up of dead processes' folders
+        old = final.with_name(f".{final.name}.{_host()}-{os.getpid()}.old.tmp")
         if final.exists():
             final.rename(old)
         tmp.rename(final)
@@ -213,7 +280,10 @@ def replacing_dir(final: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -231,7 +301,7 @@ def remove_dead_temp_dirs(folder: str | Path) -> list[Path]:
         return removed
     for path in folder.glob(".*.tmp"):
         owner = _OWNED.search(path.name)
-        if (owner is None or owner["host"] != _host() or _alive(int(owner["pid"]))
+        if (owner is None or owner["host"] != _host() or process_alive(int(owner["pid"]))
                 or not path.is_dir()):
             continue
         shutil.rmtree(path, ignore_errors=True)

@@ -267,6 +267,8 @@ def validate(cfg: ExperimentConfig, source: str = "config") -> None:
     _canonical_categories(cfg, source)
     _check_category_lists(cfg, source)
     _check_encoder_batches(cfg, source)
+    _check_bounds(cfg, source)
+    _check_paths(cfg, source)
     thresholds = cfg.evaluate.fscore_thresholds
     if not thresholds or not all(0.0 < t <= 1.0 for t in thresholds):
         raise ConfigError(f"evaluate.fscore_thresholds: value {thresholds!r} must be non-empty "
@@ -314,6 +316,64 @@ def _check_category_lists(cfg: ExperimentConfig, source: str) -> None:
     if both:
         raise ConfigError(f"data.heldout_categories: {both} are also in data.categories: a "
                           f"held-out category is one never trained on ({source})")
+
+
+#: Upper bounds of values that are valid numbers but would fail late, or take hours and
+#: gigabytes before anyone notices: key -> (bound, the reason).
+BOUNDS: dict[str, tuple[int, str]] = {
+    "seed": (2**32 - 1, "seeds reach NumPy, which takes 32 bits, and torch with the rank and "
+             "step added"),
+    "render.image_size": (1024, "each view is rendered at render.supersample² times its pixels "
+                          "and a model's views are held in memory (4096 takes about 6.5 GB and "
+                          "40 s per model)"),
+    "data.collection_image_size": (1024, "as render.image_size: rendered photos are held in "
+                                   "memory at supersampled size"),
+}
+#: The longest file or folder name most file systems take (bytes).
+NAME_MAX = 255
+
+
+def _check_bounds(cfg: ExperimentConfig, source: str) -> None:
+    for key, (bound, reason) in BOUNDS.items():
+        value: Any = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value > bound:
+            raise ConfigError(f"{key}: value {value!r} out of range, must be <= {bound}: "
+                              f"{reason} ({source})")
+
+
+def _check_paths(cfg: ExperimentConfig, source: str) -> None:
+    """Folders the stages write into must be folders (or not exist yet) and every name in them
+    must be one the file system takes: found here, not after minutes of training."""
+    from ss3d.files import repo_root  # light: no MLflow
+
+    for key in ("data.root", "output_dir"):
+        value = cfg.data.root if key == "data.root" else cfg.output_dir
+        if not value:
+            raise ConfigError(f"{key}: value '' is empty: name a folder ({source})")
+        path = Path(value).expanduser()
+        long = next((part for part in path.parts if len(part.encode()) > NAME_MAX), None)
+        if long is not None:
+            raise ConfigError(f"{key}: value {value!r} holds a name of {len(long.encode())} "
+                              f"bytes: file systems take at most {NAME_MAX} ({source})")
+        if not path.is_absolute():
+            path = repo_root() / path
+        for folder in (path, *path.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    what = "is a file" if folder == path else f"lies under a file ({folder})"
+                    raise ConfigError(f"{key}: value {value!r} {what}: it must be a folder, "
+                                      f"or not exist yet ({source})")
+                break
+    for key, path_value in (("data.shapenet_root", cfg.data.shapenet_root),
+                            ("data.cub_root", cfg.data.cub_root), ("data.csv", cfg.data.csv)):
+        long = next((part for part in Path(path_value).parts
+                     if len(part.encode()) > NAME_MAX), None)
+        if long is not None:
+            raise ConfigError(f"{key}: value {path_value!r} holds a name of "
+                              f"{len(long.encode())} bytes: file systems take at most "
+                              f"{NAME_MAX} ({source})")
 
 
 def encoder_feature_side(size: int) -> int:

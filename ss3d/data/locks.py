@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["exclusive"]
+__all__ = ["HeldLock", "LockedError", "exclusive", "hold"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,12 @@ def _describe(text: str) -> str:
                 f"{holder['since']})")
     except (ValueError, KeyError, TypeError):
         return "another process"
+
+
+def _holder_text() -> str:
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                       "command": " ".join(sys.argv[:3]) or "python",
+                       "since": time.strftime("%Y-%m-%d %H:%M:%S")})
 
 
 @contextmanager
@@ -54,9 +60,7 @@ def exclusive(lock_path: str | Path, what: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX)
         handle.seek(0)
         handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "command": " ".join(sys.argv[:3]) or "python",
-                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        handle.write(_holder_text())
         handle.flush()
         try:
             yield
@@ -65,3 +69,71 @@ def exclusive(lock_path: str | Path, what: str) -> Iterator[None]:
             handle.truncate()
             handle.flush()
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class LockedError(RuntimeError):
+    """Another process holds the lock: the message names it (pid, host, command, since)."""
+
+
+# The locks this process holds (path -> [handle, token]): a stage opened again in the same
+# process (a notebook cell rerun after an error) takes its own lock over instead of waiting
+# for itself.
+_HELD: dict[str, list] = {}
+
+
+class HeldLock:
+    """A lock taken by :func:`hold`; :meth:`release` (idempotent) lets the next run in."""
+
+    def __init__(self, path: Path, token: object) -> None:
+        self.path, self._token = path, token
+
+    @property
+    def held(self) -> bool:
+        entry = _HELD.get(str(self.path))
+        return entry is not None and entry[1] is self._token
+
+    def release(self) -> None:
+        entry = _HELD.get(str(self.path))
+        if entry is None or entry[1] is not self._token:
+            return  # released already, or taken over by a later run of this process
+        del _HELD[str(self.path)]
+        handle = entry[0]
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        finally:
+            handle.close()
+
+
+def hold(lock_path: str | Path, what: str) -> HeldLock:
+    """Take ``lock_path`` for ``what`` (one run of an experiment's training stage) until
+    :meth:`HeldLock.release` or the process ends; never waits.
+
+    Raises:
+        LockedError: at once, naming the process that holds it (``what`` is being run by pid
+            N on host H (command, since ...)).
+    """
+    lock_path = Path(lock_path)
+    key, token = str(lock_path), object()
+    if key in _HELD:  # this process holds it already: the new run takes it over
+        _HELD[key][1] = token
+        handle = _HELD[key][0]
+    else:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")  # noqa: SIM115 (held beyond this function)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = _describe(handle.read())
+            handle.close()
+            raise LockedError(f"{what} is already running: {holder} holds {lock_path}; wait "
+                              "for it to finish (or stop it) and run again") from None
+        _HELD[key] = [handle, token]
+    handle.seek(0)
+    handle.truncate()
+    handle.write(_holder_text())
+    handle.flush()
+    return HeldLock(lock_path, token)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ from tqdm import tqdm  # plain text bars: papermill streams them to `ss3d pipeli
 
 from ss3d import tracking
 from ss3d.config import ExperimentConfig, to_dict
+from ss3d.data.locks import HeldLock, hold
 from ss3d.engine import (
     Runtime,
     init_distributed,
@@ -170,6 +172,13 @@ class StageRun:
         self._active = False
         self.seed = seed
         self._saved_step: int | None = None  # the step this invocation last saved
+        # one run per experiment and training stage at once: a second is refused here, before
+        # it reads or writes anything (released when the run closes, or its process ends)
+        self._lock: HeldLock | None = None
+        if out_dir is not None and self.runtime.is_main:
+            self._lock = hold(Path(out_dir).parent / f".{Path(out_dir).name}.lock",
+                              f"{stage} of experiment '{cfg.name}' ({out_dir})")
+            weakref.finalize(self, self._lock.release)
         if seed is not None:
             seed_everything(self.rank_seed())
 
@@ -223,19 +232,27 @@ class StageRun:
                 yield self
             finally:
                 self._active = False
+                self._release()
             return
-        with tracking.start_run(self.cfg, self.stage, category=self.category,
-                                consumed=[c for c in consumed if c], run_id=self.run_id,
-                                extra_tags=self.extra_tags) as run:
-            self.run_id = run.info.run_id
-            self._active = True
-            try:
-                yield self
-                if self.out_dir is not None and self.checkpoint.is_file():
-                    tracking.log_checkpoint(self.checkpoint)
-                mlflow.log_metric("wall_seconds", self.wall_seconds)
-            finally:
-                self._active = False
+        try:
+            with tracking.start_run(self.cfg, self.stage, category=self.category,
+                                    consumed=[c for c in consumed if c], run_id=self.run_id,
+                                    extra_tags=self.extra_tags) as run:
+                self.run_id = run.info.run_id
+                self._active = True
+                try:
+                    yield self
+                    if self.out_dir is not None and self.checkpoint.is_file():
+                        tracking.log_checkpoint(self.checkpoint)
+                    mlflow.log_metric("wall_seconds", self.wall_seconds)
+                finally:
+                    self._active = False
+        finally:
+            self._release()  # after the run is closed: the next run finds it ended
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None,
                     prefix: str = "") -> None:
@@ -317,7 +334,7 @@ class StageRun:
         path = self.checkpoint if resume is True else Path(resume)
         payload = load_checkpoint(path, model=model, optimizer=optimizer,
                                   map_location=self.device, restore_rng=True,
-                                  stage=self.stage_kind)
+                                  stage=self.stage_kind, config=to_dict(self.cfg))
         self.run_id = payload.get("mlflow_run_id")
         state.step = int(payload["step"])
         state.load_state_dict(payload.get("extra") or {})

@@ -1,0 +1,209 @@
+"""Reliability IV (issue 46): an output flag never destroys what it points at, concurrent and
+killed runs leave a true history, every stage checks the data it reads, resume and config
+refuse what cannot work, before anything is touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from ss3d.config import load_config
+from ss3d.engine import save_checkpoint
+from ss3d.files import _host, replacing_dir
+
+from .conftest import REPO
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. -o never deletes or renames a user's files
+# ----------------------------------------------------------------------------------------------
+def test_an_output_folder_of_the_users_is_refused_and_left_as_it_was(tmp_path):
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "chapter1.tex").write_text("years of work")
+    with pytest.raises(ValueError, match="not written by ss3d.*chapter1.tex"), \
+            replacing_dir(thesis) as tmp:
+        (tmp / "index.html").write_text("report")
+    assert [p.name for p in thesis.iterdir()] == ["chapter1.tex"]
+    assert (thesis / "chapter1.tex").read_text() == "years of work"
+    assert [p.name for p in tmp_path.iterdir()] == ["thesis"]  # no temp folder left
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    with pytest.raises(ValueError, match="it is a file"), replacing_dir(notes):
+        pass
+    assert notes.read_text() == "keep me" and not (tmp_path / ".notes.txt.old").exists()
+
+
+def test_a_report_folder_is_created_then_replaced_by_the_next_report_only(tmp_path):
+    out = tmp_path / "report"
+    with replacing_dir(out) as tmp:
+        (tmp / "index.html").write_text("one")
+        (tmp / "figures").mkdir()
+    marker = json.loads((out / ".ss3d-output").read_text())
+    assert marker["entries"] == ["figures", "index.html"]
+    with replacing_dir(out) as tmp:  # its own earlier report: replaced whole
+        (tmp / "index.html").write_text("two")
+    assert (out / "index.html").read_text() == "two" and not (out / "figures").exists()
+    (out / "my-notes.md").write_text("mine")  # a user's file in the report folder
+    with pytest.raises(ValueError, match="my-notes.md"), replacing_dir(out) as tmp:
+        (tmp / "index.html").write_text("three")
+    assert (out / "my-notes.md").read_text() == "mine"
+    assert (out / "index.html").read_text() == "two"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with replacing_dir(empty) as tmp:  # an empty folder the user made holds nothing to lose
+        (tmp / "index.html").write_text("x")
+    assert (empty / "index.html").is_file()
+
+
+def test_the_committed_report_folders_are_recognised_as_reports():
+    from ss3d.files import _output_problem
+
+    for folder in [REPO / "reports" / "smoke", *(REPO / "reports" / "sweeps").iterdir()]:
+        if folder.is_dir():
+            assert _output_problem(folder) is None, folder
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. one run per experiment and training stage; temp files of live writers are theirs
+# ----------------------------------------------------------------------------------------------
+def _shell_cfg(tmp_path):
+    return load_config(None, {"name": "locked", "output_dir": str(tmp_path / "out"),
+                              "data.root": str(tmp_path / "data")})
+
+
+def test_a_second_run_of_one_experiment_and_stage_is_refused_at_once_naming_the_holder(
+        tmp_path):
+    from ss3d.stages.shell import StageRun
+
+    cfg = _shell_cfg(tmp_path)
+    out = tmp_path / "out" / "locked" / "pretrain"
+    lock = out.parent / ".pretrain.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom ss3d.data.locks import exclusive\n"
+         "with exclusive(sys.argv[1], 'x'):\n    print('held', flush=True)\n"
+         "    time.sleep(60)", str(lock)],
+        stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        start = time.perf_counter()
+        with pytest.raises(RuntimeError, match=rf"pretrain of experiment 'locked'.*pid "
+                                              rf"{holder.pid} on"):
+            StageRun(cfg, "pretrain", out_dir=out, track=False)
+        assert time.perf_counter() - start < 5
+        assert not out.exists()  # refused before anything was written
+        # another stage of the experiment runs meanwhile
+        StageRun(cfg, "distill", out_dir=out.parent / "distill", track=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    run = StageRun(cfg, "pretrain", out_dir=out, track=False)  # its process is gone: free
+    again = StageRun(cfg, "pretrain", out_dir=out, track=False)  # this process: taken over
+    with again.open():
+        pass
+    del run
+    StageRun(cfg, "pretrain", out_dir=out, track=False)
+
+
+def test_a_checkpoint_save_removes_only_temp_files_of_dead_writers(tmp_path):
+    path = tmp_path / "last.pt"
+    live = tmp_path / f".last.pt.{_host()}-{os.getppid()}.abc_12.tmp"  # a live writer's
+    dead = tmp_path / f".last.pt.{_host()}-{_dead_pid()}.xyz_34.tmp"
+    remote = tmp_path / ".last.pt.otherhost-1.qqq.tmp"  # another host's: cannot be checked
+    for p in (live, dead, remote):
+        p.write_bytes(b"\0" * 100)
+    save_checkpoint(path, stage="pretrain", step=1, config={}, model=torch.nn.Linear(2, 2))
+    assert live.exists() and remote.exists() and not dead.exists() and path.is_file()
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. resume checks the checkpoint against the config before touching anything
+# ----------------------------------------------------------------------------------------------
+class _State:
+    step = 0
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def _saved_run(tmp_path, net, step=5, **overrides):
+    from ss3d.config import to_dict
+
+    cfg = load_config(None, {"name": "resumed", "output_dir": str(tmp_path / "out"),
+                             "pretrain.steps": 10, **overrides})
+    out = tmp_path / "out" / "resumed" / "pretrain"
+    save_checkpoint(out / "last.pt", stage="pretrain", step=step, config=to_dict(cfg),
+                    model=net)
+    return out
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"pretrain.steps": 3}, r"at step 5, past pretrain.steps=3"),
+    ({"name": "other"}, r"a checkpoint of experiment 'resumed', not of 'other'"),
+])
+def test_resume_refuses_a_checkpoint_that_contradicts_the_config_before_loading(
+        tmp_path, overrides, message):
+    from ss3d.stages.shell import StageRun
+
+    net = torch.nn.Linear(3, 3)
+    out = _saved_run(tmp_path, net)
+    before = (out / "last.pt").read_bytes()
+    fresh = torch.nn.Linear(3, 3)
+    weights = fresh.weight.clone()
+    cfg = load_config(None, {"name": "resumed", "output_dir": str(tmp_path / "out"),
+                             "pretrain.steps": 10, **overrides})
+    run = StageRun(cfg, "pretrain", out_dir=out, track=False)
+    with pytest.raises(ValueError, match=message):  # CheckpointError, one line
+        run.resume(True, _State(), model=fresh)
+    assert torch.equal(fresh.weight, weights) and (out / "last.pt").read_bytes() == before
+
+
+def test_resume_with_another_architecture_names_the_config_keys_that_differ(tmp_path):
+    from ss3d.config import to_dict
+    from ss3d.engine import load_checkpoint
+
+    cfg = load_config(None, {"model.hidden": 64})
+    path = save_checkpoint(tmp_path / "last.pt", stage="pretrain", step=1,
+                           config=to_dict(cfg), model=torch.nn.Linear(64, 64))
+    changed = to_dict(load_config(None, {"model.hidden": 128}))
+    with pytest.raises(ValueError, match=r"does not fit.*model.hidden: 64 -> 128") as err:
+        load_checkpoint(path, model=torch.nn.Linear(128, 128), stage="pretrain",
+                        config=changed)
+    assert "\n" not in str(err.value) and "state_dict" not in str(err.value)
+
+
+# ----------------------------------------------------------------------------------------------
+# 6. values that would fail late are refused up front, with the bound and the reason
+# ----------------------------------------------------------------------------------------------
+def test_config_refuses_values_that_would_fail_late(tmp_path):
+    from ss3d.config import ConfigError
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for overrides, message in [
+        ({"seed": 10**20}, r"seed: .* must be <= 4294967295: seeds reach NumPy"),
+        ({"data.root": str(a_file)}, r"data.root: .* is a file"),
+        ({"data.root": str(a_file / "sub")}, r"data.root: .* lies under a file"),
+        ({"output_dir": str(a_file)}, r"output_dir: .* is a file"),
+        ({"output_dir": str(tmp_path / ("x" * 300))}, r"output_dir: .* name of 300 bytes"),
+        ({"render.image_size": 4096}, r"render.image_size: .* must be <= 1024: each view"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, overrides)
+    load_config(None, {"output_dir": str(tmp_path / "new" / "folder"), "seed": 2**32 - 1})
