@@ -118,11 +118,30 @@ def test_bootstrap_deterministic_given_seed():
     assert bootstrap_ci(x, seed=7) != bootstrap_ci(x, seed=8)
 
 
-def test_bootstrap_chunked_large_input_runs():
-    # forces more than one chunk of resample indices (rows * n > 2**22)
-    x = np.random.default_rng(4).normal(size=5000)
-    ci = bootstrap_ci(x, n_boot=1000)
-    assert ci.half_width == pytest.approx(1.96 / math.sqrt(5000), rel=0.15)
+@pytest.mark.parametrize(("n", "rows"), [(5000, None), (51, 7), (40, 1), (40, 2000)])
+def test_bootstrap_in_chunks_equals_the_unchunked_bootstrap(monkeypatch, n, rows):
+    """Chunks bound the memory only: the resample means, the interval and the paired
+    difference are the ones of one ``(n_boot, n)`` draw, bit for bit, whatever the chunk
+    (5000 items: the default bound gives two chunks; 51 items, 7 rows a chunk: a ragged last
+    chunk; one row a chunk; one chunk).
+
+    Mutations caught (each fails it): the ragged last chunk dropped
+    (``range(0, n_boot - rows + 1, rows)``); every chunk written at the front of the means
+    (``means[:stop - start]``); each chunk drawn from a fresh generator of the same seed."""
+    from ss3d.eval import stats
+
+    x = np.random.default_rng(4).normal(size=n)
+    y = x + np.random.default_rng(5).normal(0.1, 0.5, size=n)
+    if rows is not None:
+        monkeypatch.setattr(stats, "_MAX_DRAWS_PER_CHUNK", rows * n)
+    assert (n * 1000 > stats._MAX_DRAWS_PER_CHUNK) == (rows != 2000)  # chunked unless 2000
+    chunked = (stats._bootstrap_means(x, 1000, np.random.default_rng(0)),
+               bootstrap_ci(x, n_boot=1000), paired_bootstrap_diff(y, x, n_boot=1000))
+    monkeypatch.setattr(stats, "_MAX_DRAWS_PER_CHUNK", 10**12)  # one (n_boot, n) draw
+    whole = np.random.default_rng(0).integers(0, n, size=(1000, n))
+    assert np.array_equal(chunked[0], x[whole].mean(axis=1))
+    assert chunked[1] == bootstrap_ci(x, n_boot=1000)
+    assert chunked[2] == paired_bootstrap_diff(y, x, n_boot=1000)
 
 
 def test_bootstrap_drops_nan_and_inf():
