@@ -45,6 +45,7 @@ __all__ = [
     "focal_from_fov",
     "pixel_rays",
     "pose_to_spherical",
+    "principal_points",
     "project_points",
     "sample_pixels",
     "spherical_to_pytorch3d",
@@ -175,7 +176,8 @@ def pose_to_spherical(pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
 
 def pixel_rays(azimuth: torch.Tensor | float, elevation: torch.Tensor | float,
                distance: torch.Tensor | float, intrinsics: Intrinsics,
-               pixels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               pixels: torch.Tensor | None = None, offset: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """World-space rays through pixels.
 
     Args:
@@ -184,6 +186,8 @@ def pixel_rays(azimuth: torch.Tensor | float, elevation: torch.Tensor | float,
         pixels: ``(B, R, 2)`` continuous pixel coordinates ``(u, v)`` (a pixel centre is
             ``j + 0.5, i + 0.5``). ``None``: every pixel centre in row-major order,
             ``R = H * W``.
+        offset: ``(B, 2)`` principal-point shifts ``(du, dv)`` in fractions of the image's
+            width and height (:func:`principal_points`); ``None``: the intrinsics' own.
 
     Returns:
         ``origins (B, R, 3)`` and unit ``directions (B, R, 3)``.
@@ -193,7 +197,7 @@ def pixel_rays(azimuth: torch.Tensor | float, elevation: torch.Tensor | float,
     if pixels is None:
         pixels = pixel_grid(intrinsics.height, intrinsics.width, device=pose.device,
                             dtype=pose.dtype).reshape(1, -1, 2).expand(batch, -1, -1)
-    cx, cy = intrinsics.principal_point
+    cx, cy = principal_points(intrinsics, offset, batch)
     # OpenGL camera frame: +X right, +Y up, looking along -Z.
     x = (pixels[..., 0] - cx) / intrinsics.focal
     y = -(pixels[..., 1] - cy) / intrinsics.focal
@@ -202,6 +206,23 @@ def pixel_rays(azimuth: torch.Tensor | float, elevation: torch.Tensor | float,
     dirs = dirs / dirs.norm(dim=-1, keepdim=True)
     origins = pose[:, None, :3, 3].expand_as(dirs)
     return origins, dirs
+
+
+def principal_points(intrinsics: Intrinsics, offset: torch.Tensor | None, batch: int
+                     ) -> tuple[torch.Tensor | float, torch.Tensor | float]:
+    """Principal points ``cx, cy`` of ``batch`` cameras: the intrinsics' own, moved by
+    ``offset (B, 2)`` (fractions of the width and height; ``(B, 1)`` tensors are returned to
+    broadcast over rays) where given.
+
+    A principal-point shift moves the whole image and nothing else: it is what cropping a
+    photo around its object's box does to the camera that took it, so a hypothesis with an
+    offset can stand for a cropped photo's camera (README: Self-training).
+    """
+    cx, cy = intrinsics.principal_point
+    if offset is None:
+        return cx, cy
+    offset = offset.reshape(batch, 2)
+    return (cx + offset[:, :1] * intrinsics.width, cy + offset[:, 1:] * intrinsics.height)
 
 
 def pixel_grid(height: int, width: int, device: torch.device | str | None = None,
@@ -214,11 +235,13 @@ def pixel_grid(height: int, width: int, device: torch.device | str | None = None
 
 def project_points(points: torch.Tensor, azimuth: torch.Tensor | float,
                    elevation: torch.Tensor | float, distance: torch.Tensor | float,
-                   intrinsics: Intrinsics) -> tuple[torch.Tensor, torch.Tensor]:
+                   intrinsics: Intrinsics, offset: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixel coordinates of world points.
 
     Args:
         points: ``(B, P, 3)`` world points.
+        offset: ``(B, 2)`` principal-point shifts as in :func:`pixel_rays`.
 
     Returns:
         ``uv (B, P, 2)`` pixel coordinates (same convention as :func:`pixel_rays`) and
@@ -227,7 +250,7 @@ def project_points(points: torch.Tensor, azimuth: torch.Tensor | float,
     R, T = spherical_to_pytorch3d(azimuth, elevation, distance)
     view = points @ R + T[:, None, :]  # PyTorch3D view frame: +X left, +Y up, +Z forward
     depth = view[..., 2]
-    cx, cy = intrinsics.principal_point
+    cx, cy = principal_points(intrinsics, offset, view.shape[0])
     u = cx - intrinsics.focal * view[..., 0] / depth
     v = cy - intrinsics.focal * view[..., 1] / depth
     return torch.stack([u, v], dim=-1), depth

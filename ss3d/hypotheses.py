@@ -9,6 +9,13 @@ Parameterisation keeps the optimiser in range without clamping:
     azimuth   = raw_azimuth (degrees, periodic)
     elevation = max_elevation · tanh(raw_elevation)
     distance  = d_min + (d_max - d_min) · sigmoid(raw_distance)
+    offset    = max_offset · tanh(raw_offset)   (only with ``offsets=True``)
+
+The offset ``(du, dv)`` is a principal-point shift in fractions of the image side
+(:func:`ss3d.cameras.principal_points`): a photo cropped square around its object's box puts
+the object's origin wherever the box left it, which a camera looking at the origin with a
+centred principal point cannot represent; an offset can. Rotations, and so every pose metric,
+ignore it.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ class CameraBank:
 
     def __init__(self, image_ids: Sequence[str], hypotheses: int,
                  elevation_range: tuple[float, float] = (-30.0, 60.0),
-                 distance_range: tuple[float, float] = (1.0, 3.0), seed: int = 0):
+                 distance_range: tuple[float, float] = (1.0, 3.0), seed: int = 0,
+                 offsets: bool = False):
         self.image_ids = list(image_ids)
         if len(set(self.image_ids)) != len(self.image_ids):
             raise ValueError("camera bank image ids must be unique")
@@ -49,6 +57,11 @@ class CameraBank:
         self.raw_azimuth, self.raw_elevation, self.raw_distance = self.encode(
             azimuth, elevation, distance)
         self.logits = torch.zeros(n, h)
+        # principal-point offsets (n, H, 2), raw; drawn from no generator, so a bank without
+        # offsets is the bank it was before they existed
+        self.use_offsets = bool(offsets)
+        self.max_offset = 0.5
+        self.raw_offset = torch.zeros(n, h, 2)
         # where each hypothesis' azimuth started (re-set by set_anchors after an
         # initialisation): the centre of its bounded search (selftrain.max_azimuth_offset)
         self.anchor_azimuth = self.raw_azimuth.clone()
@@ -90,36 +103,61 @@ class CameraBank:
         return (raw_azimuth, self.max_elevation * torch.tanh(raw_elevation),
                 d0 + (d1 - d0) * torch.sigmoid(raw_distance))
 
-    def raw(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Raw parameters of the images ``index (B,)``: three ``(B, H)`` tensors (copies)."""
+    def raw(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Raw parameters of the images ``index (B,)`` (copies): three ``(B, H)`` tensors, and
+        the ``(B, H, 2)`` raw offsets as a fourth when the bank has offsets."""
         index = index.cpu()
-        return (self.raw_azimuth[index].clone(), self.raw_elevation[index].clone(),
-                self.raw_distance[index].clone())
+        raw = (self.raw_azimuth[index].clone(), self.raw_elevation[index].clone(),
+               self.raw_distance[index].clone())
+        return raw + (self.raw_offset[index].clone(),) if self.use_offsets else raw
 
     def set_raw(self, index: torch.Tensor, raw: Sequence[torch.Tensor]) -> None:
+        """Overwrite the raw parameters of images ``index (B,)`` (as :meth:`raw` gives them)."""
         index = index.cpu()
         self.raw_azimuth[index] = raw[0].detach().cpu()
         self.raw_elevation[index] = raw[1].detach().cpu()
         self.raw_distance[index] = raw[2].detach().cpu()
+        if len(raw) > 3:
+            self.raw_offset[index] = raw[3].detach().cpu()
+
+    def decode_offset(self, raw_offset: torch.Tensor | None) -> torch.Tensor | None:
+        """Offsets ``(..., 2)`` of raw ones (None stays None)."""
+        return None if raw_offset is None else self.max_offset * torch.tanh(raw_offset)
+
+    def offsets(self, index: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Decoded principal-point offsets ``(B, H, 2)`` (or ``(N, H, 2)``); None when the bank
+        has none (every camera centred)."""
+        if not self.use_offsets:
+            return None
+        raw = self.raw_offset if index is None else self.raw_offset[index.cpu()]
+        return self.decode_offset(raw.clone())
+
+    def set_offsets(self, index: torch.Tensor, offset: torch.Tensor) -> None:
+        """Overwrite the offsets of images ``index (B,)`` with decoded ``(B, H, 2)`` ones."""
+        fraction = (offset.detach().cpu() / self.max_offset).clamp(-0.999, 0.999)
+        self.raw_offset[index.cpu()] = torch.atanh(fraction)
 
     def cameras(self, index: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decoded ``azimuth, elevation, distance``, each ``(B, H)`` (or ``(N, H)``)."""
         if index is None:
             index = torch.arange(len(self))
-        return self.decode(*self.raw(index))
+        return self.decode(*self.raw(index)[:3])
 
     def weights(self, index: torch.Tensor | None = None) -> torch.Tensor:
         logits = self.logits if index is None else self.logits[index.cpu()]
         return torch.softmax(logits, dim=-1)
 
     def state_dict(self) -> dict:
-        return {"image_ids": list(self.image_ids), "hypotheses": self.hypotheses,
+        state = {"image_ids": list(self.image_ids), "hypotheses": self.hypotheses,
                 "distance_range": self.distance_range, "max_elevation": self.max_elevation,
                 "raw_azimuth": self.raw_azimuth.clone(),
                 "raw_elevation": self.raw_elevation.clone(),
                 "raw_distance": self.raw_distance.clone(), "logits": self.logits.clone(),
                 "anchor_azimuth": self.anchor_azimuth.clone()}
+        if self.use_offsets:  # banks without offsets are saved as they were before them
+            state.update(raw_offset=self.raw_offset.clone(), max_offset=self.max_offset)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore hypotheses by image id (the dataset order may differ)."""
@@ -130,6 +168,10 @@ class CameraBank:
         if state["hypotheses"] != self.hypotheses:
             raise ValueError(f"camera bank has {state['hypotheses']} hypotheses per image, "
                              f"config asks for {self.hypotheses}")
+        if "raw_offset" in state and not self.use_offsets:
+            raise ValueError("the saved camera bank has principal-point offsets and this run "
+                             "has none: resume with selftrain.offsets=true (the setting it was "
+                             "trained with)")
         rows = torch.tensor([position[i] for i in self.image_ids], dtype=torch.long)
         self.distance_range = tuple(state["distance_range"])
         self.max_elevation = state["max_elevation"]
@@ -138,6 +180,12 @@ class CameraBank:
         # banks saved before bounded search existed: anchored where they are
         anchors = state.get("anchor_azimuth", state["raw_azimuth"])
         self.anchor_azimuth = anchors[rows].clone()
+        # banks saved before offsets existed (or without them): every camera centred
+        if "raw_offset" in state:
+            self.max_offset = float(state["max_offset"])
+            self.raw_offset = state["raw_offset"][rows].clone()
+        else:
+            self.raw_offset = torch.zeros(len(self.image_ids), self.hypotheses, 2)
 
 
 def rotation_matrices(azimuth: torch.Tensor, elevation: torch.Tensor) -> torch.Tensor:

@@ -36,9 +36,10 @@ from ss3d.volume import Field, mixed_precision, render_network, render_pixels
 if TYPE_CHECKING:  # the datasets import the renderer (pyrender): not needed to score poses
     from ss3d.data.datasets import ImageCollection
 
-__all__ = ["ViewpointPrior", "field_image_losses", "gather_targets", "hypothesis_losses",
-           "image_losses", "network_pixels", "network_weights", "pose_grid", "pose_scores",
-           "render_loss", "sample_image_pixels", "selection_losses"]
+__all__ = ["ViewpointPrior", "aligned_pose_scores", "box_centres", "field_image_losses",
+           "field_image_scores", "gather_targets", "hypothesis_losses", "image_losses",
+           "image_scores", "network_pixels", "network_weights", "pose_grid", "pose_scores",
+           "render_loss", "sample_image_pixels", "selection_losses", "shift_images"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -93,12 +94,14 @@ def gather_targets(images: torch.Tensor, masks: torch.Tensor,
 def hypothesis_losses(net: ReconstructionNet, latent: torch.Tensor, target_rgb: torch.Tensor,
                       target_mask: torch.Tensor, pixels: torch.Tensor, azimuth: torch.Tensor,
                       elevation: torch.Tensor, distance: torch.Tensor, intrinsics: Intrinsics,
-                      cfg: ExperimentConfig, n_samples: int) -> torch.Tensor:
+                      cfg: ExperimentConfig, n_samples: int,
+                      offset: torch.Tensor | None = None) -> torch.Tensor:
     """Render loss of every hypothesis of every image, in one batched render.
 
     Args:
         latent: ``(B, L)``. target_rgb ``(B, R, 3)``, target_mask ``(B, R)``, pixels ``(B, R, 2)``.
-        azimuth, elevation, distance: ``(B, H)`` cameras.
+        azimuth, elevation, distance: ``(B, H)`` cameras; offset ``(B, H, 2)`` their
+            principal-point shifts (None: centred).
 
     Returns:
         ``(B, H)`` weighted mask + colour MSE of each hypothesis.
@@ -110,7 +113,7 @@ def hypothesis_losses(net: ReconstructionNet, latent: torch.Tensor, target_rgb: 
     field = mixed_precision(lambda p: net.query(p, latents), latent.device, cfg.optim.amp)
     out = render_pixels(field, azimuth.reshape(-1), elevation.reshape(-1), distance.reshape(-1),
                         intrinsics, cfg.model, pixels.repeat_interleave(h, 0), n_samples,
-                        stratified=True)
+                        stratified=True, offset=None if offset is None else offset.reshape(-1, 2))
     return render_loss(out["mask"], out["rgb"], target_mask.repeat_interleave(h, 0),
                        target_rgb.repeat_interleave(h, 0), cfg).reshape(b, h)
 
@@ -125,28 +128,89 @@ def downsampled(images: torch.Tensor, masks: torch.Tensor, resolution: int) -> t
     return F.interpolate(torch.cat([images, masks], 1).float(), size=resolution, mode="area")
 
 
+def box_centres(masks: torch.Tensor) -> torch.Tensor:
+    """Centres ``(K, 2)`` ``(u, v)`` of the boxes of ``masks (K, r, r)`` (pixels above 0.5),
+    in fractions of the side; an empty mask's is the image centre."""
+    inside = masks > 0.5
+    size = masks.shape[-1]
+    centres = []
+    for axis in (-2, -1):  # any() over rows gives the columns (u), over columns the rows (v)
+        hit = inside.any(axis).float()  # (K, r)
+        coords = torch.arange(size, device=masks.device, dtype=torch.float32)
+        first = torch.where(hit > 0, coords, float(size)).amin(-1)
+        last = torch.where(hit > 0, coords, -1.0).amax(-1)
+        centres.append(torch.where(last >= first, (first + last + 1) / (2 * size), 0.5))
+    return torch.stack(centres, -1)
+
+
+def shift_images(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``images (K, C, r, r)`` moved by ``shift (K, 2)`` (fractions of the side, ``(du, dv)``),
+    bilinear, zero where nothing was.
+
+    A principal-point shift moves a render and changes nothing else, so a render moved here is
+    the render of the camera with that offset, short of what the shift brings in from outside
+    the frame (nothing, for an object that was inside it). Scoring every grid camera with the
+    offset that meets the target's box therefore costs no second render.
+    """
+    k = images.shape[0]
+    # affine_grid maps output to input coordinates in [-1, 1] (a side is 2 units)
+    theta = torch.zeros(k, 2, 3, dtype=images.dtype, device=images.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = -2.0 * shift.to(images)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=False)
+
+
 @torch.no_grad()
+def field_image_scores(field: Field, azimuth: torch.Tensor, elevation: torch.Tensor,
+                       distance: torch.Tensor, target: torch.Tensor, intrinsics: Intrinsics,
+                       cfg: ExperimentConfig, n_samples: int, offset: torch.Tensor | None = None,
+                       align: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`render_loss` ``(P,)`` of ``P`` cameras (``(P,)`` each, principal-point
+    ``offset (P, 2)``) of ``field`` against one :func:`downsampled` ``target (4, r, r)``; every
+    pixel is a ray.
+
+    With ``align``, each render is first moved so that its box centre meets the target's
+    (:func:`shift_images`), and the offsets that do it ``(P, 2)`` (added to ``offset``) are
+    returned beside the losses; otherwise the second value is None.
+    """
+    rendered = render_network(field, azimuth, elevation, distance, intrinsics, cfg.model,
+                              n_samples, offset=offset)
+    mask, rgb = rendered["mask"], rendered["rgb"]
+    moved = None
+    if align:
+        moved = box_centres(target[3][None]) - box_centres(mask)  # (P, 2)
+        both = shift_images(torch.cat([mask[:, None], rgb.permute(0, 3, 1, 2)], 1), moved)
+        mask, rgb = both[:, 0], both[:, 1:].permute(0, 2, 3, 1)
+        if offset is not None:
+            moved = moved + offset.to(moved)
+    return render_loss(mask, rgb, target[3], target[:3].permute(1, 2, 0), cfg), moved
+
+
 def field_image_losses(field: Field, azimuth: torch.Tensor, elevation: torch.Tensor,
                        distance: torch.Tensor, target: torch.Tensor, intrinsics: Intrinsics,
-                       cfg: ExperimentConfig, n_samples: int) -> torch.Tensor:
-    """:func:`render_loss` ``(P,)`` of ``P`` cameras (``(P,)`` each) of ``field`` against one
-    :func:`downsampled` ``target (4, r, r)``; every pixel is a ray."""
-    rendered = render_network(field, azimuth, elevation, distance, intrinsics, cfg.model,
-                              n_samples)
-    return render_loss(rendered["mask"], rendered["rgb"], target[3],
-                       target[:3].permute(1, 2, 0), cfg)
+                       cfg: ExperimentConfig, n_samples: int,
+                       offset: torch.Tensor | None = None) -> torch.Tensor:
+    """The losses ``(P,)`` of :func:`field_image_scores` at fixed cameras."""
+    return field_image_scores(field, azimuth, elevation, distance, target, intrinsics, cfg,
+                              n_samples, offset)[0]
 
 
 @torch.no_grad()
-def image_losses(net: ReconstructionNet, latents: torch.Tensor, images: torch.Tensor,
+def image_scores(net: ReconstructionNet, latents: torch.Tensor, images: torch.Tensor,
                  masks: torch.Tensor, azimuth: torch.Tensor, elevation: torch.Tensor,
                  distance: torch.Tensor, cfg: ExperimentConfig, resolution: int,
-                 n_samples: int) -> torch.Tensor:
-    """Full-image render loss of ``P`` cameras per image, at a low resolution: ``(B, P)``.
+                 n_samples: int, offset: torch.Tensor | None = None, align: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Full-image render loss of ``P`` cameras per image, at a low resolution: ``(B, P)``, and
+    with ``align`` the offsets ``(B, P, 2)`` that meet each image's box
+    (:func:`field_image_scores`; None without).
 
     Args:
         latents: ``(B, L)``; images ``(B, 3, S, S)``, masks ``(B, 1, S, S)``.
-        azimuth, elevation, distance: ``(B, P)`` (or ``(P,)``, the same cameras for every image).
+        azimuth, elevation, distance: ``(B, P)`` (or ``(P,)``, the same cameras for every image);
+            offset: ``(B, P, 2)`` principal-point shifts (None: centred).
 
     The targets are the images area-downsampled to ``resolution``, and every pixel is a ray: the
     loss has none of the sampling noise of the few-ray camera search, which choosing among
@@ -154,16 +218,28 @@ def image_losses(net: ReconstructionNet, latents: torch.Tensor, images: torch.Te
     """
     small = downsampled(images, masks, resolution)
     intrinsics = Intrinsics.from_fov(cfg.render.fov_degrees, small.shape[-1])
-    out = []
+    out, moved = [], []
     for i in range(latents.shape[0]):  # one image's P cameras per render bounds the memory
         cams = [c.to(latents.device) if c.dim() == 1 else c[i].to(latents.device)
                 for c in (azimuth, elevation, distance)]
+        shift = None if offset is None else offset[i].to(latents.device)
         latent = latents[i:i + 1]
         with autocast(latents.device, cfg.optim.amp):  # the network only: query returns fp32
-            out.append(field_image_losses(
+            losses, found = field_image_scores(
                 lambda p, latent=latent: net.query(p, latent.expand(p.shape[0], -1)), *cams,
-                small[i], intrinsics, cfg, n_samples))
-    return torch.stack(out)
+                small[i], intrinsics, cfg, n_samples, shift, align)
+        out.append(losses)
+        moved.append(found)
+    return torch.stack(out), torch.stack(moved) if align else None
+
+
+def image_losses(net: ReconstructionNet, latents: torch.Tensor, images: torch.Tensor,
+                 masks: torch.Tensor, azimuth: torch.Tensor, elevation: torch.Tensor,
+                 distance: torch.Tensor, cfg: ExperimentConfig, resolution: int,
+                 n_samples: int, offset: torch.Tensor | None = None) -> torch.Tensor:
+    """The losses ``(B, P)`` of :func:`image_scores` at fixed cameras."""
+    return image_scores(net, latents, images, masks, azimuth, elevation, distance, cfg,
+                        resolution, n_samples, offset)[0]
 
 
 @dataclass
@@ -213,15 +289,29 @@ def pose_scores(net: ReconstructionNet, latents: torch.Tensor, images: torch.Ten
                 masks: torch.Tensor, azimuth: torch.Tensor, elevation: torch.Tensor,
                 distance: torch.Tensor, cfg: ExperimentConfig, resolution: int,
                 n_samples: int, prior: ViewpointPrior | None = None,
-                index: torch.Tensor | None = None) -> torch.Tensor:
-    """What poses are compared on (the pose grid, the logit update, the choice): the
-    :func:`image_losses` of the images ``index``, plus the pose ``prior``'s penalty when
-    ``selftrain.viewpoint_weight > 0``. ``(B, P)``."""
-    losses = image_losses(net, latents, images, masks, azimuth, elevation, distance, cfg,
-                          resolution, n_samples)
+                index: torch.Tensor | None = None, offset: torch.Tensor | None = None
+                ) -> torch.Tensor:
+    """What poses are compared on (the logit update, the choice): the :func:`image_losses` of
+    the images ``index`` (cameras with principal-point ``offset (B, P, 2)``), plus the pose
+    ``prior``'s penalty when ``selftrain.viewpoint_weight > 0``. ``(B, P)``."""
+    return aligned_pose_scores(net, latents, images, masks, azimuth, elevation, distance, cfg,
+                               resolution, n_samples, prior, index, offset, align=False)[0]
+
+
+def aligned_pose_scores(net: ReconstructionNet, latents: torch.Tensor, images: torch.Tensor,
+                        masks: torch.Tensor, azimuth: torch.Tensor, elevation: torch.Tensor,
+                        distance: torch.Tensor, cfg: ExperimentConfig, resolution: int,
+                        n_samples: int, prior: ViewpointPrior | None = None,
+                        index: torch.Tensor | None = None, offset: torch.Tensor | None = None,
+                        align: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`pose_scores`, each camera scored with the offset that meets its image's box
+    (:func:`image_scores` with ``align``): the scores ``(B, P)`` and those offsets
+    ``(B, P, 2)`` (None without ``align``). How the pose grid starts a bank with offsets."""
+    losses, moved = image_scores(net, latents, images, masks, azimuth, elevation, distance,
+                                 cfg, resolution, n_samples, offset, align)
     if prior is None or prior.weight <= 0:
-        return losses
-    return losses + prior.penalty(index, azimuth, elevation).to(losses)
+        return losses, moved
+    return losses + prior.penalty(index, azimuth, elevation).to(losses), moved
 
 
 def selection_losses(net: ReconstructionNet, latent: torch.Tensor, images: torch.Tensor,
@@ -231,7 +321,7 @@ def selection_losses(net: ReconstructionNet, latent: torch.Tensor, images: torch
     """Low-noise per-hypothesis scores of images ``index`` for choosing among them: ``(B, H)``."""
     s = cfg.selftrain
     return pose_scores(net, latent, images, masks, *bank.cameras(index), cfg,
-                       s.selection_size, s.camera_samples, prior, index)
+                       s.selection_size, s.camera_samples, prior, index, bank.offsets(index))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -159,10 +159,12 @@ def render_rays(field: Field, origins: torch.Tensor, directions: torch.Tensor,
 
 def camera_rays(azimuth: torch.Tensor, elevation: torch.Tensor, distance: torch.Tensor,
                 intrinsics: Intrinsics, model: ModelConfig,
-                pixels: torch.Tensor | None = None) -> Rays:
-    """The rays of ``B`` cameras (``(B,)`` each) through ``pixels (B, R, 2)`` (default: every
-    pixel centre), bounded as ``model.ray_bounds`` / ``model.object_radius`` say."""
-    origins, directions = pixel_rays(azimuth, elevation, distance, intrinsics, pixels=pixels)
+                pixels: torch.Tensor | None = None, offset: torch.Tensor | None = None) -> Rays:
+    """The rays of ``B`` cameras (``(B,)`` each, principal-point ``offset (B, 2)`` as in
+    :func:`ss3d.cameras.pixel_rays`) through ``pixels (B, R, 2)`` (default: every pixel
+    centre), bounded as ``model.ray_bounds`` / ``model.object_radius`` say."""
+    origins, directions = pixel_rays(azimuth, elevation, distance, intrinsics, pixels=pixels,
+                                     offset=offset)
     near, far = ray_bounds(origins, directions, distance, model.ray_bounds, model.object_radius)
     return Rays(origins, directions, near, far)
 
@@ -170,30 +172,33 @@ def camera_rays(azimuth: torch.Tensor, elevation: torch.Tensor, distance: torch.
 def render_pixels(field: Field, azimuth: torch.Tensor, elevation: torch.Tensor,
                   distance: torch.Tensor, intrinsics: Intrinsics, model: ModelConfig,
                   pixels: torch.Tensor, n_samples: int | None = None,
-                  stratified: bool = False) -> dict[str, torch.Tensor]:
-    """Render the ``pixels (B, R, 2)`` of ``B`` cameras through ``field`` (``model.n_samples``
-    per ray unless ``n_samples``): ``mask (B, R)``, ``rgb (B, R, 3)``, ``depth (B, R)``,
-    ``weights (B, R, S)``."""
+                  stratified: bool = False, offset: torch.Tensor | None = None
+                  ) -> dict[str, torch.Tensor]:
+    """Render the ``pixels (B, R, 2)`` of ``B`` cameras (principal-point ``offset (B, 2)``)
+    through ``field`` (``model.n_samples`` per ray unless ``n_samples``): ``mask (B, R)``,
+    ``rgb (B, R, 3)``, ``depth (B, R)``, ``weights (B, R, S)``."""
     return render_rays(field, *camera_rays(azimuth, elevation, distance, intrinsics, model,
-                                           pixels),
+                                           pixels, offset),
                        n_samples or model.n_samples, stratified)
 
 
 def render_images(field: Field, azimuth: torch.Tensor,
                   elevation: torch.Tensor, distance: torch.Tensor, intrinsics: Intrinsics,
                   n_samples: int, bounds: str = "cube", radius: float = 0.9,
-                  chunk_rays: int = 4096) -> dict[str, torch.Tensor]:
+                  chunk_rays: int = 4096, offset: torch.Tensor | None = None
+                  ) -> dict[str, torch.Tensor]:
     """Render full images for ``B`` cameras, in chunks of rays to bound memory.
 
     Args:
         field: the field of the ``B`` images (e.g. ``lambda p: net.query(p, latent)``).
         azimuth, elevation, distance: ``(B,)``, one camera per image.
+        offset: ``(B, 2)`` principal-point shifts (:func:`ss3d.cameras.pixel_rays`).
 
     Returns:
         ``mask (B, H, W)``, ``rgb (B, H, W, 3)``, ``depth (B, H, W)``.
     """
     batch = azimuth.shape[0]
-    origins, directions = pixel_rays(azimuth, elevation, distance, intrinsics)
+    origins, directions = pixel_rays(azimuth, elevation, distance, intrinsics, offset=offset)
     near, far = ray_bounds(origins, directions, distance, bounds, radius)
     outs: dict[str, list[torch.Tensor]] = {"mask": [], "rgb": [], "depth": []}
     for start in range(0, origins.shape[1], chunk_rays):
@@ -210,10 +215,11 @@ def render_images(field: Field, azimuth: torch.Tensor,
 
 def render_network(field: Field, azimuth: torch.Tensor, elevation: torch.Tensor,
                    distance: torch.Tensor, intrinsics: Intrinsics, model: ModelConfig,
-                   n_samples: int | None = None) -> dict[str, torch.Tensor]:
+                   n_samples: int | None = None, offset: torch.Tensor | None = None
+                   ) -> dict[str, torch.Tensor]:
     """:func:`render_images` of a network's field with the model config's ray bounds, object
     radius and (unless ``n_samples`` is given) samples per ray: how every stage renders, so
     that no call can forget one of them."""
     return render_images(field, azimuth, elevation, distance, intrinsics,
                          n_samples=n_samples or model.n_samples, bounds=model.ray_bounds,
-                         radius=model.object_radius)
+                         radius=model.object_radius, offset=offset)

@@ -231,7 +231,7 @@ def test_grid_initialisation_finds_the_pose_and_keeps_hypotheses_spread():
     bank = CameraBank(["a", "b", "c"], 4, seed=0)
     latents = torch.zeros(3, 1)
     with torch.no_grad():
-        losses = initialise_from_grid(net, dataset, bank, cfg, Runtime(torch.device("cpu")),
+        losses, _ = initialise_from_grid(net, dataset, bank, cfg, Runtime(torch.device("cpu")),
                                       torch.arange(3), progress=False)
         assert losses.shape == (3, 24 * 3 * 3)
         az, el, dist = bank.cameras()

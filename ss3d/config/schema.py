@@ -231,6 +231,10 @@ class SelftrainConfig:
     # 0.25–0.7 (the embedded collections' distances lie inside that range).
     distance_range: list[float] = _f([1.0, 3.0], help="Allowed camera distances.")
     rays_per_image: int = _f(256, ge=1)
+    offsets: bool = _f(False, help="Each hypothesis also carries a principal-point offset "
+                       "(where the object's origin falls in a photo cropped around its box), "
+                       "started where the render's box meets the photo's and searched with the "
+                       "rest of the camera; false = cameras centred on the origin (the paper).")
     ablation: bool = _f(True, help="Notebook 02 also runs H = 1 with the same budget on the "
                         "first collection (the pipeline's multi-hypothesis check).")
     mask_weight: float = _f(0.2, ge=0.0, help="Weight of the mask MSE in self-training's one "

@@ -82,6 +82,8 @@ class SelftrainResult(TrainingResult):
     # (N, P) losses of the pose grid under the pre-trained model: they do not depend on H, so
     # a run with other hypotheses on the same data and checkpoint (the ablation) reuses them
     grid_losses: torch.Tensor | None = None
+    # (N, P, 2) the offsets that met each image's box at each grid pose (selftrain.offsets)
+    grid_offsets: torch.Tensor | None = None
 
 
 def curves_figure(history: list[dict[str, float]], epochs: list[dict[str, float]]
@@ -257,18 +259,23 @@ def _collection_of(cfg: ExperimentConfig, category: str, collection: str | Path 
 
 
 def _check_grid_losses(grid_losses: torch.Tensor | None, data: Collection,
-                       cfg: ExperimentConfig, collection: Path) -> None:
+                       cfg: ExperimentConfig, collection: Path,
+                       grid_offsets: torch.Tensor | None = None) -> None:
     expected = (len(data.dataset), pose_grid(cfg)[0].numel())
     if grid_losses is not None and tuple(grid_losses.shape) != expected:
         raise ValueError(f"grid_losses has shape {tuple(grid_losses.shape)}, this run needs "
                          f"{expected} (images of {collection} × grid poses)")
+    if grid_offsets is not None and tuple(grid_offsets.shape) != (*expected, 2):
+        raise ValueError(f"grid_offsets has shape {tuple(grid_offsets.shape)}, this run needs "
+                         f"{(*expected, 2)} (images of {collection} × grid poses × 2)")
 
 
 def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
                     pretrained: str | Path | None = None, collection: str | Path | None = None,
                     resume: bool | str | Path = False, progress: bool = True,
                     track: bool = True, run_tags: dict[str, str] | None = None,
-                    grid_losses: torch.Tensor | None = None) -> SelftrainResult:
+                    grid_losses: torch.Tensor | None = None,
+                    grid_offsets: torch.Tensor | None = None) -> SelftrainResult:
     """Self-train the pre-trained model on one category's image collection.
 
     Under ``torchrun`` each process owns every ``world``-th image (its camera hypotheses, its
@@ -277,7 +284,8 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     number of processes.
 
     ``grid_losses``: the :attr:`SelftrainResult.grid_losses` of a run on the same collection
-    and pre-trained checkpoint (any H), reused instead of scoring the pose grid again.
+    and pre-trained checkpoint (any H), reused instead of scoring the pose grid again (with
+    ``selftrain.offsets``, together with its ``grid_offsets``).
     ``cfg`` is not changed.
     """
     cfg = copy.deepcopy(cfg)
@@ -298,7 +306,7 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     runtime, s = run.runtime, cfg.selftrain
 
     data = Collection.load(collection, cfg, runtime)
-    _check_grid_losses(grid_losses, data, cfg, collection)
+    _check_grid_losses(grid_losses, data, cfg, collection, grid_offsets)
     if adopted:
         run.print(f"model settings taken from {ckpt_in}: " + "; ".join(adopted))
     net = _pretrained_network(saved, cfg, run.device)
@@ -321,7 +329,8 @@ def selftrain_stage(cfg: ExperimentConfig, *, category: str | None = None,
     with run.open(consumed=[pretrain_run]):
         if state.epoch == 0 and not state.epochs:
             if s.init == "grid":
-                result.grid_losses = _grid_start(net, data, cfg, run, grid_losses)
+                result.grid_losses, result.grid_offsets = _grid_start(
+                    net, data, cfg, run, grid_losses, grid_offsets)
             job.evaluate()  # the pre-trained starting point, before any search
         while state.epoch < s.epochs:
             job.train_epoch(loader, steps_per_epoch, rehearsal)
@@ -365,17 +374,20 @@ def _pretrained_network(saved: dict, cfg: ExperimentConfig,
 
 
 def _grid_start(net: ReconstructionNet, data: Collection, cfg: ExperimentConfig, run: StageRun,
-                grid_losses: torch.Tensor | None) -> torch.Tensor:
-    """:func:`initialise_from_grid` in eval mode, timed; returns the grid losses."""
+                grid_losses: torch.Tensor | None, grid_offsets: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`initialise_from_grid` in eval mode, timed; returns the grid losses and (with
+    offsets) the grid offsets."""
     tic = time.perf_counter()
     net.eval()
     try:
-        losses = initialise_from_grid(net, data.dataset, data.bank, cfg, run.runtime,
-                                      data.owned, run.progress, grid_losses, data.prior)
+        found = initialise_from_grid(net, data.dataset, data.bank, cfg, run.runtime,
+                                     data.owned, run.progress, grid_losses, data.prior,
+                                     grid_offsets)
     finally:
         train_mode(net)
     run.log_metrics({"grid_init_seconds": time.perf_counter() - tic})
-    return losses
+    return found
 
 
 def _log_cameras(run: StageRun, data: Collection, alignment: list[list[float]] | None) -> None:
@@ -403,4 +415,5 @@ def single_hypothesis_ablation(cfg: ExperimentConfig, reference: SelftrainResult
     single = copy.deepcopy(cfg)
     single.selftrain.hypotheses = 1
     return selftrain_stage(single, pretrained=pretrained, progress=progress, track=track,
-                           run_tags={ABLATION_TAG: "H1"}, grid_losses=reference.grid_losses)
+                           run_tags={ABLATION_TAG: "H1"}, grid_losses=reference.grid_losses,
+                           grid_offsets=reference.grid_offsets)

@@ -33,6 +33,7 @@ from ss3d.image_metrics import mask_iou
 from ss3d.model import ReconstructionNet
 from ss3d.scoring import (
     ViewpointPrior,
+    aligned_pose_scores,
     gather_targets,
     hypothesis_losses,
     network_pixels,
@@ -61,13 +62,13 @@ def optimise_cameras(net: ReconstructionNet, latent: torch.Tensor, images: torch
     With ``selftrain.max_azimuth_offset > 0`` (and the images' bank ``index``), every step is
     followed by a projection of each azimuth back to within that many degrees of its anchor
     (:meth:`CameraBank.bound_azimuth`): a hypothesis refines its start and cannot walk into a
-    neighbour's sector. Returns the optimised raw parameters and the per-hypothesis losses
-    before and after.
+    neighbour's sector. A bank with offsets (``raw`` of four) searches them with the rest.
+    Returns the optimised raw parameters and the per-hypothesis losses before and after.
     """
     s = cfg.selftrain
     raw = [p.clone().to(images.device).requires_grad_(True) for p in raw]
-    # Adam's step is about lr whatever the gradient scale: azimuth is in degrees, the other
-    # two in unbounded raw units, so azimuth gets its own (degree-sized) learning rate.
+    # Adam's step is about lr whatever the gradient scale: azimuth is in degrees, the others
+    # in unbounded raw units, so azimuth gets its own (degree-sized) learning rate.
     optimizer = torch.optim.Adam([{"params": [raw[0]], "lr": s.camera_lr * 60.0},
                                   {"params": raw[1:], "lr": s.camera_lr}])
     before = None
@@ -78,9 +79,10 @@ def optimise_cameras(net: ReconstructionNet, latent: torch.Tensor, images: torch
         for it in range(s.camera_steps + 1):
             pixels = sample_image_pixels(masks, s.camera_rays)
             t_rgb, t_mask = gather_targets(images, masks, pixels)
-            az, el, dist = bank.decode(*raw)
+            az, el, dist = bank.decode(*raw[:3])
+            offset = bank.decode_offset(raw[3]) if len(raw) > 3 else None
             losses = hypothesis_losses(net, latent, t_rgb, t_mask, pixels, az, el, dist,
-                                       intrinsics, cfg, s.camera_samples)
+                                       intrinsics, cfg, s.camera_samples, offset)
             if before is None:
                 before = losses.detach()
             if it == s.camera_steps:
@@ -115,7 +117,9 @@ def synthetic_batches(cfg: ExperimentConfig, device: torch.device, batch_size: i
 def initialise_from_grid(net: ReconstructionNet, dataset: ImageCollection, bank: CameraBank,
                          cfg: ExperimentConfig, runtime: Runtime, owned: torch.Tensor,
                          progress: bool = True, losses: torch.Tensor | None = None,
-                         prior: ViewpointPrior | None = None) -> torch.Tensor:
+                         prior: ViewpointPrior | None = None,
+                         offsets: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``selftrain.init=grid``: hypothesis ``k`` of every image becomes the grid pose of the
     ``k``-th azimuth sector that the (pre-trained) network explains best.
 
@@ -123,43 +127,58 @@ def initialise_from_grid(net: ReconstructionNet, dataset: ImageCollection, bank:
     longer random: the network's own scores start them far closer to the true poses than
     random elevations and distances do (docs/results.md).
     A sector without grid azimuths (``H > grid_azimuths``) keeps its spread hypothesis.
+    A bank with offsets scores every grid camera with the offset that meets the image's box
+    (:func:`ss3d.scoring.aligned_pose_scores`), and its hypotheses start at those offsets.
 
     Args:
         owned: ``(n,)`` the images this rank scores; the ranks' scores are summed, so every
             rank sets the same cameras.
         losses: ``(N, P)`` grid losses already computed with the same network and images
-            (then nothing is rendered).
+            (then nothing is rendered); with offsets, ``offsets`` ``(N, P, 2)`` too.
 
     Returns:
-        the grid losses ``(N, P)``.
+        the grid losses ``(N, P)`` and, for a bank with offsets, the grid offsets
+        ``(N, P, 2)`` (else None).
     """
     grid = pose_grid(cfg)
     h = bank.hypotheses
     sector = (grid[0] / (360.0 / h)).floor().long().clamp(max=h - 1)  # (P,)
-    if losses is None:
+    align = bank.use_offsets
+    if losses is None or (align and offsets is None):
         device = runtime.device
         losses = torch.zeros(len(bank), grid[0].numel())
+        offsets = torch.zeros(len(bank), grid[0].numel(), 2) if align else None
         for batch in tqdm(DataLoader(Subset(dataset, owned.tolist()), batch_size=8),
                           desc="pose grid", unit="batch", disable=not (progress
                                                                       and runtime.is_main)):
             images, masks = batch["image"].to(device), batch["mask"].to(device)
             with torch.no_grad():
                 latents = net.encode(images)
-            losses[batch["index"]] = pose_scores(
+            scores, moved = aligned_pose_scores(
                 net, latents, images, masks, *grid, cfg, cfg.selftrain.score_size,
-                cfg.selftrain.grid_samples, prior, batch["index"]).cpu()
+                cfg.selftrain.grid_samples, prior, batch["index"], align=align)
+            losses[batch["index"]] = scores.cpu()
+            if align:
+                offsets[batch["index"]] = moved.cpu()
         losses = runtime.all_sum(losses)
+        offsets = runtime.all_sum(offsets) if align else None
     index = torch.arange(len(bank))
     az, el, dist = bank.cameras(index)
+    offset = bank.offsets(index)
+    rows = torch.arange(len(bank))
     for k in range(h):
         members = sector == k
         if not members.any():
             continue
         pick = losses.masked_fill(~members[None], float("inf")).argmin(-1)  # (N,)
         az[:, k], el[:, k], dist[:, k] = grid[0][pick], grid[1][pick], grid[2][pick]
+        if align:
+            offset[:, k] = offsets[rows, pick]
     bank.set_cameras(index, az, el, dist)
+    if align:
+        bank.set_offsets(index, offset)
     bank.set_anchors()  # a bounded search refines the grid's pick
-    return losses
+    return losses, offsets
 
 
 @torch.no_grad()
@@ -172,8 +191,11 @@ def render_chosen(net: ReconstructionNet, latent: torch.Tensor, bank: CameraBank
     pick = choice[index.cpu()]
     rows = torch.arange(len(index))
     cams = [c[rows, pick].to(latent.device) for c in (az, el, dist)]
+    offset = bank.offsets(index)
+    offset = None if offset is None else offset[rows, pick].to(latent.device)
     with autocast(latent.device, cfg.optim.amp):  # the network only: query returns fp32
-        return render_network(lambda p: net.query(p, latent), *cams, intrinsics, cfg.model)
+        return render_network(lambda p: net.query(p, latent), *cams, intrinsics, cfg.model,
+                              offset=offset)
 
 
 def train_mode(net: ReconstructionNet) -> ReconstructionNet:
@@ -214,7 +236,7 @@ class Collection:
         s = cfg.selftrain
         dataset = ImageCollection(path, split="train")
         bank = CameraBank(list(dataset.image_ids), s.hypotheses, tuple(s.elevation_init),
-                          tuple(s.distance_range), seed=cfg.seed)
+                          tuple(s.distance_range), seed=cfg.seed, offsets=s.offsets)
         return cls(dataset=dataset, bank=bank, owned=runtime.shard(len(dataset)),
                    intrinsics=Intrinsics.from_fov(cfg.render.fov_degrees, dataset.crop_size),
                    truth=read_hidden_cameras(path))  # truth: for evaluation only
@@ -236,6 +258,8 @@ def merge_bank(bank: CameraBank, owned: torch.Tensor, runtime: Runtime) -> None:
     mine[owned] = 1.0
     for key in ("raw_azimuth", "raw_elevation", "raw_distance", "logits"):
         setattr(bank, key, runtime.all_sum(getattr(bank, key) * mine))
+    if bank.use_offsets:
+        bank.raw_offset = runtime.all_sum(bank.raw_offset * mine[..., None])
 
 
 def selftrain_step(net: ReconstructionNet, batch: dict[str, torch.Tensor], data: Collection,
@@ -259,7 +283,8 @@ def selftrain_step(net: ReconstructionNet, batch: dict[str, torch.Tensor], data:
     # The logits follow the low-noise full-image loss of the optimised cameras, not the
     # few-ray search loss (whose noise is as large as the gaps between poses).
     scores = pose_scores(net, latent, images, masks, *bank.cameras(idx), cfg,
-                         s.score_size, s.camera_samples, data.prior, idx).cpu()
+                         s.score_size, s.camera_samples, data.prior, idx,
+                         bank.offsets(idx)).cpu()
     # logits: gradient step on sum_h softmax(l)_h * loss_h (losses detached), per image: a
     # batch mean would shrink every image's step by the batch size
     logits = bank.logits[idx].clone().requires_grad_(True)
@@ -286,13 +311,16 @@ def selftrain_step(net: ReconstructionNet, batch: dict[str, torch.Tensor], data:
             latent = net.encode(images[rows])
             pixels = network_pixels(masks[rows], cfg)
             t_rgb, t_mask = gather_targets(images[rows], masks[rows], pixels)
-            cams = bank.decode(*(r.to(device)[rows] for r in raw))
+            cams = bank.decode(*(r.to(device)[rows] for r in raw[:3]))
+            offset = bank.decode_offset(raw[3].to(device)[rows]) if len(raw) > 3 else None
             w = target[rows]
             if s.network_target == "chosen":  # one render per image, not H
                 pick = w.argmax(-1, keepdim=True)
                 cams, w = [c.gather(1, pick) for c in cams], w.gather(1, pick)
+                if offset is not None:
+                    offset = offset.gather(1, pick[..., None].expand(-1, -1, 2))
             losses = hypothesis_losses(net, latent, t_rgb, t_mask, pixels, *cams,
-                                       data.intrinsics, cfg, cfg.model.n_samples)
+                                       data.intrinsics, cfg, cfg.model.n_samples, offset)
             loss = (w * losses).sum(-1).mean()
         if rehearsal is not None:
             synthetic = pretrain_loss(net, next(rehearsal[0]), rehearsal[1],
