@@ -207,3 +207,35 @@ def test_config_refuses_values_that_would_fail_late(tmp_path):
         with pytest.raises(ConfigError, match=message):
             load_config(None, overrides)
     load_config(None, {"output_dir": str(tmp_path / "new" / "folder"), "seed": 2**32 - 1})
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. every stage checks the generator version and format of the data it reads
+# ----------------------------------------------------------------------------------------------
+def _stale_renders(path, **attrs):
+    import h5py
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"format": "ss3d-render", "version": 1, "source": "procedural-v1",
+                        "complete_models": 0, "image_size": 64, "views_per_model": 6,
+                        **attrs})
+        for name in ("rgb", "mask", "azimuth", "elevation", "distance", "model_id",
+                     "category", "split"):
+            f.create_dataset(name, data=[])
+
+
+def test_pretraining_refuses_renders_of_an_older_procedural_generator(tmp_path):
+    from ss3d.data.h5 import H5FormatError
+    from ss3d.stages.pretrain import pretrain_stage
+
+    renders = tmp_path / "data" / "renders.h5"
+    _stale_renders(renders)
+    cfg = load_config(None, {"name": "stale", "data.root": str(tmp_path / "data"),
+                             "output_dir": str(tmp_path / "out")})
+    with pytest.raises(H5FormatError, match=r"procedural generator version 1 .* this ss3d "
+                                            r"generates version \d"):
+        pretrain_stage(cfg, progress=False, track=False)
+    _stale_renders(renders, source="procedural-v2", version=7)
+    with pytest.raises(H5FormatError, match="ss3d-render version 7, newer than this ss3d"):
+        pretrain_stage(cfg, progress=False, track=False)
