@@ -25,7 +25,8 @@ from typing import Any
 
 from ss3d import tracking
 from ss3d.config import ExperimentConfig
-from ss3d.eval.summary import fmt, half_widths, tables
+from ss3d.eval.summary import PRIMARY, fmt, half_widths, tables
+from ss3d.eval.verdict_table import Verdict, verdict_rows
 from ss3d.files import inside, replacing_dir
 from ss3d.stages.shell import stage_dir
 
@@ -33,16 +34,25 @@ __all__ = ["MissingEvaluationError", "write_report"]
 
 STAGES = (("render", None), ("pretrain", None), ("selftrain", "per category"),
           ("selftrain-ablation", "per category"), ("distill", None), ("evaluate", None))
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}
-td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,td:nth-child(2),
-th{text-align:left}tr.baseline td{color:#777;font-style:italic}img{max-width:100%}
-.gifs{display:flex;flex-wrap:wrap;gap:8px}.gifs figure{margin:0}figcaption{font-size:12px;
-color:#555;max-width:640px}.scroll{overflow-x:auto;max-width:100%}code{background:#f3f3f3;
-padding:1px 4px}.note{color:#a40}"""
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:1.2em auto;padding:0 1em;
+color:#222;line-height:1.35}h1{font-size:1.5em;margin:.2em 0}h2{font-size:1.2em;margin:1em 0 .4em}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:13px}td,th{border:1px solid #ccc;
+padding:3px 8px;text-align:right}td:first-child,td:nth-child(2),th{text-align:left}
+tr.baseline td{color:#777;font-style:italic}img{max-width:100%;height:auto}
+table.verdicts td{text-align:left}table.verdicts tr.good td:last-child{color:#060}
+table.verdicts tr.bad td:last-child{color:#a40}.gifs{display:flex;flex-wrap:wrap;gap:8px}
+.gifs figure{margin:0}figure{margin:.5em 0}figcaption,.small{font-size:12px;color:#555}
+figcaption{max-width:640px}.scroll{overflow-x:auto;max-width:100%}code{background:#f3f3f3;
+padding:1px 4px}.note{color:#a40}details{margin:.3em 0;border-top:1px solid #e4e4e4;
+padding-top:.3em}summary{cursor:pointer;font-weight:600}
+@media (max-width:600px){body{padding:0 .6em;margin-top:.6em}td,th{padding:2px 5px}}"""
+VERDICT_NOTE = ("Δ: a paired difference on the same test items (mean [95% bootstrap "
+                "interval]); a verdict needs the interval to exclude 0. Poses: Wilson "
+                "intervals. Every table behind these rows is in the sections below.")
 # what each figure shows, for its caption (figures not listed get their file name)
 FIGURE_CAPTIONS = {
-    "fscore_bars": "F@0.05 per category and model with 95% intervals, beside the baselines.",
+    "fscore_categories": "F@0.05 per category: every model's mean with its 95% interval, "
+                         "the baselines in grey.",
     "reconstructions_synthetic": "Held-out synthetic models: input image, ground truth and "
                                  "each model's mesh from the same view.",
     "reconstructions_collection": "Collection test photos: input crop, the hidden ground-truth "
@@ -123,18 +133,40 @@ def _caption(path: str) -> str:
 
 def _mlflow_link(run: dict[str, Any]) -> str:
     """The run id, linked to the run's page in a local `make ui` (http://127.0.0.1:5000)."""
-    return (f"<a href='http://127.0.0.1:5000/#/experiments/{run['experiment_id']}/runs/"
-            f"{run['run_id']}'><code>{run['run_id']}</code></a>")
+    return (f"<a href='{tracking.ui_url(run['experiment_id'], run['run_id'])}'><code>"
+            f"{run['run_id']}</code></a>")
+
+
+AGREEMENT_FLOOR = 0.8  # agreement with the model the student starts from: flagged below this
 
 
 def _warnings(data: dict[str, Any], runs: list[dict[str, Any]]) -> list[str]:
-    """Results below their aims, said in words next to the tables."""
-    notes = [f"Distillation on {r['set']} {r['category']}: student/teacher F@0.1 ratio "
-             f"{r['ratio']:.2f} is below the aim of {RATIO_AIM}."
-             for r in data.get("ratios", []) if r.get("ratio", 1.0) < RATIO_AIM]
-    notes += [f"Student–teacher agreement on {c} dropped during distillation ({fmt(before)} "
-              f"-> {fmt(after)}): the student drifted from this teacher."
-              for c, before, after in _agreement(runs) if after < before]
+    """What needs a reader's attention, one line per kind with its categories listed.
+
+    Agreement: a category whose teacher is the pre-trained model the student starts from
+    agrees 1.000 before distillation by construction (the student is its teacher), so a drop
+    from there is not news; only a fall below :data:`AGREEMENT_FLOOR` is. A category taught by
+    another model (a self-trained specialist) is flagged when agreement dropped at all."""
+    notes = []
+    low = [r for r in data.get("ratios", []) if r.get("ratio", 1.0) < RATIO_AIM]
+    if low:
+        notes.append(f"Distillation below the aim (student/teacher F@0.1 ≥ {RATIO_AIM}) on "
+                     f"{len(low)} of {len(data['ratios'])}: " + ", ".join(
+                         f"{r['set']} {r['category']} {r['ratio']:.2f}" for r in low) + ".")
+    agreement = _agreement(runs)
+    started = [(c, a) for c, b, a in agreement if b >= 0.999 and a < AGREEMENT_FLOOR]
+    if started:
+        notes.append(f"The student drifted from the pre-trained model it started from (agreement "
+                     f"below {AGREEMENT_FLOOR} after distillation) on {len(started)} "
+                     f"categor{'y' if len(started) == 1 else 'ies'}: " + ", ".join(
+                         f"{c} {fmt(a)}" for c, a in sorted(started, key=lambda x: x[1])) + ".")
+    dropped = [(c, b, a) for c, b, a in agreement if b < 0.999 and a < b]
+    if dropped:
+        notes.append("Student–teacher agreement dropped during distillation on "
+                     f"{len(dropped)} categor{'y' if len(dropped) == 1 else 'ies'}: " + ", ".join(
+                         f"{c} {fmt(b)} → {fmt(a)}" for c, b, a in dropped) + ".")
+    if data.get("skipped"):
+        notes.append("Not evaluated: " + "; ".join(data["skipped"]) + ".")
     return notes
 
 
@@ -193,8 +225,12 @@ def write_report(cfg: ExperimentConfig, *, out_dir: str | Path | None = None,
         figures = []
         (tmp / "figures").mkdir()
         # local evaluation folder: *.png; MLflow artifact folder: figures/*.png
+        if _categories_figure(data["summary"], tmp / "figures" / "fscore_categories.png"):
+            figures.append("figures/fscore_categories.png")
         for png in sorted([*evaluation_dir.glob("*.png"),
                            *evaluation_dir.glob("figures/*.png")]):
+            if png.stem.startswith("fscore_"):  # drawn above, from the summary
+                continue
             shutil.copy2(png, tmp / "figures" / png.name)
             figures.append(f"figures/{png.name}")
         gifs = []
@@ -217,6 +253,16 @@ def write_report(cfg: ExperimentConfig, *, out_dir: str | Path | None = None,
             _readme(cfg, data, tables_md, runs, figures, gifs, notebooks, timings),
             encoding="utf-8")
     return final / "index.html"
+
+
+def _categories_figure(summary: list[dict[str, Any]], path: Path) -> bool:
+    """F@0.05 per category as small multiples (readable at 500 px); False if nothing to draw."""
+    if not any(PRIMARY in s for s in summary):
+        return False
+    from ss3d.viz import metric_small_multiples
+
+    metric_small_multiples(summary, PRIMARY).savefig(path, dpi=100)
+    return True
 
 
 def _pretrain_line(runs: list[dict[str, Any]]) -> str:
@@ -247,85 +293,129 @@ def _agreement_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
     return [[html.escape(c), fmt(before), fmt(after)] for c, before, after in _agreement(runs)]
 
 
+def _verdict_html(verdicts: list[Verdict]) -> str:
+    if not verdicts:
+        return "<p>No verdicts: the evaluation has no comparisons to draw.</p>"
+    rows = "".join(f"<tr class='{v.tone}'><td>{html.escape(v.question)}</td><td>"
+                   f"{html.escape(v.measure)}</td><td>{html.escape(v.result)}</td><td><b>"
+                   f"{html.escape(v.verdict)}</b></td></tr>" for v in verdicts)
+    return ("<div class='scroll'><table class='verdicts'><tr><th>question</th><th>measure</th>"
+            f"<th>mean [95% interval]</th><th>verdict</th></tr>{rows}</table></div>"
+            f"<p class='small'>{html.escape(VERDICT_NOTE)}</p>")
+
+
+def _figure(src: str, caption: str, lazy: bool = False) -> str:
+    loading = " loading='lazy'" if lazy else ""
+    return (f"<figure><img src='{src}' alt='{html.escape(caption)}'{loading}><figcaption>"
+            f"{html.escape(caption)}"
+            "</figcaption></figure>")
+
+
+def _fold(summary: str, body: str, anchor: str = "") -> str:
+    """A collapsible section, closed: its title stays on the page, its body one click away."""
+    ident = f" id='{anchor}'" if anchor else ""
+    return f"<details{ident}><summary>{html.escape(summary)}</summary>{body}</details>"
+
+
 def _index_html(cfg: ExperimentConfig, data: dict[str, Any], runs: list[dict[str, Any]],
                 figures: list[str], gifs: list[str], notebooks: list[str],
                 timings: dict[str, float], eval_run: str | None) -> str:
+    hero, overview, per_category = _split_figures(cfg, figures)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' "
              f"content='width=device-width, initial-scale=1'><title>ss3d report: "
              f"{html.escape(cfg.name)}</title><style>{CSS}</style></head><body>",
-             f"<h1>ss3d report — experiment <code>{html.escape(cfg.name)}</code></h1>",
-             f"<p>Written {time.strftime('%Y-%m-%d %H:%M')} by <code>ss3d report</code>. "
-             f"{BASELINES_TEXT}</p>"]
-    if timings:
-        total = sum(timings.values())
-        parts.append(f"<p><b>Main job wall time: {total / 60:.1f} min</b> (" + ", ".join(
-            f"{html.escape(k)} {v:.0f}s" for k, v in timings.items()) + f").{_timing_note(cfg)}"
-            "</p>")
+             f"<h1>ss3d report: <code>{html.escape(cfg.name)}</code></h1>",
+             f"<p class='small'>{html.escape(_meta_line(timings, eval_run))} "
+             "<a href='#definitions'>What the numbers mean</a>.</p>",
+             "<h2 id='verdicts'>Verdicts</h2>", _verdict_html(verdict_rows(data))]
+    if hero:
+        parts.append(_figure(hero, _caption(hero)))
+    notes = _warnings(data, runs)
+    if notes:
+        parts.append("<h2>Needs attention</h2><ul class='note'>" + "".join(
+            f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     line = _pretrain_line(runs)
     if line:
         parts.append(f"<p>{html.escape(line)}</p>")
-    notes = _warnings(data, runs)
-    if notes:
-        parts.append("<ul class='note'>" + "".join(f"<li>{html.escape(n)}</li>"
-                                                   for n in notes) + "</ul>")
-    if data.get("verdicts"):
-        parts.append("<h2>What beats what</h2><p>F@0.05 of every learned model against every "
-                     "baseline on the same test items: “beats” only where the 95% paired "
-                     "interval of model minus baseline is above 0.</p><ul>")
-        parts += [f"<li>{html.escape(v)}</li>" for v in data["verdicts"]]
-        parts.append("</ul>")
+    parts += [_figure(f, _caption(f)) for f in overview]
+    parts.append("<h2>In detail</h2>")
     widths = data.get("half_widths") or half_widths(data["summary"], data.get("poses", []))
-    if widths:
-        parts.append("<p>Largest 95% interval half-widths (how small a difference this run can "
-                     "resolve): " + ", ".join(f"{html.escape(k)} ±{v:.3f}"
-                                              for k, v in widths.items()) + ".</p>")
+    parts.append(_fold("Definitions: metrics, baselines, intervals", f"<p>{BASELINES_TEXT}</p>"
+                       + ("<p>Largest 95% interval half-widths (how small a difference this "
+                          "run can resolve): " + ", ".join(f"{html.escape(k)} ±{v:.3f}" for k, v
+                                                           in widths.items()) + ".</p>"
+                          if widths else ""), "definitions"))
+    if data.get("verdicts"):
+        parts.append(_fold(
+            f"What beats what: {len(data['verdicts'])} models against every baseline",
+            "<p>F@0.05 of every learned model against every baseline on the same test items: "
+            "“beats” only where the 95% paired interval of model minus baseline is above 0."
+            "</p><ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in data["verdicts"])
+            + "</ul>"))
     for table in tables(data["summary"], data.get("poses", []), data.get("ratios", []),
                         data.get("differences"), data.get("frames")):
-        parts.append(f"<h2>{html.escape(table.title)}</h2>")
-        parts.append(html_table(table.header, [[html.escape(c) for c in row]
-                                                for row in table.rows],
-                                 ["baseline" if b else "" for b in table.baseline_rows]))
+        parts.append(_fold(f"{table.title} ({len(table.rows)} rows)", html_table(
+            table.header, [[html.escape(c) for c in row] for row in table.rows],
+            ["baseline" if b else "" for b in table.baseline_rows])))
     agreement = _agreement_rows(runs)
     if agreement:
-        parts.append("<h3>Student–teacher agreement (mask IoU of renders from random poses)"
-                     "</h3>")
-        parts.append(html_table(["category", "before distillation", "after"], agreement))
-    if figures:
-        parts.append("<h2>Figures</h2>")
-        parts += [f"<figure><img src='{f}' alt='{html.escape(_caption(f))}'><figcaption>"
-                  f"{html.escape(_caption(f))}</figcaption></figure>" for f in figures]
+        parts.append(_fold("Student–teacher agreement (mask IoU of renders from random poses)",
+                           html_table(["category", "before distillation", "after"], agreement)))
+    if per_category:
+        parts.append(_fold(f"Reconstructions per category ({len(per_category)} figures)",
+                           "".join(_figure(f, _caption(f), lazy=True) for f in per_category)))
     if gifs:
-        parts.append("<h2>Turntables (most advanced model per category)</h2><p>Predicted "
-                     "meshes with their predicted colours, turning once, shown at the size "
-                     "they were rendered (<code>evaluate.figure_size</code>).</p>"
-                     "<div class='gifs'>")
-        parts += [f"<figure><img src='{g}' alt='{html.escape(Path(g).stem)}'><figcaption>"
-                  f"{html.escape(Path(g).stem.replace('_', ' '))}</figcaption></figure>"
-                  for g in gifs]
-        parts.append("</div>")
+        parts.append(_fold(
+            f"Turntables of the most advanced model per category ({len(gifs)})",
+            "<p>Predicted meshes with their predicted colours, turning once, shown at the size "
+            "they were rendered (<code>evaluate.figure_size</code>).</p><div class='gifs'>"
+            + "".join(_figure(g, Path(g).stem.replace("_", " "), lazy=True) for g in gifs)
+            + "</div>"))
+    parts.append(_fold(f"MLflow runs ({len(runs)}) and wall times", _runs_html(cfg, runs, timings)))
     if notebooks:
-        parts.append("<h2>Executed notebooks</h2><ul>")
-        parts += [f"<li><a href='{n}'>{html.escape(Path(n).stem)}</a></li>" for n in notebooks]
-        parts.append("</ul>")
-    experiment_link = (f" (<a href='http://127.0.0.1:5000/#/experiments/"
-                       f"{runs[0]['experiment_id']}/runs'>the experiment's runs table</a>)"
-                       if runs else "")
-    parts.append("<h2>MLflow runs</h2><p>Start the UI with <code>make ui</code> in the "
-                 f"repository root; the run ids link to it{experiment_link}. Wall time "
-                 "here is the stage's own, as logged in MLflow; the header's times are per "
-                 "notebook, including start-up.</p>")
-    if runs:
-        parts.append(html_table(["stage", "category", "run id", "wall time (s)"],
-                                 [[r["stage"], html.escape(r["category"]),
-                                   _mlflow_link(r), fmt(r["wall_seconds"], 0)]
-                                  for r in runs]))
-    if eval_run:
-        parts.append(f"<p>Evaluation run: <code>{eval_run}</code>.</p>")
-    if data.get("skipped"):
-        parts.append("<p class='note'>Not evaluated: " + "; ".join(
-            html.escape(s) for s in data["skipped"]) + "</p>")
+        parts.append("<p>Executed notebooks: " + ", ".join(
+            f"<a href='{n}'>{html.escape(Path(n).stem)}</a>" for n in notebooks) + ".</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _meta_line(timings: dict[str, float], eval_run: str | None) -> str:
+    line = f"Written {time.strftime('%Y-%m-%d %H:%M')} by ss3d report."
+    if timings:
+        line += f" Main job: {sum(timings.values()) / 60:.1f} min."
+    if eval_run:
+        line += f" Evaluation run {eval_run}."
+    return line
+
+
+def _split_figures(cfg: ExperimentConfig, figures: list[str]
+                   ) -> tuple[str | None, list[str], list[str]]:
+    """(the inputs-beside-reconstructions figure the report leads with, the overview figures
+    shown open, the per-category figures folded away)."""
+    per_category = [f for f in figures if Path(f).stem.startswith("reconstructions_")]
+    preferred = [f"figures/reconstructions_collection_{c}.png" for c in cfg.data.collections]
+    hero = next((f for f in [*preferred, *per_category] if f in per_category), None)
+    overview = [f for f in figures if f not in per_category]
+    return hero, overview, [f for f in per_category if f != hero]
+
+
+def _runs_html(cfg: ExperimentConfig, runs: list[dict[str, Any]],
+               timings: dict[str, float]) -> str:
+    parts = []
+    if timings:
+        parts.append(f"<p>Main job wall time: {sum(timings.values()) / 60:.1f} min (" + ", ".join(
+            f"{html.escape(k)} {v:.0f}s" for k, v in timings.items()) + f")."
+            f"{html.escape(_timing_note(cfg))}</p>")
+    experiment_link = (f" (<a href='{tracking.ui_url(runs[0]['experiment_id'])}'>the "
+                       "experiment's runs table</a>)" if runs else "")
+    parts.append("<p>Start the UI with <code>make ui</code> in the repository root; the run "
+                 f"ids link to it{experiment_link}. Wall time here is the stage's own, as "
+                 "logged in MLflow; the times above are per notebook, including start-up.</p>")
+    if runs:
+        parts.append(html_table(["stage", "category", "run id", "wall time (s)"],
+                                [[r["stage"], html.escape(r["category"]), _mlflow_link(r),
+                                  fmt(r["wall_seconds"], 0)] for r in runs]))
+    return "".join(parts)
 
 
 def _timing_note(cfg: ExperimentConfig) -> str:
@@ -336,35 +426,56 @@ def _timing_note(cfg: ExperimentConfig) -> str:
     return ""
 
 
+def _md_fold(summary: str, body: list[str]) -> list[str]:
+    """A closed ``<details>`` block GitHub renders, with Markdown inside."""
+    return [f"<details><summary>{html.escape(summary)}</summary>", "", *body, "", "</details>",
+            ""]
+
+
 def _readme(cfg: ExperimentConfig, data: dict[str, Any], tables_md: str,
             runs: list[dict[str, Any]], figures: list[str], gifs: list[str],
             notebooks: list[str], timings: dict[str, float]) -> str:
-    lines = [f"# ss3d report — experiment `{cfg.name}`", "",
-             f"Open `index.html` for the full report. {BASELINES_TEXT}", ""]
-    if timings:
-        lines += [f"**Main job wall time: {sum(timings.values()) / 60:.1f} min** (" + ", ".join(
-            f"{k} {v:.0f}s" for k, v in timings.items()) + f").{_timing_note(cfg)}", ""]
+    hero, overview, per_category = _split_figures(cfg, figures)
+    lines = [f"# ss3d report: `{cfg.name}`", "",
+             f"{_meta_line(timings, None)} Open `index.html` for the full report.", "",
+             "## Verdicts", "", "| question | measure | mean [95% interval] | verdict |",
+             "|---|---|---|---|"]
+    lines += [f"| {v.question} | {v.measure} | {v.result} | **{v.verdict}** |"
+              for v in verdict_rows(data)]
+    lines += ["", VERDICT_NOTE, ""]
+    if hero:
+        lines += [f"![{_caption(hero)}]({hero})", ""]
+    notes = _warnings(data, runs)
+    if notes:
+        lines += ["## Needs attention", "", *[f"* {n}" for n in notes], ""]
     line = _pretrain_line(runs)
     if line:
         lines += [line, ""]
-    lines += [f"* **{n}**" for n in _warnings(data, runs)]
-    lines += ["", tables_md, ""]
+    lines += [f"![{_caption(f)}]({f})" for f in overview]
+    lines += ["", *_md_fold("Definitions: metrics, baselines, intervals", [BASELINES_TEXT])]
+    lines += _md_fold("Every table (the evaluation's tables.md)", [tables_md])
     agreement = _agreement_rows(runs)
     if agreement:
-        lines += ["### Student–teacher agreement (mask IoU, random poses)", "",
-                  "| category | before | after |", "|---|---|---|"]
-        lines += [f"| {c} | {b} | {a} |" for c, b, a in agreement]
-        lines.append("")
-    lines += [f"![{Path(f).stem}]({f})" for f in figures]
-    lines.append("")
-    lines += [f"![{Path(g).stem}]({g})" for g in gifs]
-    if notebooks:
-        lines += ["", "Executed notebooks: " + ", ".join(f"[{Path(n).stem}]({n})"
-                                                        for n in notebooks)]
+        lines += _md_fold("Student–teacher agreement (mask IoU, random poses)", [
+            "| category | before | after |", "|---|---|---|",
+            *[f"| {c} | {b} | {a} |" for c, b, a in agreement]])
+    if per_category:
+        lines += _md_fold(f"Reconstructions per category ({len(per_category)} figures)",
+                          [f"![{Path(f).stem}]({f})" for f in per_category])
+    if gifs:
+        lines += _md_fold(f"Turntables ({len(gifs)})", [" ".join(f"![{Path(g).stem}]({g})"
+                                                                 for g in gifs)])
+    run_lines = []
+    if timings:
+        run_lines += [f"Main job wall time: {sum(timings.values()) / 60:.1f} min (" + ", ".join(
+            f"{k} {v:.0f}s" for k, v in timings.items()) + f").{_timing_note(cfg)}", ""]
     if runs:
-        lines += ["", "| stage | category | MLflow run | wall (s) |", "|---|---|---|---|"]
-        lines += [f"| {r['stage']} | {r['category']} | `{r['run_id']}` | "
-                  f"{fmt(r['wall_seconds'], 0)} |" for r in runs]
-    if data.get("skipped"):
-        lines += ["", "Not evaluated: " + "; ".join(data["skipped"])]
+        run_lines += ["| stage | category | MLflow run | wall (s) |", "|---|---|---|---|"]
+        run_lines += [f"| {r['stage']} | {r['category']} | `{r['run_id']}` | "
+                      f"{fmt(r['wall_seconds'], 0)} |" for r in runs]
+    if run_lines:
+        lines += _md_fold(f"MLflow runs ({len(runs)}) and wall times", run_lines)
+    if notebooks:
+        lines += ["Executed notebooks: " + ", ".join(f"[{Path(n).stem}]({n})"
+                                                    for n in notebooks)]
     return "\n".join(lines) + "\n"

@@ -52,9 +52,11 @@ __all__ = [
     "log_checkpoint",
     "log_figure",
     "log_metrics",
+    "log_table",
     "repo_root",
     "start_run",
     "tracking_uri",
+    "ui_url",
 ]
 
 TAG_STAGE = "ss3d.stage"
@@ -153,6 +155,29 @@ def configure(experiment: str) -> str:
         return _configure(uri, experiment)
 
 
+#: Where ``make ui`` serves (``python -m ss3d.mlflow_ui``).
+UI_URL = "http://127.0.0.1:5000"
+
+
+def ui_url(experiment_id: str, run_id: str | None = None, base: str = UI_URL) -> str:
+    """A link to an experiment's runs table (or one run's page) in MLflow's UI that opens in
+    its model-training view: the ``workflowType`` URL parameter, which MLflow 3.17's UI reads
+    before its stored setting (:mod:`ss3d.mlflow_ui`), so it works on any MLflow server."""
+    page = f"{base}/#/experiments/{experiment_id}/runs" + (f"/{run_id}" if run_id else "")
+    return f"{page}?workflowType=machine_learning"
+
+
+def log_table(rows: Sequence[Mapping[str, Any]], name: str) -> None:
+    """Rows (dicts with the same keys) as an MLflow table artifact ``tables/<name>.json``:
+    the run's artifact page shows it as a table, sortable by column (one artifact instead of
+    one metric, and one chart, per cell)."""
+    if not rows:
+        return
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    mlflow.log_table({c: [row.get(c) for row in rows] for c in columns},
+                     artifact_file=f"tables/{name}.json")
+
+
 def _configure(uri: str, experiment: str) -> str:
     # Two processes opening a new SQLite store at once both try to create its tables (and the
     # experiment), and one fails; a lock beside the database makes the second wait.
@@ -167,8 +192,8 @@ def _configure(uri: str, experiment: str) -> str:
             root = _artifact_root(uri)
             experiment_id = client.create_experiment(
                 experiment, artifact_location=f"{root}/{experiment}" if root else None,
-                # marks the experiment as model training for MLflow 3; its UI still opens
-                # in GenAI mode (checked, 3.17): the README says how to switch
+                # model training for MLflow 3's API; the 3.17 UI ignores the tag (its mode
+                # is a browser setting: ss3d.mlflow_ui and ui_url choose model training)
                 tags={"mlflow.experimentKind": "custom_model_development",
                       "mlflow.note.content": f"ss3d experiment '{experiment}': one run per "
                       "stage (render, pretrain, selftrain per category, distill, evaluate)."})

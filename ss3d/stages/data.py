@@ -352,10 +352,24 @@ def _run_data_stage(run: StageRun, work: Callable[[], None], result: DataResult)
     return result
 
 
+def _headline(summary: dict[str, Any]) -> dict[str, float]:
+    """A data stage's headline: models rendered, collection images kept and skipped."""
+    out: dict[str, float] = {}
+    if isinstance(summary.get("models"), dict):
+        out["models"] = sum(summary["models"].values())
+    collections = summary.get("collections") or {
+        k: v for k, v in summary.items() if isinstance(v, dict) and "images" in v}
+    if collections:
+        out["images"] = sum(c.get("images", 0) for c in collections.values())
+        out["skipped"] = sum(c.get("skipped", 0) for c in collections.values())
+    return out
+
+
 def _log_summary(run: StageRun, result: DataResult) -> None:
     metrics: dict[str, float] = {}
     _flat_metrics("", result.summary, metrics)
     run.log_metrics({k.replace(" ", "_"): v for k, v in metrics.items()})
+    run.log_headline(_headline(result.summary))
     run.log_dict(result.summary, "data_summary.json")
     run.set_tag(TAG_DATA_ROOT, str(result.paths.root))
     for name, fig in result.figures.items():

@@ -49,8 +49,6 @@ from ss3d.eval.summary import (
     baseline_differences,
     frame_checks,
     half_widths,
-    interval_of,
-    is_baseline,
     markdown_tables,
     paired_differences,
     summarise,
@@ -67,7 +65,7 @@ from ss3d.stages.evaluate_items import (
     load_networks,
 )
 from ss3d.stages.shell import StageRun, find_pretrained, latest_checkpoint, stage_dir
-from ss3d.viz import finish_grid
+from ss3d.viz import finish_grid, metric_small_multiples
 
 __all__ = ["EvalModel", "EvalResult", "aligned_field", "evaluate_item", "evaluate_stage",
            "find_models"]
@@ -143,35 +141,10 @@ def find_models(cfg: ExperimentConfig, track: bool = True
 # Figures, poses and student/teacher ratios (statistics and tables: ss3d.eval.summary)
 # ----------------------------------------------------------------------------------------------
 def metric_bars(summary: list[dict[str, Any]], metric: str = PRIMARY) -> plt.Figure:
-    """Bars per (set, category) and model, with 95% bootstrap intervals as error bars."""
-    groups = sorted({(s["set"], s["category"]) for s in summary})
-    models = list(dict.fromkeys(s["model"] for s in summary))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(groups)) + 1.5, 3.2))
-    width = 0.8 / max(len(models), 1)
-    lookup = {(s["set"], s["category"], s["model"]): s for s in summary}
-    for k, model in enumerate(models):
-        cells = [(i, interval_of(lookup[(st, c, model)], metric))
-                 for i, (st, c) in enumerate(groups) if (st, c, model) in lookup
-                 and metric in lookup[(st, c, model)]]
-        if not cells:
-            continue
-        xs = [i + k * width for i, _ in cells]
-        est = np.array([ci.estimate for _, ci in cells])
-        err = np.nan_to_num(np.array([[ci.estimate - ci.low, ci.high - ci.estimate]
-                                      for _, ci in cells]).T, nan=0.0)
-        ax.bar(xs, est, width, yerr=err, capsize=1.5, error_kw={"elinewidth": 0.6},
-               label=model, hatch="//" if is_baseline(model) else None,
-               alpha=0.6 if is_baseline(model) else 1.0)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(groups))],
-                  [f"{c}\n({st})" for st, c in groups], fontsize=7)
-    ax.set_ylabel(metric)
-    ax.set_ylim(0, 1)
-    # legend to the right of the axes: inside, it hides the tallest bars
-    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(f"{metric} per category and model (95% bootstrap intervals)", fontsize=9)
-    fig.tight_layout()
-    plt.close(fig)  # closed: notebooks show it only where the caller displays it
-    return fig
+    """One small panel per (set, category) with every model's mean and 95% bootstrap interval
+    (:func:`ss3d.viz.metric_small_multiples`: readable at 500 px, where one bar strip of every
+    category grew to 3,500 px)."""
+    return metric_small_multiples(summary, metric)
 
 
 def reconstruction_figure(item: EvalItem, meshes: dict[str, ExtractedMesh],
@@ -389,15 +362,13 @@ def report_evaluation(result: EvalResult, cfg: ExperimentConfig, models: list[Ev
 
 
 def _log_evaluation(run: StageRun, result: EvalResult, out: Path) -> None:
-    for s in result.summary:
-        # "synthetic/airplane/pretrained.fscore_0.05": the UI groups charts by the part before
-        # the last '/', one section per set and category. MLflow metric names allow no '@' or
-        # ':' (fscore@0.1 -> fscore_0.1)
-        model = s["model"].replace(": ", "-").replace(" ", "_")
-        prefix = f"{s['set']}/{s['category']}/{model}"
-        run.log_metrics({f"{prefix}.{m}".replace(" ", "_").replace("@", "_"): s[m]
-                         for m in METRICS if m in s and math.isfinite(s[m])})
-    run.log_metrics({f"ratio/{r['set']}/{r['category']}": r["ratio"] for r in result.ratios})
+    # one table per set, every (category, model) a row with its intervals, shown sortable on
+    # the run's artifact page (one metric per cell made ~900 one-bar charts)
+    for set_name in dict.fromkeys(s["set"] for s in result.summary):
+        run.log_table([{"category": s["category"], "model": s["model"], "n": s.get("n"),
+                        **{k: s[k] for m in METRICS for k in (m, f"{m}_lo", f"{m}_hi") if k in s}}
+                       for s in result.summary if s["set"] == set_name], set_name)
+    run.log_table(result.ratios, "distillation_ratios")
     # per set, the mean over categories of each learned model's F@0.05 (the runs table's columns)
     for model in ("distilled", "pretrained", "selftrained"):
         for set_name in dict.fromkeys(s["set"] for s in result.summary):

@@ -281,6 +281,11 @@ class StageRun:
         if self.logging:
             mlflow.log_dict(data, name)
 
+    def log_table(self, rows: list[Mapping[str, Any]], name: str) -> None:
+        """Rows as a table artifact ``tables/<name>.json`` (:func:`ss3d.tracking.log_table`)."""
+        if self.logging:
+            tracking.log_table(rows, name)
+
     def set_tag(self, key: str, value: str) -> None:
         if self.logging:
             mlflow.set_tag(key, value)
