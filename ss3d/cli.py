@@ -213,7 +213,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     from ss3d.reconstruct import pair_inputs, reconstruct, reconstruct_many
 
     cfg = _load(args)
-    pairs = pair_inputs(args.image, args.mask)
+    pairing = pair_inputs(args.image, args.mask, args.image_pattern, args.mask_pattern)
+    pairs = pairing.pairs
     if len(pairs) == 1 and not Path(args.image[0]).is_dir():  # one image: -o is the mesh file
         result = reconstruct(args.image[0], args.mask[0], args.model, args.output,
                              args.turntable, cfg, device=cfg.optim.device)
@@ -225,6 +226,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     if args.turntable not in (None, "yes"):
         raise ValueError("with several inputs, --turntable takes no path (GIFs are written "
                          "beside the meshes): use --turntable yes")
+    print(pairing.summary())
     done, skipped = reconstruct_many(pairs, args.model, args.output,
                                      turntables=args.turntable == "yes", cfg=cfg,
                                      device=cfg.optim.device)
@@ -371,8 +373,15 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("image", nargs="+", help="RGB image(s) (any format OpenCV reads), "
                            "or one folder of images")
             p.add_argument("--mask", nargs="+", required=True, help="object mask image(s) "
-                           "(pixels >= 128), one per image in the same order, or one folder "
-                           "with a mask of the same file name per image")
+                           "(black background, white object), one per image in the same "
+                           "order, or a folder: the image folder's masks by name (see "
+                           "--mask-pattern; the image folder itself with two patterns)")
+            p.add_argument("--image-pattern", default="{id}", help="folders: the images' "
+                           "file names, the part shared with the mask as {id} (e.g. 'rgb_{id}'; "
+                           "default: the whole name)")
+            p.add_argument("--mask-pattern", default="{id}", help="folders: the masks' file "
+                           "names (e.g. 'mask_{id}' pairs mask_3.png with rgb_3.jpg; default: "
+                           "the image's name)")
             p.add_argument("--model", default="ss3d-unified",
                            help="checkpoint path, MLflow run id or registered model "
                            "('ss3d-unified' or 'ss3d-unified/VERSION'; default: %(default)s)")

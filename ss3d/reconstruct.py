@@ -27,7 +27,7 @@ from ss3d.engine import CheckpointError, select_device
 from ss3d.eval.mesh import ExtractedMesh, extract_mesh, write_obj
 from ss3d.model import ReconstructionNet, load_network
 
-__all__ = ["Reconstructor", "ReconstructionError", "load_model_spec", "pair_inputs",
+__all__ = ["Pairing", "Reconstructor", "ReconstructionError", "load_model_spec", "pair_inputs",
            "prepare_input", "reconstruct", "reconstruct_many"]
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -47,6 +47,36 @@ class Reconstruction:
 
 
 MIN_MASK_PIXELS = 64  # an 8 x 8 object: below this a crop is an upscaled blur
+FULL_MASK = 0.995  # a "mask" this full has no background: a photo read as a mask, or inverted
+#: A mask is black and white, soft at its edge: more than this share of pixels in between
+#: (grey 32..223) is a photo, not a mask.
+GREY_SHARE = 0.2
+COLOUR_SHARE = 0.01  # pixels whose channels differ by more than 24 levels: a colour image
+
+
+def check_mask_file(path: Path) -> None:
+    """A :class:`ReconstructionError` when ``path`` is readable but no mask: a colour image
+    (its channels differ), or a grey photo (many pixels neither near black nor near white)."""
+    import cv2
+
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if raw is None:
+        return  # unreadable: read_image_and_mask says so
+    if raw.dtype != np.uint8:
+        raw = (raw.astype(np.float64) * 255.0 / max(float(raw.max()), 1.0)).astype(np.uint8)
+    if raw.ndim == 3 and raw.shape[2] >= 3:
+        channels = raw[..., :3].astype(np.int16)
+        spread = channels.max(axis=2) - channels.min(axis=2)
+        if (spread > 24).mean() > COLOUR_SHARE:
+            raise ReconstructionError(f"{path}: a colour image, not a mask (a mask is black "
+                                      "background and white object, one channel)")
+        raw = raw[..., 0]
+    elif raw.ndim == 3:
+        raw = raw[..., 0]
+    grey = ((raw >= 32) & (raw <= 223)).mean()
+    if grey > GREY_SHARE:
+        raise ReconstructionError(f"{path}: {grey:.0%} of its pixels are grey (32..223): a "
+                                  "photo, not a mask (black background, white object)")
 
 
 def load_model_spec(spec: str, device: torch.device | str = "cpu"
@@ -90,6 +120,10 @@ def read_input(image_path: str | Path, mask_path: str | Path
     for label, p in (("image", image_path), ("mask", mask_path)):
         if not p.is_file():
             raise ReconstructionError(f"{label} not found: {p}")
+    if image_path.resolve() == mask_path.resolve():
+        raise ReconstructionError(f"{image_path} would be its own mask: give the mask file "
+                                  "(folders: --mask-pattern, e.g. 'mask_{id}')")
+    check_mask_file(mask_path)
     try:  # read exactly as ingest does: EXIF orientation applied to image and mask alike
         rgb_full, raw = read_image_and_mask(image_path, mask_path)
     except SkipImage as why:
@@ -99,6 +133,9 @@ def read_input(image_path: str | Path, mask_path: str | Path
         raise ReconstructionError(f"{culprit}: {why.detail or wording.get(str(why), why)}"
                                   ) from None
     mask = (raw >= 128).astype(np.uint8)
+    if mask.mean() > FULL_MASK:
+        raise ReconstructionError(f"{mask_path}: the mask covers {mask.mean():.1%} of the image, "
+                                  "no background: is it a mask (white object on black)?")
     if 0 < mask.sum() < MIN_MASK_PIXELS:
         raise ReconstructionError(f"{mask_path}: the mask covers {int(mask.sum())} pixel(s); "
                                   f"at least {MIN_MASK_PIXELS} are needed to see a shape")
@@ -210,28 +247,120 @@ def reconstruct(image: str | Path, mask: str | Path, model: str, output: str | P
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def pair_inputs(images: list[str | Path], masks: list[str | Path]) -> list[tuple[Path, Path]]:
-    """``(image, mask)`` pairs: the images and masks in the order given, or one folder of
-    images and one folder of masks matched by file stem (``a.jpg`` with ``a.png``)."""
+@dataclass
+class Pairing:
+    """What :func:`pair_inputs` paired: ``pairs`` ``(image, mask)``, the files it left out
+    (``skipped``: file name -> why) and how it paired them (``rule``)."""
+
+    pairs: list[tuple[Path, Path]]
+    skipped: dict[str, str]
+    rule: str
+
+    def summary(self) -> str:
+        """One line, then one per skipped file: what was paired with what, what was not."""
+        lines = [f"paired {len(self.pairs)} image(s) with their masks ({self.rule})"
+                 + (f"; skipped {len(self.skipped)} file(s):" if self.skipped else "")]
+        lines += [f"  skipped {name}: {why}" for name, why in sorted(self.skipped.items())]
+        return "\n".join(lines)
+
+
+def _pattern(text: str, flag: str) -> re.Pattern:
+    """``rgb_{id}`` -> a regular expression over file stems with the group ``id``."""
+    if text.count("{id}") != 1:
+        raise ReconstructionError(f"{flag} {text!r}: name the shared part of the file name "
+                                  "once as {id}, e.g. 'rgb_{id}' or 'mask_{id}'")
+    before, after = text.split("{id}")
+    return re.compile(f"^{re.escape(before)}(?P<id>.+?){re.escape(after)}$")
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower()
+                  in IMAGE_SUFFIXES)
+
+
+def _shared_prefixes(files: list[Path]) -> str:
+    """``'rgb_{id}' and 'mask_{id}'`` where the stems start with two prefixes before a number,
+    for the error message of a folder given as its own masks."""
+    prefixes = sorted({m.group(1) for p in files if (m := re.match(r"^(\D+?)\d", p.stem))})
+    return (f" (here: --image-pattern '{prefixes[1]}{{id}}' --mask-pattern "
+            f"'{prefixes[0]}{{id}}'?)" if len(prefixes) == 2 else "")
+
+
+def pair_inputs(images: list[str | Path], masks: list[str | Path],
+                image_pattern: str = "{id}", mask_pattern: str = "{id}") -> Pairing:
+    """``(image, mask)`` pairs: the images and masks in the order given, or the files of an
+    image folder and a mask folder (the same folder, or two) matched by the part of their
+    names that ``image_pattern`` and ``mask_pattern`` call ``{id}`` (by default the whole
+    name: ``a.jpg`` with ``a.png``). An image is never its own mask: a folder given as its
+    own masks needs two patterns that tell images from masks (``rgb_{id}``, ``mask_{id}``)."""
     images, masks = [Path(p) for p in images], [Path(p) for p in masks]
     if len(images) == 1 and images[0].is_dir():
         if len(masks) != 1 or not masks[0].is_dir():
             raise ReconstructionError(f"{images[0]} is a folder of images: give --mask a "
-                                      "folder of masks with the same file names")
-        found = sorted(p for p in images[0].iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not found:
-            raise ReconstructionError(f"{images[0]}: no images ({', '.join(IMAGE_SUFFIXES)})")
-        by_stem = {p.stem: p for p in masks[0].iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-        missing = [p.name for p in found if p.stem not in by_stem]
-        if missing:
-            raise ReconstructionError(f"{masks[0]}: no mask for {len(missing)} image(s): "
-                                      + ", ".join(missing[:5]) + (" ..." if len(missing) > 5
-                                                                  else ""))
-        return [(p, by_stem[p.stem]) for p in found]
+                                      "folder of masks (or the same folder with --mask-pattern)")
+        return _pair_folders(images[0], masks[0], image_pattern, mask_pattern)
     if len(images) != len(masks):
         raise ReconstructionError(f"{len(images)} image(s) and {len(masks)} mask(s): give one "
                                   "mask per image, in the same order")
-    return list(zip(images, masks))
+    for image, mask in zip(images, masks):
+        if image.resolve() == mask.resolve():
+            raise ReconstructionError(f"{image} would be its own mask: give its mask file")
+    return Pairing(list(zip(images, masks)), {}, "in the order given")
+
+
+def _roles(files: list[Path], image_re: re.Pattern, mask_re: re.Pattern,
+           specific: str) -> tuple[dict[str, Path], dict[str, Path], dict[str, str]]:
+    """``(images by id, masks by id, skipped)`` of files that may be either; a file both
+    patterns match is the ``specific`` one's (the pattern with more fixed characters)."""
+    images: dict[str, Path] = {}
+    masks: dict[str, Path] = {}
+    skipped: dict[str, str] = {}
+    for p in files:
+        as_image, as_mask = image_re.match(p.stem), mask_re.match(p.stem)
+        if as_image and as_mask:
+            as_image, as_mask = (as_image, None) if specific == "image" else (None, as_mask)
+        found, role = (as_image, images) if as_image else (as_mask, masks)
+        if found is None:
+            skipped[p.name] = "matches neither pattern"
+        elif found.group("id") in role:
+            raise ReconstructionError(f"{p.parent}: two files for '{found.group('id')}': "
+                                      f"{role[found.group('id')].name}, {p.name}")
+        else:
+            role[found.group("id")] = p
+    return images, masks, skipped
+
+
+def _pair_folders(image_dir: Path, mask_dir: Path, image_pattern: str, mask_pattern: str
+                  ) -> Pairing:
+    same = image_dir.resolve() == mask_dir.resolve()
+    files = _images_in(image_dir)
+    if same and image_pattern == mask_pattern:
+        raise ReconstructionError(
+            f"{image_dir} is given as its own masks: every image would be its own mask. Tell "
+            f"images from masks with --image-pattern and --mask-pattern{_shared_prefixes(files)}")
+    if not files:
+        raise ReconstructionError(f"{image_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    image_re = _pattern(image_pattern, "--image-pattern")
+    mask_re = _pattern(mask_pattern, "--mask-pattern")
+    if same:
+        specific = "image" if len(image_pattern) > len(mask_pattern) else "mask"
+        images, masks, skipped = _roles(files, image_re, mask_re, specific)
+    else:
+        images, _, skipped = _roles(files, image_re, re.compile("(?!)"), "image")
+        _, masks, mask_skipped = _roles(_images_in(mask_dir), re.compile("(?!)"), mask_re,
+                                        "mask")
+        skipped.update({f"{mask_dir.name}/{k}": v for k, v in mask_skipped.items()})
+    pairs = [(images[i], masks.pop(i)) for i in sorted(images) if i in masks]
+    skipped.update({images[i].name: f"no mask {mask_pattern.replace('{id}', i)}"
+                    for i in sorted(images) if all(images[i] != p for p, _ in pairs)})
+    skipped.update({p.name: "a mask without its image" for p in masks.values()})
+    if not pairs:
+        raise ReconstructionError(f"{image_dir}: no image has a mask ({image_pattern} ↔ "
+                                  f"{mask_pattern} in {mask_dir}): " + "; ".join(
+                                      f"{k}: {v}" for k, v in list(skipped.items())[:5]))
+    pairs.sort()
+    return Pairing(pairs, skipped, f"{image_pattern} ↔ {mask_pattern}"
+                   + ("" if same else f", masks from {mask_dir}"))
 
 
 def reconstruct_many(pairs: list[tuple[Path, Path]], model: str, out_dir: str | Path,
