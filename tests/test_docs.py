@@ -60,8 +60,11 @@ def test_every_readme_command_line_parses(command):
     Mutations caught: ``--teacher`` renamed ``--teachers`` in ``ss3d/cli.py`` (the distil
     line fails); the ``transfer`` subcommand removed (fails its ``--help``, below)."""
     argv = shlex.split(command)[1:]
+    parser = build_parser()
+    for sub in parser._subparsers._group_actions[0].choices.values():
+        sub.allow_abbrev = False  # a flag renamed --teachers would still take --teacher
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as exit_:
         pytest.fail(f"`{command}` does not parse (exit {exit_.code})")
     assert args.command == argv[0]
