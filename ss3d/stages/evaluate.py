@@ -47,6 +47,7 @@ from ss3d.eval.summary import (
     PRETRAINED,
     PRIMARY,
     baseline_differences,
+    fmt,
     frame_checks,
     half_widths,
     markdown_tables,
@@ -362,11 +363,13 @@ def report_evaluation(result: EvalResult, cfg: ExperimentConfig, models: list[Ev
 
 
 def _log_evaluation(run: StageRun, result: EvalResult, out: Path) -> None:
-    # one table per set, every (category, model) a row with its intervals, shown sortable on
-    # the run's artifact page (one metric per cell made ~900 one-bar charts)
+    # one table per set, every (category, model) a row: each metric's mean and its 95% interval,
+    # sortable on the run's artifact page (one metric per cell made ~900 one-bar charts)
     for set_name in dict.fromkeys(s["set"] for s in result.summary):
         run.log_table([{"category": s["category"], "model": s["model"], "n": s.get("n"),
-                        **{k: s[k] for m in METRICS for k in (m, f"{m}_lo", f"{m}_hi") if k in s}}
+                        **{k: v for m in METRICS if m in s for k, v in (
+                            (m, round(float(s[m]), 4)),
+                            (f"{m} 95%", f"[{fmt(s.get(m + '_lo'))}, {fmt(s.get(m + '_hi'))}]"))}}
                        for s in result.summary if s["set"] == set_name], set_name)
     run.log_table(result.ratios, "distillation_ratios")
     # per set, the mean over categories of each learned model's F@0.05 (the runs table's columns)
