@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["BadNameError", "OutputFolderError", "WriteError", "atomic_path", "check_name",
-           "inside", "name_problem", "process_alive", "remove_dead_temp_dirs",
+           "inside", "name_problem", "process_alive", "process_start", "remove_dead_temp_dirs",
            "remove_stale_temps", "replacing_dir", "repo_root", "temp_dir", "write_error"]
 
 MAX_NAME_CHARS = 128
@@ -291,6 +291,16 @@ def process_alive(pid: int) -> bool:
     except PermissionError:  # another user's live process
         return True
     return True
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from ``/proc``), or None where
+    that cannot be read: with the pid, it names a process even after its pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2:].split()[19]
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def remove_dead_temp_dirs(folder: str | Path) -> list[Path]:

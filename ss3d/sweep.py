@@ -54,7 +54,7 @@ from ss3d.pipeline import notebook_output_to_terminal, pipeline_jobs, run_jobs
 from ss3d.stages.shell import stage_dir
 
 __all__ = ["Child", "SweepError", "SweepSpec", "children", "find_parent", "load_sweep",
-           "run_sweep", "slurm_commands"]
+           "pending_children", "run_sweep", "slurm_commands"]
 
 STAGE = "sweep"
 CHILD_STAGE = "sweep-child"
@@ -238,7 +238,7 @@ def find_parent(spec: SweepSpec, upstream: Sequence[str], create: bool = False) 
         **tags, tracking.TAG_EXPERIMENT: spec.base_name, tracking.TAG_COMMIT: commit,
         tracking.TAG_DIRTY: str(dirty).lower(), tracking.TAG_CONSUMED: ",".join(upstream),
         "mlflow.note.content": spec.description or f"sweep {spec.name}",
-        "mlflow.source.name": f"ss3d sweep {spec.path.name}"})
+        "mlflow.source.name": f"ss3d sweep {spec.path.name}", **tracking.process_tags()})
     _client().log_batch(run.info.run_id, params=[
         Param("sweep.file", str(spec.path)), Param("sweep.stages", ",".join(spec.stages)),
         Param("sweep.seeds", ",".join(map(str, spec.seeds))),
@@ -255,6 +255,39 @@ def finished_child(parent: Run, child: Child) -> Run | None:
     return found[0] if found else None
 
 
+def running_child(parent: Run, child: Child) -> Run | None:
+    """A run of ``child`` (same key) under ``parent`` still RUNNING: its process is alive (or
+    on another host, where it cannot be checked); the dead ones were closed KILLED
+    (:func:`tracking.close_dead_runs`) before this is asked."""
+    found = _search(parent.info.experiment_id, {tracking.TAG_PARENT: parent.info.run_id,
+                                                TAG_KEY: child.key}, status="RUNNING")
+    return found[0] if found else None
+
+
+def pending_children(parent: Run, kids: Sequence[Child], only: Sequence[int] | None,
+                     result: SweepRun) -> list[Child]:
+    """The children to run now: not finished before (``result.skipped``) and not running in
+    another live process (``result.running``): a sweep never holds two live children with one
+    key. Runs left RUNNING by dead processes are closed KILLED first."""
+    tracking.close_dead_runs(parent.info.experiment_id)
+    todo = []
+    for child in kids:
+        if only is not None and child.index not in only:
+            continue
+        if finished_child(parent, child) is not None:
+            result.skipped.append(child.label)
+            print(f"{child.label}: finished before, skipped", flush=True)
+        elif (live := running_child(parent, child)) is not None:
+            tags = live.data.tags
+            result.running.append(child.label)
+            print(f"{child.label}: running in run {live.info.run_id} (pid "
+                  f"{tags.get(tracking.TAG_PID, '?')} on {tags.get(tracking.TAG_HOST, '?')}), "
+                  "not started again", flush=True)
+        else:
+            todo.append(child)
+    return todo
+
+
 def stage_runs(child_run_id: str, experiment_id: str) -> list[Run]:
     """The finished stage runs of one child, newest first."""
     return _search(experiment_id, {tracking.TAG_SWEEP_CHILD: child_run_id}, status="FINISHED")
@@ -269,7 +302,8 @@ def run_child(spec: SweepSpec, parent: Run, child: Child, stream: bool = True) -
     run = client.create_run(experiment_id, run_name=child.label, tags={
         tracking.TAG_STAGE: CHILD_STAGE, tracking.TAG_PARENT: parent.info.run_id,
         TAG_NAME: spec.name, TAG_KEY: child.key, TAG_VARIANT: child.variant,
-        TAG_SEED: str(child.seed), tracking.TAG_EXPERIMENT: cfg.name})
+        TAG_SEED: str(child.seed), tracking.TAG_EXPERIMENT: cfg.name,
+        **tracking.process_tags()})
     run_id = run.info.run_id
     client.log_batch(run_id, params=[Param(f"override.{k}", str(v)[:6000])
                                      for k, v in child.overrides.items()])
@@ -317,6 +351,7 @@ class SweepRun:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    running: list[str] = field(default_factory=list)  # live in another process
 
 
 def run_sweep(spec: SweepSpec, jobs: int = 1, only: Sequence[int] | None = None) -> SweepRun:
@@ -329,22 +364,16 @@ def run_sweep(spec: SweepSpec, jobs: int = 1, only: Sequence[int] | None = None)
     parent = find_parent(spec, upstream, create=True)
     assert parent is not None
     client = _client()
-    client.update_run(parent.info.run_id, status="RUNNING")
-    todo: list[Child] = []
     result = SweepRun(parent)
     everything = children(spec, upstream)
     beyond = sorted(set(only or ()) - set(range(len(everything))))
     if beyond:
         raise SweepError(f"{spec.path}: no child {beyond[0]} (the sweep has "
                          f"{len(everything)}: 0 to {len(everything) - 1})")
-    for child in everything:
-        if only is not None and child.index not in only:
-            continue
-        if finished_child(parent, child) is not None:
-            result.skipped.append(child.label)
-            print(f"{child.label}: finished before, skipped", flush=True)
-        else:
-            todo.append(child)
+    todo = pending_children(parent, everything, only, result)
+    client.update_run(parent.info.run_id, status="RUNNING")
+    for key, value in tracking.process_tags().items():
+        client.set_tag(parent.info.run_id, key, value)
     print(f"sweep {spec.name}: {len(todo)} of {len(everything)} children to run "
           f"({len(result.skipped)} finished before); MLflow experiment "
           f"'{spec.mlflow_experiment}', parent run {parent.info.run_id}", flush=True)

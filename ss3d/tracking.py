@@ -174,7 +174,8 @@ def log_table(rows: Sequence[Mapping[str, Any]], name: str) -> None:
     if not rows:
         return
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    mlflow.log_table({c: [row.get(c) for row in rows] for c in columns},
+    # the UI's table reads a dot in a column name as a nested field (and shows no value)
+    mlflow.log_table({c.replace(".", "_"): [row.get(c) for row in rows] for c in columns},
                      artifact_file=f"tables/{name}.json")
 
 
@@ -356,6 +357,60 @@ def sweep_scope() -> SweepScope | None:
     return SweepScope(*parts)
 
 
+# ----------------------------------------------------------------------------------------------
+# Runs whose process is gone (kill -9, a lost node): closed KILLED by the next run that meets them
+# ----------------------------------------------------------------------------------------------
+TAG_HOST = "ss3d.host"
+TAG_PID = "ss3d.pid"
+TAG_PID_START = "ss3d.pid_start"  # with the pid, names the process even after pid reuse
+
+
+def process_tags() -> dict[str, str]:
+    """The tags that name the process running a run: host, pid and the pid's start time."""
+    import socket
+
+    from ss3d.files import process_start
+
+    return {TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid()),
+            TAG_PID_START: process_start(os.getpid()) or ""}
+
+
+def owner_gone(run: Run) -> bool:
+    """Whether ``run`` (RUNNING) was started by a process of this host that no longer exists.
+    Runs of other hosts, and runs without the process tags, cannot be judged here: False."""
+    import socket
+
+    from ss3d.files import process_alive, process_start
+
+    tags = run.data.tags
+    if tags.get(TAG_HOST) != socket.gethostname() or not tags.get(TAG_PID, "").isdigit():
+        return False
+    pid = int(tags[TAG_PID])
+    if not process_alive(pid):
+        return True
+    started = tags.get(TAG_PID_START)
+    now = process_start(pid)
+    return bool(started) and now is not None and now != started  # the pid was reused
+
+
+def close_dead_runs(experiment_id: str) -> list[str]:
+    """Close as KILLED every RUNNING run of the experiment whose process is gone
+    (:func:`owner_gone`); returns their ids. Finished runs are never changed."""
+    client = MlflowClient(tracking_uri())
+    closed = []
+    with _store_errors():
+        for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'",
+                                      max_results=1000):
+            if owner_gone(run):
+                client.set_tag(run.info.run_id, "ss3d.closed_because",
+                               f"its process (pid {run.data.tags[TAG_PID]} on "
+                               f"{run.data.tags[TAG_HOST]}) was gone; closed by pid "
+                               f"{os.getpid()}")
+                client.set_terminated(run.info.run_id, "KILLED")
+                closed.append(run.info.run_id)
+    return closed
+
+
 @contextlib.contextmanager
 def start_run(cfg: ExperimentConfig, stage: str, *, category: str | None = None,
               consumed: Sequence[str] = (), run_id: str | None = None,
@@ -370,7 +425,8 @@ def start_run(cfg: ExperimentConfig, stage: str, *, category: str | None = None,
     """
     scope = sweep_scope()
     scoped = scope is not None and scope.owns(stage)
-    configure(scope.experiment if scoped else cfg.name)
+    experiment_id = configure(scope.experiment if scoped else cfg.name)
+    close_dead_runs(experiment_id)  # runs left RUNNING by killed processes
     if mlflow.active_run() is not None:
         mlflow.end_run()
     run_name = stage if category is None else f"{stage}-{category}"
@@ -388,13 +444,14 @@ def start_run(cfg: ExperimentConfig, stage: str, *, category: str | None = None,
             if scoped:  # nested under the sweep child in the MLflow UI
                 tags.update({TAG_SWEEP_CHILD: scope.child_run, TAG_PARENT: scope.child_run})
             tags.update(extra_tags or {})
+            tags.update(process_tags())
             mlflow.set_tags(tags)
             sections = STAGE_SECTIONS.get(stage_kind(stage))
             params = {k: (str(v)[:_MAX_PARAM_CHARS]) for k, v in flatten(cfg).items()
                       if sections is None or k.split(".")[0] in sections}
             mlflow.log_params(params)
         else:
-            mlflow.set_tag("ss3d.resumed", "true")
+            mlflow.set_tags({"ss3d.resumed": "true", **process_tags()})
             _logged_until.update(_last_logged_steps(run_id))
         try:
             yield run

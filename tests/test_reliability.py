@@ -100,22 +100,28 @@ def test_a_second_run_of_one_experiment_and_stage_is_refused_at_once_naming_the_
     try:
         assert holder.stdout.readline().strip() == "held"
         start = time.perf_counter()
+        second = StageRun(cfg, "pretrain", out_dir=out, track=False)
         with pytest.raises(RuntimeError, match=rf"pretrain of experiment 'locked'.*pid "
-                                              rf"{holder.pid} on"):
-            StageRun(cfg, "pretrain", out_dir=out, track=False)
+                                              rf"{holder.pid} on"):  # LockedError
+            second.resume(False, None, model=None)  # the first thing a training stage does
+        with pytest.raises(RuntimeError, match="already running"), second.open():
+            pass
         assert time.perf_counter() - start < 5
         assert not out.exists()  # refused before anything was written
         # another stage of the experiment runs meanwhile
-        StageRun(cfg, "distill", out_dir=out.parent / "distill", track=False)
+        with StageRun(cfg, "distill", out_dir=out.parent / "distill", track=False).open():
+            pass
     finally:
         holder.kill()
         holder.wait()
     run = StageRun(cfg, "pretrain", out_dir=out, track=False)  # its process is gone: free
+    run.resume(False, None, model=None)
     again = StageRun(cfg, "pretrain", out_dir=out, track=False)  # this process: taken over
     with again.open():
         pass
     del run
-    StageRun(cfg, "pretrain", out_dir=out, track=False)
+    with StageRun(cfg, "pretrain", out_dir=out, track=False).open():
+        pass
 
 
 def test_a_checkpoint_save_removes_only_temp_files_of_dead_writers(tmp_path):
@@ -239,3 +245,68 @@ def test_pretraining_refuses_renders_of_an_older_procedural_generator(tmp_path):
     _stale_renders(renders, source="procedural-v2", version=7)
     with pytest.raises(H5FormatError, match="ss3d-render version 7, newer than this ss3d"):
         pretrain_stage(cfg, progress=False, track=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. runs left RUNNING by dead processes are closed KILLED by the next run that meets them
+# ----------------------------------------------------------------------------------------------
+def _running(client, experiment_id, pid, **tags):
+    import socket
+
+    run = client.create_run(experiment_id, tags={"ss3d.host": socket.gethostname(),
+                                                 "ss3d.pid": str(pid), **tags})
+    return run.info.run_id
+
+
+def test_a_run_of_a_dead_process_is_closed_killed_by_the_next_run(mlflow_store):
+    from mlflow.tracking import MlflowClient
+
+    from ss3d import tracking
+
+    cfg = load_config(None, {"name": "killed"})
+    with tracking.start_run(cfg, "render") as first:
+        tags = MlflowClient(mlflow_store).get_run(first.info.run_id).data.tags
+    assert tags["ss3d.pid"] == str(os.getpid()) and tags["ss3d.host"]
+    client = MlflowClient(mlflow_store)
+    experiment_id = first.info.experiment_id
+    dead = _running(client, experiment_id, _dead_pid(), **{"ss3d.stage": "pretrain"})
+    live = _running(client, experiment_id, os.getppid())
+    remote = client.create_run(experiment_id, tags={"ss3d.host": "elsewhere",
+                                                    "ss3d.pid": "1"}).info.run_id
+    finished = client.get_run(first.info.run_id).info
+    with tracking.start_run(cfg, "pretrain"):
+        pass
+    assert client.get_run(dead).info.status == "KILLED"
+    assert "was gone" in client.get_run(dead).data.tags["ss3d.closed_because"]
+    assert client.get_run(live).info.status == "RUNNING"
+    assert client.get_run(remote).info.status == "RUNNING"  # cannot be checked from here
+    after = client.get_run(first.info.run_id).info
+    assert (after.status, after.end_time) == (finished.status, finished.end_time)
+
+
+def test_a_sweep_never_starts_a_second_child_with_one_key(tmp_path, mlflow_store, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from ss3d import sweep as sweeps
+    from ss3d.sweep import children, load_sweep
+
+    base = tmp_path / "base.yaml"
+    base.write_text("name: base\n")
+    (tmp_path / "s.yaml").write_text(
+        "name: s\nexperiment: base.yaml\nstages: [selftrain, evaluate]\nseeds: [0]\n"
+        "variants: {a: {}, b: {selftrain.lr: 1.0e-4}, c: {selftrain.lr: 1.0e-3}}\n")
+    spec = load_sweep(tmp_path / "s.yaml")
+    parent = sweeps.find_parent(spec, [], create=True)
+    kids = children(spec, [])
+    client = MlflowClient(mlflow_store)
+    child_tags = {"mlflow.parentRunId": parent.info.run_id}
+    killed = _running(client, parent.info.experiment_id, _dead_pid(),
+                      **child_tags, **{"ss3d.sweep.key": kids[0].key})
+    alive = _running(client, parent.info.experiment_id, os.getppid(),
+                     **child_tags, **{"ss3d.sweep.key": kids[1].key})
+    result = sweeps.SweepRun(parent)
+    todo = sweeps.pending_children(parent, kids, None, result)
+    assert [c.label for c in todo] == ["a-seed0", "c-seed0"]
+    assert result.running == ["b-seed0"] and "not started again" in capsys.readouterr().out
+    assert client.get_run(killed).info.status == "KILLED"
+    assert client.get_run(alive).info.status == "RUNNING"

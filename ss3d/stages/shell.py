@@ -172,13 +172,7 @@ class StageRun:
         self._active = False
         self.seed = seed
         self._saved_step: int | None = None  # the step this invocation last saved
-        # one run per experiment and training stage at once: a second is refused here, before
-        # it reads or writes anything (released when the run closes, or its process ends)
-        self._lock: HeldLock | None = None
-        if out_dir is not None and self.runtime.is_main:
-            self._lock = hold(Path(out_dir).parent / f".{Path(out_dir).name}.lock",
-                              f"{stage} of experiment '{cfg.name}' ({out_dir})")
-            weakref.finalize(self, self._lock.release)
+        self._lock: HeldLock | None = None  # taken by resume() or open(): _acquire
         if seed is not None:
             seed_everything(self.rank_seed())
 
@@ -226,6 +220,7 @@ class StageRun:
         On success the run logs ``wall_seconds`` and the final checkpoint (when one was
         written); on an exception the run ends FAILED (:func:`tracking.start_run`).
         """
+        self._acquire()
         if not (self.track and self.is_main):
             self._active = True
             try:
@@ -249,6 +244,17 @@ class StageRun:
                     self._active = False
         finally:
             self._release()  # after the run is closed: the next run finds it ended
+
+    def _acquire(self) -> None:
+        """One run per experiment and training stage at once: a second is refused here
+        (:class:`ss3d.data.locks.LockedError`, naming the holder), before it reads a checkpoint
+        or writes anything; released when the run closes, or its process ends."""
+        if self.out_dir is None or not self.runtime.is_main or (
+                self._lock is not None and self._lock.held):
+            return
+        self._lock = hold(Path(self.out_dir).parent / f".{Path(self.out_dir).name}.lock",
+                          f"{self.stage} of experiment '{self.cfg.name}' ({self.out_dir})")
+        weakref.finalize(self, self._lock.release)
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -334,6 +340,7 @@ class StageRun:
         Raises:
             CheckpointError: naming the file when it is missing, unreadable or of another stage.
         """
+        self._acquire()
         if not resume:
             return None
         path = self.checkpoint if resume is True else Path(resume)
