@@ -257,9 +257,10 @@ def project_points(points: torch.Tensor, azimuth: torch.Tensor | float,
 
 
 def to_pytorch3d_cameras(azimuth: torch.Tensor | float, elevation: torch.Tensor | float,
-                         distance: torch.Tensor | float,
-                         intrinsics: Intrinsics) -> PerspectiveCameras:
-    """PyTorch3D ``PerspectiveCameras`` in screen space matching our intrinsics."""
+                         distance: torch.Tensor | float, intrinsics: Intrinsics,
+                         offset: torch.Tensor | None = None) -> PerspectiveCameras:
+    """PyTorch3D ``PerspectiveCameras`` in screen space matching our intrinsics (moved by the
+    principal-point ``offset (B, 2)`` of :func:`pixel_rays` where given)."""
     R, T = spherical_to_pytorch3d(azimuth, elevation, distance)
     batch = R.shape[0]
     cx, cy = intrinsics.principal_point
@@ -267,6 +268,9 @@ def to_pytorch3d_cameras(azimuth: torch.Tensor | float, elevation: torch.Tensor 
     # v down, origin at the top-left corner); tests/test_cameras.py checks the agreement.
     principal = torch.tensor([[cx, cy]],
                              dtype=R.dtype, device=R.device).expand(batch, -1)
+    if offset is not None:
+        size = torch.tensor([intrinsics.width, intrinsics.height], dtype=R.dtype)
+        principal = principal + offset.reshape(batch, 2).to(R) * size.to(R.device)
     focal = torch.full((batch, 1), float(intrinsics.focal), dtype=R.dtype, device=R.device)
     return PerspectiveCameras(
         focal_length=focal, principal_point=principal, R=R, T=T, in_ndc=False,

@@ -74,6 +74,15 @@ def test_every_stage_is_evaluated_beside_baselines(store):
     assert any(r.get("zero_shot") for r in result.rows), "the held-out category is evaluated"
     for r in result.rows:
         assert 0.0 <= r["fscore@0.1"] <= 1.0 and r["chamfer_l1"] >= 0.0
+    # input-view fidelity: every learned model on every item (a render's known camera, a
+    # photo's searched one), and the sphere on renders; summarised with intervals
+    for r in result.rows:
+        if not r["model"].startswith("baseline"):
+            assert 0.0 <= r["input_mask_iou"] <= 1.0 and r["input_psnr"] > 0.0, r
+        elif r["model"] == "baseline: sphere" and r["set"] == "synthetic":
+            assert 0.0 <= r["input_mask_iou"] <= 1.0, r
+    assert all("input_mask_iou_lo" in s for s in result.summary
+               if not s["model"].startswith("baseline") and s["n"] > 1)
     assert any(r["category"] == "bird" and r["set"] == "collection" for r in result.ratios)
     out = Path(cfg.output_dir) / cfg.name / "evaluate"
     saved = json.loads((out / "evaluation.json").read_text())

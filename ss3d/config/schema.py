@@ -342,6 +342,10 @@ class EvalConfig:
     collection_images: int = _f(16, ge=0, help="Test images per collection with 3D ground "
                                 "truth.")
     novel_views: int = _f(2, ge=1, help="Novel views per synthetic model (mask IoU, PSNR).")
+    input_view: bool = _f(True, help="Input-view fidelity of every model on every item: its "
+                          "reconstruction rendered from the input's camera (a render's known "
+                          "one; a photo's searched on the pose grid) against the input's mask "
+                          "and colours (input_mask_iou, input_psnr).")
     figure_size: int = _f(96, ge=16, help="Pixels of the mesh renders in figures and GIFs.")
     turntable_frames: int = _f(24, ge=4)
 

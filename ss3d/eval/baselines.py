@@ -193,12 +193,21 @@ def baseline_rows(item: EvalItem, baselines: Baselines, cfg: ExperimentConfig,
     sphere = chamfer_fscore(sphere_surface, item.surface, thresholds)
     sphere["vol_iou"] = volumetric_iou(item.volume_points.norm(dim=-1) <= radius,
                                        item.volume_inside)
+    sphere_fn = sphere_field(radius, torch.full((3,), 0.5))
     if item.novel is not None and intrinsics is not None:
-        sphere_fn = sphere_field(radius, torch.full((3,), 0.5))
         rendered = render_network(lambda p: sphere_fn(None, p), item.novel["azimuth"],
                                   item.novel["elevation"], item.novel["distance"], intrinsics,
                                   cfg.model)
         sphere["mask_iou"] = float(mask_iou(rendered["mask"], item.novel["masks"]).mean())
+    if (e.input_view and item.input_camera is not None and item.mask is not None
+            and intrinsics is not None):
+        # the input view's fit of a shape that knows nothing of the image: the floor that a
+        # reconstruction's input_mask_iou is read against (renders only: a photo's camera is
+        # searched on the model's own field)
+        rendered = render_network(lambda p: sphere_fn(None, p),
+                                  *(torch.tensor([v]) for v in item.input_camera), intrinsics,
+                                  cfg.model)
+        sphere["input_mask_iou"] = float(mask_iou(rendered["mask"][0], item.mask))
     rows = [{"model": SPHERE, **sphere}]
     shapes = baselines.train.get(item.category)
     if shapes is not None and not item.zero_shot:

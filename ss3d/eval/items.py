@@ -48,7 +48,9 @@ class EvalItem:
 
     image ``(3, S, S)`` masked RGB; surface ``(P, 3)``; volume_points ``(Q, 3)`` and
     volume_inside ``(Q,)``; novel: azimuth/elevation/distance ``(n,)``, masks ``(n, H, W)``,
-    rgb ``(n, H, W, 3)`` (synthetic only); mask ``(S, S)``: the input's object mask.
+    rgb ``(n, H, W, 3)`` (synthetic only); mask ``(S, S)``: the input's object mask;
+    input_camera: the input view's known ``(azimuth, elevation, distance)`` (renders only: a
+    photo's is searched, :func:`ss3d.eval.texture.input_view_camera`).
     """
 
     set: str
@@ -62,6 +64,7 @@ class EvalItem:
     zero_shot: bool = False
     novel: dict[str, torch.Tensor] | None = None
     mask: torch.Tensor | None = None
+    input_camera: tuple[float, float, float] | None = None
 
 
 def _mesh_path(root: Path, category: str, model_id: str) -> Path:
@@ -103,7 +106,8 @@ def synthetic_items(cfg: ExperimentConfig, renders: Path, paths: DataLayout,
                     torch.from_numpy(f["volume_occupancy"][r]).bool(),
                     _mesh_path(shapenet, category, str(ids[r])),
                     zero_shot=category in cfg.data.heldout_categories, novel=novel,
-                    mask=mask[0]))
+                    mask=mask[0], input_camera=tuple(
+                        float(f[k][r][0]) for k in ("azimuth", "elevation", "distance"))))
     return items, intrinsics
 
 

@@ -26,7 +26,7 @@ __all__ = ["ALIGNED", "DIFF_METRICS", "FRAME_CHECK_METRICS", "METRICS", "PRETRAI
            "pose_interval", "summarise", "tables", "verdicts"]
 
 METRICS = ("fscore@0.02", "fscore@0.05", "fscore@0.1", "chamfer_l1", "chamfer_l2", "vol_iou",
-           "mask_iou", "psnr", "colour_spread")
+           "mask_iou", "psnr", "colour_spread", "input_mask_iou", "input_psnr")
 #: Paired differences (model minus the pre-trained model, same items) are reported for these.
 DIFF_METRICS = ("fscore@0.05", "fscore@0.1", "chamfer_l1")
 #: The metric that verdicts ("beats the medoid") and paired differences are read on.
@@ -289,12 +289,14 @@ def tables(summary: list[dict[str, Any]], poses: list[dict[str, Any]],
             out.append(Table(
                 title + " — mean [95% bootstrap interval]",
                 ["category", "model", "n", "F@0.02 ↑", "F@0.05 ↑", "F@0.1 ↑", "Chamfer-L1 ↓",
-                 "vol IoU ↑", "mask IoU ↑", "PSNR ↑", "colour spread →1"],
+                 "vol IoU ↑", "mask IoU ↑", "PSNR ↑", "colour spread →1", "input-view IoU ↑",
+                 "input-view PSNR ↑"],
                 [[s["category"] + (" (zero-shot)" if s["zero_shot"] else ""), s["model"],
                   str(s["n"]), fmt_ci(s, "fscore@0.02", 2), fmt_ci(s, "fscore@0.05", 2),
                   fmt_ci(s, "fscore@0.1", 2), fmt_ci(s, "chamfer_l1", 3),
                   fmt_ci(s, "vol_iou", 2), fmt_ci(s, "mask_iou", 2), fmt_ci(s, "psnr", 1),
-                  fmt_ci(s, "colour_spread", 2)]
+                  fmt_ci(s, "colour_spread", 2), fmt_ci(s, "input_mask_iou", 2),
+                  fmt_ci(s, "input_psnr", 1)]
                  for s in entries],
                 [is_baseline(s["model"]) for s in entries]))
     if differences:

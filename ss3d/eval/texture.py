@@ -31,9 +31,11 @@ from pytorch3d.structures import Meshes
 from ss3d.cameras import Intrinsics, camera_to_world_opengl, project_points, to_pytorch3d_cameras
 from ss3d.config import ExperimentConfig
 from ss3d.eval.mesh import GRID_HALF, ExtractedMesh
-from ss3d.scoring import downsampled, field_image_losses, pose_grid
+from ss3d.image_metrics import mask_iou, psnr
+from ss3d.scoring import downsampled, field_image_scores, pose_grid
+from ss3d.volume import render_network
 
-__all__ = ["image_colours", "input_view_camera", "paint_from_input"]
+__all__ = ["image_colours", "input_view_camera", "input_view_fit", "paint_from_input"]
 
 #: A field for ``n`` cameras at once: ``n -> (points (n, N, 3) -> (rgb_logits, density))``.
 FieldFactory = Callable[[int], Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]
@@ -42,10 +44,13 @@ FieldFactory = Callable[[int], Callable[[torch.Tensor], tuple[torch.Tensor, torc
 @torch.no_grad()
 def input_view_camera(field_for: FieldFactory, image: torch.Tensor, mask: torch.Tensor,
                       cfg: ExperimentConfig, fov_degrees: float | None = None,
-                      chunk: int = 72, refine: int | None = None) -> tuple[float, float, float]:
+                      chunk: int = 72, refine: int | None = None) -> tuple[float, ...]:
     """``(azimuth, elevation, distance)`` of the pose-grid camera whose render of the field best
     matches ``image (3, S, S)`` (masked RGB in [0, 1]) and ``mask (S, S)``, taken with a field
-    of view of ``fov_degrees`` (default ``render.fov_degrees``).
+    of view of ``fov_degrees`` (default ``render.fov_degrees``). With ``selftrain.offsets``
+    every grid camera is scored with the principal-point offset that meets the image's box
+    (as self-training's grid start is), and the camera is ``(azimuth, elevation, distance,
+    du, dv)``: the one camera model of everything that places a photo.
 
     The grid (``selftrain.grid_*``), the resolution (``selftrain.score_size``), the samples
     per ray (``selftrain.grid_samples``) and the loss are self-training's grid start, so the
@@ -64,28 +69,62 @@ def input_view_camera(field_for: FieldFactory, image: torch.Tensor, mask: torch.
     size = cfg.selftrain.score_size
     candidates = torch.arange(grid[0].numel())
     if 0 < refine < candidates.numel() and size // 2 >= 4:
-        coarse = _grid_losses(field_for, grid, candidates, image, mask, size // 2, fov_degrees,
-                              cfg, chunk)
+        coarse, _ = _grid_losses(field_for, grid, candidates, image, mask, size // 2,
+                                 fov_degrees, cfg, chunk)
         candidates = coarse.argsort()[:refine].sort().values  # in grid order: ties as before
-    losses = _grid_losses(field_for, grid, candidates, image, mask, size, fov_degrees, cfg, chunk)
-    best = int(candidates[int(losses.argmin())])
-    return tuple(float(c[best]) for c in grid)
+    losses, offsets = _grid_losses(field_for, grid, candidates, image, mask, size, fov_degrees,
+                                   cfg, chunk)
+    pick = int(losses.argmin())
+    best = int(candidates[pick])
+    camera = tuple(float(c[best]) for c in grid)
+    return camera if offsets is None else camera + tuple(float(v) for v in offsets[pick])
 
 
 def _grid_losses(field_for: FieldFactory, grid: tuple[torch.Tensor, ...], rows: torch.Tensor,
                  image: torch.Tensor, mask: torch.Tensor, size: int, fov_degrees: float,
-                 cfg: ExperimentConfig, chunk: int) -> torch.Tensor:
+                 cfg: ExperimentConfig, chunk: int
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Render losses ``(len(rows),)`` of the grid cameras ``rows`` against the input
-    downsampled to ``size`` (every pixel a ray)."""
+    downsampled to ``size`` (every pixel a ray), and with ``selftrain.offsets`` the offsets
+    ``(len(rows), 2)`` that meet the input's box (else None)."""
     target = downsampled(image[None], mask[None, None], size)[0]
     intrinsics = Intrinsics.from_fov(fov_degrees, target.shape[-1])
-    losses = []
+    align = cfg.selftrain.offsets
+    losses, offsets = [], []
     for s in range(0, rows.numel(), chunk):
         # rows may live on the field's device (the coarse pass's argsort); the grid is on the CPU
         cams = [c[rows[s:s + chunk].to(c.device)].to(target.device) for c in grid]
-        losses.append(field_image_losses(field_for(cams[0].numel()), *cams, target, intrinsics,
-                                         cfg, cfg.selftrain.grid_samples))
-    return torch.cat(losses)
+        loss, moved = field_image_scores(field_for(cams[0].numel()), *cams, target, intrinsics,
+                                         cfg, cfg.selftrain.grid_samples, align=align)
+        losses.append(loss)
+        offsets.append(moved)
+    return torch.cat(losses), torch.cat(offsets).cpu() if align else None
+
+
+def _camera_offset(camera: tuple[float, ...]) -> torch.Tensor | None:
+    """The ``(1, 2)`` principal-point offset of a camera tuple (None when it has none)."""
+    return torch.tensor([camera[3:5]], dtype=torch.float32) if len(camera) > 3 else None
+
+
+@torch.no_grad()
+def input_view_fit(field: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                   image: torch.Tensor, mask: torch.Tensor, camera: tuple[float, ...],
+                   intrinsics: Intrinsics, cfg: ExperimentConfig) -> dict[str, float]:
+    """How well a reconstruction explains its own input: the field of one image rendered from
+    the input's ``camera`` (``(azimuth, elevation, distance)``, optionally ``du, dv``: the
+    known camera of a render, or :func:`input_view_camera` on a photo) at the input's
+    resolution, against ``image (3, S, S)`` and ``mask (S, S)``.
+
+    Returns ``input_mask_iou`` (:func:`ss3d.image_metrics.mask_iou`) and ``input_psnr`` (the
+    colour error, dB, over the whole masked image)."""
+    device = image.device
+    offset = _camera_offset(camera)
+    rendered = render_network(field, *(torch.tensor([v], device=device) for v in camera[:3]),
+                              intrinsics, cfg.model,
+                              offset=None if offset is None else offset.to(device))
+    rgb = rendered["rgb"][0].cpu().clamp(0, 1)
+    return {"input_mask_iou": float(mask_iou(rendered["mask"][0].cpu(), mask.cpu())),
+            "input_psnr": float(psnr(rgb, image.cpu().permute(1, 2, 0)))}
 
 
 def paint_from_input(mesh: ExtractedMesh, field_for: FieldFactory, image: torch.Tensor,
@@ -103,10 +142,11 @@ def paint_from_input(mesh: ExtractedMesh, field_for: FieldFactory, image: torch.
 
 @torch.no_grad()
 def image_colours(mesh: ExtractedMesh, image: torch.Tensor, mask: torch.Tensor,
-                  camera: tuple[float, float, float], fov_degrees: float,
+                  camera: tuple[float, ...], fov_degrees: float,
                   depth_tolerance: float | None = None, smooth_steps: int = 2) -> ExtractedMesh:
     """``mesh`` with the colours of ``image (3, S, S)`` on the vertices that ``camera``
-    (azimuth, elevation, distance; the input view) sees on the object ``mask (S, S)``.
+    (azimuth, elevation, distance, optionally a principal-point offset du, dv; the input view)
+    sees on the object ``mask (S, S)``.
 
     A vertex is seen when its depth is within ``depth_tolerance`` (default: 1.5 grid cells of a
     48-voxel grid) of the z-buffer at its pixel. The seen/unseen weights and the image colours
@@ -121,12 +161,13 @@ def image_colours(mesh: ExtractedMesh, image: torch.Tensor, mask: torch.Tensor,
     intrinsics = Intrinsics.from_fov(fov_degrees, size)
     verts = mesh.verts.float().cpu()
     tol = depth_tolerance if depth_tolerance is not None else 1.5 * 2 * GRID_HALF / 47
-    uv, depth = project_points(verts[None], *camera, intrinsics)
+    offset = _camera_offset(camera)
+    uv, depth = project_points(verts[None], *camera[:3], intrinsics, offset=offset)
     uv, depth = uv[0], depth[0]
-    cameras = to_pytorch3d_cameras(*camera, intrinsics)
+    cameras = to_pytorch3d_cameras(*camera[:3], intrinsics, offset=offset)
     rasteriser = MeshRasterizer(cameras=cameras, raster_settings=RasterizationSettings(
         image_size=(size, size), faces_per_pixel=1, blur_radius=0.0))
-    front = _front_faces(verts, mesh.faces.cpu(), camera)
+    front = _front_faces(verts, mesh.faces.cpu(), camera[:3])
     zbuf = rasteriser(Meshes([verts], [front])).zbuf[0, ..., 0]  # (S, S), -1: empty
     col = uv[:, 0].floor().long().clamp(0, size - 1)
     row = uv[:, 1].floor().long().clamp(0, size - 1)

@@ -34,7 +34,7 @@ from ss3d.eval.items import EvalItem
 from ss3d.eval.mesh import ExtractedMesh, extract_mesh
 from ss3d.eval.metrics import chamfer_fscore, sample_mesh_surface, volumetric_iou
 from ss3d.eval.summary import ALIGNED, FRAME_CHECK_METRICS, PRIOR_FRAME
-from ss3d.eval.texture import paint_from_input
+from ss3d.eval.texture import input_view_camera, input_view_fit, paint_from_input
 from ss3d.hypotheses import vertical_turn
 from ss3d.image_metrics import colour_spread, mask_iou, psnr
 from ss3d.model import ReconstructionNet, load_network
@@ -153,7 +153,31 @@ def evaluate_item(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | None
                                item.novel["rgb"], item.novel["masks"])
         if not spread.isnan().all():  # no object pixel in common: no colour to compare
             metrics["colour_spread"] = float(spread.nanmean())
+    if item.mask is not None and cfg.evaluate.input_view:
+        metrics.update(input_view_metrics(net, latent, g, item, cfg, intrinsics, device))
     return metrics, mesh
+
+
+@torch.no_grad()
+def input_view_metrics(net: ReconstructionNet, latent: torch.Tensor, g: torch.Tensor | None,
+                       item: EvalItem, cfg: ExperimentConfig, intrinsics: Intrinsics | None,
+                       device: torch.device) -> dict[str, float]:
+    """Does the reconstruction explain the image it was given? ``input_mask_iou`` and
+    ``input_psnr`` of the model's field (in the frame it is scored in) rendered from the input's
+    camera: a render's known camera (``item.input_camera`` with the renders' ``intrinsics``), or
+    on a photo the camera the field explains it best from (:func:`input_view_camera`, with
+    ``selftrain.offsets`` its box offset too)."""
+    image, mask = item.image.to(device), item.mask.to(device)
+
+    def field_for(n: int):
+        return aligned_field(net, latent.expand(n, -1), g)
+
+    if item.input_camera is not None and intrinsics is not None:
+        camera, intr = item.input_camera, intrinsics
+    else:
+        camera = input_view_camera(field_for, image, mask, cfg)
+        intr = Intrinsics.from_fov(cfg.render.fov_degrees, image.shape[-1])
+    return input_view_fit(field_for(1), image, mask, camera, intr, cfg)
 
 
 @torch.no_grad()

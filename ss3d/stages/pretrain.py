@@ -67,7 +67,9 @@ class ValidationSet:
     """Held-out models: input view 0, novel views ``1..n``.
 
     images (N, 3, H, W); azimuth/elevation/distance (N, n); masks (N, n, H, W);
-    rgb (N, n, H, W, 3) with a black background.
+    rgb (N, n, H, W, 3) with a black background; the input view's own camera
+    ``input_azimuth/elevation/distance (N,)`` and mask ``input_masks (N, H, W)`` (its colours
+    are ``images``), for input-view fidelity.
     """
 
     images: torch.Tensor
@@ -80,6 +82,8 @@ class ValidationSet:
     intrinsics: Intrinsics
     input_azimuth: torch.Tensor | None = None  # (N,) camera of the input view
     input_elevation: torch.Tensor | None = None
+    input_distance: torch.Tensor | None = None
+    input_masks: torch.Tensor | None = None  # (N, H, W)
     # (N, 3, H, W) the input views as the viewpoint network reads them (None: ``images``)
     viewpoint_images: torch.Tensor | None = None
 
@@ -109,6 +113,7 @@ class ValidationSet:
                    distance=cams["distance"][:, 1:n + 1], masks=mask[:, 1:n + 1],
                    rgb=masked[:, 1:n + 1], categories=cats, intrinsics=index.intrinsics,
                    input_azimuth=cams["azimuth"][:, 0], input_elevation=cams["elevation"][:, 0],
+                   input_distance=cams["distance"][:, 0], input_masks=mask[:, 0],
                    viewpoint_images=viewpoint_images)
 
     def __len__(self) -> int:
@@ -129,20 +134,28 @@ def _spread_rows(rows: np.ndarray, cats: np.ndarray, limit: int) -> list[int]:
 @torch.no_grad()
 def render_validation(field_fn, val: ValidationSet, cfg: ExperimentConfig,
                       device: torch.device) -> dict[str, torch.Tensor]:
-    """Render every novel view of ``val``: masks (N, n, H, W), rgb (N, n, H, W, 3).
+    """Render every novel view of ``val``: masks (N, n, H, W), rgb (N, n, H, W, 3); and, where
+    ``val`` knows the input view's camera, the input view itself: ``input_mask (N, H, W)``,
+    ``input_rgb (N, H, W, 3)``.
 
     ``field_fn(model_index (b,), points (b, P, 3))`` evaluates the field of those models.
     """
     n_models, n_views = val.azimuth.shape
+    idx = torch.arange(n_models, device=device)
     masks, rgbs = [], []
     for v in range(n_views):
-        idx = torch.arange(n_models, device=device)
-        out = render_network(lambda p, idx=idx: field_fn(idx, p),
+        out = render_network(lambda p: field_fn(idx, p),
                              val.azimuth[:, v].to(device), val.elevation[:, v].to(device),
                              val.distance[:, v].to(device), val.intrinsics, cfg.model)
         masks.append(out["mask"].cpu())
         rgbs.append(out["rgb"].cpu())
-    return {"mask": torch.stack(masks, 1), "rgb": torch.stack(rgbs, 1)}
+    rendered = {"mask": torch.stack(masks, 1), "rgb": torch.stack(rgbs, 1)}
+    if val.input_distance is not None:
+        out = render_network(lambda p: field_fn(idx, p), val.input_azimuth.to(device),
+                             val.input_elevation.to(device), val.input_distance.to(device),
+                             val.intrinsics, cfg.model)
+        rendered.update(input_mask=out["mask"].cpu(), input_rgb=out["rgb"].cpu())
+    return rendered
 
 
 def validation_metrics(rendered: dict[str, torch.Tensor], val: ValidationSet,
@@ -150,7 +163,12 @@ def validation_metrics(rendered: dict[str, torch.Tensor], val: ValidationSet,
                        ) -> dict[str, float]:
     """Held-out mask IoU, PSNR and colour spread (predicted / true standard deviation of the
     object's colours; overall) and mask IoU per category, and with the viewpoint network's
-    predictions ``viewpoint = (azimuth, elevation) (N,)`` its acc@30 on the input views."""
+    predictions ``viewpoint = (azimuth, elevation) (N,)`` its acc@30 on the input views.
+
+    Where the input views were rendered too (:func:`render_validation`): input-view fidelity,
+    ``input_mask_iou`` and ``input_psnr`` of the reconstruction seen from its own input's
+    camera (overall and ``input_mask_iou.<category>``): a model that does not reproduce the
+    image it was given is guessing a shape class, not reconstructing."""
     ious = mask_iou(rendered["mask"], val.masks)
     psnrs = psnr(rendered["rgb"].clamp(0, 1), val.rgb)
     spread = colour_spread(rendered["rgb"].clamp(0, 1), rendered["mask"], val.rgb, val.masks)
@@ -159,9 +177,17 @@ def validation_metrics(rendered: dict[str, torch.Tensor], val: ValidationSet,
     if viewpoint is not None and val.input_azimuth is not None:
         metrics["viewpoint_acc30"] = float(viewpoint_accuracy(
             *viewpoint, val.input_azimuth, val.input_elevation).mean())
+    input_ious = None
+    if "input_mask" in rendered and val.input_masks is not None:
+        input_ious = mask_iou(rendered["input_mask"], val.input_masks)
+        metrics["input_mask_iou"] = float(input_ious.mean())
+        metrics["input_psnr"] = float(psnr(rendered["input_rgb"].clamp(0, 1),
+                                           val.images.permute(0, 2, 3, 1)).mean())
     for cat in sorted(set(val.categories)):
         sel = torch.tensor([c == cat for c in val.categories])
         metrics[f"mask_iou.{cat}"] = float(ious[sel].mean())
+        if input_ious is not None:
+            metrics[f"input_mask_iou.{cat}"] = float(input_ious[sel].mean())
     return metrics
 
 
@@ -174,8 +200,11 @@ def sphere_baseline(renders: Path, rows: np.ndarray, val: ValidationSet, cfg: Ex
     colour = fg.mean(0) if len(fg) else torch.full((3,), 0.5)
     sphere = validation_metrics(render_validation(sphere_field(radius, colour), val, cfg,
                                                   device), val)
-    return {"sphere_mask_iou": sphere["mask_iou"], "sphere_psnr": sphere["psnr"],
-            "sphere_radius": radius}
+    out = {"sphere_mask_iou": sphere["mask_iou"], "sphere_psnr": sphere["psnr"],
+           "sphere_radius": radius}
+    if "input_mask_iou" in sphere:
+        out["sphere_input_mask_iou"] = sphere["input_mask_iou"]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -396,6 +425,8 @@ def _validate(net: ReconstructionNet, val: ValidationSet, state: PretrainState,
 def _validation_line(step: int, metrics: dict[str, float]) -> str:
     return (f"step {step}: held-out mask IoU {metrics['mask_iou']:.3f}, "
             f"PSNR {metrics['psnr']:.2f} dB" + (
+                f", input-view mask IoU {metrics['input_mask_iou']:.3f}"
+                if "input_mask_iou" in metrics else "") + (
                 f", viewpoint acc@30 {metrics['viewpoint_acc30']:.2f}"
                 if "viewpoint_acc30" in metrics else ""))
 
@@ -483,6 +514,7 @@ def pretrain_stage(cfg: ExperimentConfig, *, renders: str | Path | None = None,
         if state.validation:
             last = state.validation[-1]
             run.log_headline({"val_mask_iou": last["mask_iou"], "val_psnr": last["psnr"],
+                              "val_input_mask_iou": last.get("input_mask_iou"),
                               "viewpoint_acc30": last.get("viewpoint_acc30")})
         result.figures["curves"] = loss_curve_figure(state.history, state.validation,
                                                      state.baselines)
