@@ -17,10 +17,11 @@ from ss3d.hypotheses import CameraBank, geodesic_degrees
 from ss3d.hypotheses import rotation_matrices as rot
 from ss3d.image_metrics import mask_iou
 from ss3d.scoring import box_centres, selection_losses, shift_images
+from ss3d.stages.selftrain import selftrain_stage
 from ss3d.stages.selftrain_loops import initialise_from_grid, optimise_cameras
 from ss3d.volume import render_images
 
-from .test_selftrain import AnalyticCar
+from .test_selftrain import AnalyticCar, _cfg, tiny_setup  # noqa: F401 (a fixture)
 
 
 class OffCentreCar(AnalyticCar):
@@ -173,3 +174,32 @@ def test_bank_offsets_save_resume_and_old_banks_load(tmp_path):
     # without offsets nothing changes: no offsets, and raw() gives the three it always gave
     plain = CameraBank(["a"], 2)
     assert plain.offsets() is None and len(plain.raw(torch.arange(1))) == 3
+
+
+def test_selftraining_with_offsets_saves_resumes_and_reuses_its_grid(tiny_setup):  # noqa: F811
+    """A whole self-training run with selftrain.offsets: the bank's offsets leave the grid
+    start (not all centred), are checkpointed, resume bit for bit, and the H = 1 run reuses the
+    grid's offsets with its losses; without them the ablation is refused."""
+    root, pretrained = tiny_setup
+    cfg = _cfg(root, name="offsets", **{"selftrain.offsets": True})
+    first = selftrain_stage(cfg, pretrained=pretrained, progress=False, track=False)
+    saved = load_checkpoint(first.checkpoint)["extra"]["bank"]
+    assert saved["raw_offset"].shape == (len(first.bank), 3, 2)
+    assert saved["raw_offset"].abs().sum() > 0
+    assert first.grid_offsets.shape == (*first.grid_losses.shape, 2)
+    resumed = selftrain_stage(cfg, pretrained=pretrained, resume=True, progress=False,
+                              track=False)
+    assert torch.equal(resumed.bank.state_dict()["raw_offset"], saved["raw_offset"])
+    single = _cfg(root, name="offsets-h1", **{"selftrain.offsets": True,
+                                              "selftrain.hypotheses": 1,
+                                              "selftrain.camera_steps": 0, "selftrain.epochs": 1,
+                                              "selftrain.phase_a_epochs": 1})
+    h1 = selftrain_stage(single, pretrained=pretrained, progress=False, track=False,
+                         grid_losses=first.grid_losses, grid_offsets=first.grid_offsets)
+    best = first.grid_losses.argmin(-1)
+    rows = torch.arange(len(best))
+    torch.testing.assert_close(h1.bank.offsets()[:, 0], first.grid_offsets[rows, best],
+                               atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="grid_offsets has shape"):
+        selftrain_stage(single, pretrained=pretrained, progress=False, track=False,
+                        grid_losses=first.grid_losses, grid_offsets=first.grid_offsets[:2])
