@@ -64,19 +64,26 @@ profile: setup
 gpu-check: setup
 	$(BIN)/python benchmarks/gpu_check.py --out outputs/gpu-check.json
 
-# JupyterLab on the notebooks, with the project's kernel ("ss3d (.venv)") already installed.
-# Serves on LAB_IP:LAB_PORT without opening a browser (a GPU node has none); as root too, which
-# is how containers run. On a remote node: make lab LAB_IP=127.0.0.1, then from your machine
-# ssh -N -L 8888:127.0.0.1:8888 you@node and open the URL with the token that lab printed.
+# JupyterLab rooted at the repository (notebooks/, experiments/, reports/ all reachable; it opens
+# on notebooks/) with the one kernel the notebooks use, "ss3d (.venv)": the venv's stock python3
+# kernel is hidden. Serves on LAB_IP:LAB_PORT without opening a browser (a GPU node has none);
+# as root too, which is how containers run. On a remote node: make lab LAB_IP=127.0.0.1, then
+# from your machine ssh -N -L 8888:127.0.0.1:8888 you@node and open the URL lab printed.
 LAB_IP   ?= 127.0.0.1
 LAB_PORT ?= 8888
+LAB_ARGS  = --ServerApp.root_dir="$(CURDIR)" --ServerApp.default_url=/lab/tree/notebooks \
+	--KernelSpecManager.ensure_native_kernel=False --KernelSpecManager.allowed_kernelspecs=ss3d \
+	--MappingKernelManager.default_kernel_name=ss3d \
+	--no-browser --ip=$(LAB_IP) --port=$(LAB_PORT) $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks --no-browser --ip=$(LAB_IP) --port=$(LAB_PORT) \
-	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+	$(BIN)/jupyter lab $(LAB_ARGS)
 
+# MLflow's UI on the repository's store, for one person: one web worker and no job runner (GenAI
+# jobs), landing in the model-training view (runs table and charts), not GenAI (ss3d/mlflow_ui.py).
+UI_PORT ?= 5000
 ui: setup
-	@echo "MLflow UI: http://127.0.0.1:5000 - click 'Model training' (top left) for runs and charts"
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT) (Ctrl-C stops it)"
+	$(BIN)/python -m ss3d.mlflow_ui --backend-store-uri sqlite:///mlflow.db --port $(UI_PORT)
 
 clean-data:
 	rm -rf data outputs mlflow.db mlartifacts
