@@ -23,6 +23,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -293,7 +294,9 @@ def table_rows(summary: SweepSummary) -> tuple[list[str], list[list[str]]]:
     cells = {(h["metric"], h["variant"]): h for h in summary.headline}
     diffs = {(d["metric"], d["variant"]): d for d in summary.differences}
     rows = []
-    for metric in dict.fromkeys(h["metric"] for h in summary.headline):
+    shown = [m for m in dict.fromkeys(h["metric"] for h in summary.headline)
+             if m not in _repeated_headlines(summary)]
+    for metric in shown:
         row = [metric]
         for v in summary.variants:
             h = cells.get((metric, v))
@@ -305,6 +308,21 @@ def table_rows(summary: SweepSummary) -> tuple[list[str], list[list[str]]]:
             row.append(f"{_ci(d)} {d['verdict']}" if d else "–")
         rows.append(row)
     return header, rows
+
+
+def _repeated_headlines(summary: SweepSummary) -> set[str]:
+    """Headline rows that repeat a per-item row: ``evaluate.<set>.<kind>.fscore_0.05`` is the
+    mean over the set's categories of that kind's F@0.05, so where one category has a row
+    ``<set>/<category>/<model>.fscore@0.05`` both compare the same numbers, paired by seed only
+    in the first and by seed and item in the second (the one kept)."""
+    metrics = {h["metric"] for h in summary.headline}
+    per_item = defaultdict(int)
+    for found in filter(None, (re.fullmatch(r"(\w+)/([\w-]+)/(.+)\.fscore@0\.05", m)
+                               for m in metrics)):
+        if found.group(2) not in ("seen", "zero-shot"):
+            per_item[(found.group(1), found.group(3).split("-")[0])] += 1
+    return {m for m in metrics if (found := re.fullmatch(r"evaluate\.(\w+)\.(\w+)\.fscore_0\.05",
+                                                          m)) and per_item[found.groups()] == 1}
 
 
 def against_pretrained_rows(summary: SweepSummary) -> tuple[list[str], list[list[str]]]:
@@ -444,20 +462,31 @@ def _repo_relative(path: Path) -> str:
         return str(path)
 
 
+def _inline(text: str) -> str:
+    """Escaped HTML of a Markdown line: `code` and **bold** rendered, not printed."""
+    text = html.escape(text, quote=False)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
+
+
 def _html(spec: SweepSpec, summary: SweepSummary, header: list[str], rows: list[list[str]]
           ) -> str:
-    paragraphs = "".join(f"<p>{html.escape(line).replace('**', '')}</p>"
+    paragraphs = "".join(f"<p>{_inline(line)}</p>"
                          for line in [spec.description, *_lines(spec, summary)] if line)
     table = html_table(header, [[html.escape(c) for c in row] for row in rows])
     if summary.against_pretrained:
         ap_header, ap_rows = against_pretrained_rows(summary)
-        table += (f"<h2>Against the pre-trained model</h2><p>{html.escape(AGAINST_PRETRAINED_TEXT)}"
+        table += (f"<h2>Against the pre-trained model</h2><p>{_inline(AGAINST_PRETRAINED_TEXT)}"
                   "</p>" + html_table(ap_header, [[html.escape(c) for c in row]
                                                   for row in ap_rows]))
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>sweep {spec.name}"
-            "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' "
+            "content='width=device-width, initial-scale=1'><title>sweep "
+            f"{html.escape(spec.name)}</title><style>body{{font-family:system-ui,sans-serif;"
+            "max-width:1100px;margin:1.5em auto;padding:0 1em;line-height:1.35}"
             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
-            "padding:3px 6px}.scroll{overflow-x:auto}</style></head><body>"
+            "padding:3px 6px}.scroll{overflow-x:auto;max-width:100%}img{max-width:100%;"
+            "height:auto}code{background:#f3f3f3;padding:1px 3px}"
+            "@media (max-width:600px){body{padding:0 .6em;margin-top:.6em}}</style></head><body>"
             f"<h1>Sweep {html.escape(spec.name)}</h1>{paragraphs}{table}"
             "<p><img src='seeds.png' style='max-width:100%'></p>"
             f"<p>Re-run: <code>ss3d sweep {html.escape(_repo_relative(spec.path))}</code></p>"
