@@ -377,10 +377,17 @@ def test_oracle_and_medoid_baselines_beside_every_synthetic_item(store):
         # the oracle is the best training shape for this item, so never below the medoid
         assert oracle["fscore@0.05"] >= medoid["fscore@0.05"] - 1e-9
         assert oracle["oracle_model"]
-    # every summary cell carries its interval; paired differences against the pre-trained model
+    # every summary cell carries its items' bootstrap interval (seeded by the config);
+    # paired differences against the pre-trained model
+    from ss3d.eval.stats import bootstrap_ci
+
     for cell in result.summary:
+        items = [r["fscore@0.05"] for r in result.rows if "fscore@0.05" in r and (
+            r["set"], r["category"], r["model"]) == (cell["set"], cell["category"], cell["model"])]
+        ci = bootstrap_ci(items, seed=cfg.seed)
+        assert cell["fscore@0.05"] == pytest.approx(ci.estimate)
         if cell["n"] >= 2:
-            assert cell["fscore@0.05_lo"] <= cell["fscore@0.05"] <= cell["fscore@0.05_hi"]
+            assert (cell["fscore@0.05_lo"], cell["fscore@0.05_hi"]) == (ci.low, ci.high)
         else:  # one item gives no interval, never a fake zero-width one
             assert math.isnan(cell["fscore@0.05_lo"])
     assert any(c["n"] >= 2 for c in result.summary)
@@ -599,10 +606,12 @@ def test_model_key_labels_and_refusals():
 # The report in a real browser: headless Chromium at 500 px wide (`.ci/run` installs it).
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Runs once the page (and every image) has loaded; the result lands in the dumped DOM.
+# Every folded section opened (their tables must fit too); lazy images load only when opened.
 CHECK = """<script>window.addEventListener('load', () => {
+  document.querySelectorAll('details').forEach(d => { d.open = true; });
   const width = window.innerWidth;
-  const images = [...document.images].map(i => ({src: i.getAttribute('src'),
-                                                 ok: i.complete && i.naturalWidth > 0}));
+  const images = [...document.images].filter(i => i.loading !== 'lazy').map(
+    i => ({src: i.getAttribute('src'), ok: i.complete && i.naturalWidth > 0}));
   const tables = [...document.querySelectorAll('table')].map(t => {
     const box = t.parentElement.getBoundingClientRect();
     return {right: box.right, scrolls: t.parentElement.scrollWidth > box.width};
@@ -687,6 +696,7 @@ def test_items_shared_with_a_worker_process_give_the_serial_rows(store, tmp_path
 def test_transfer_pairs_every_look_with_the_same_items(store, tmp_path):
     """ss3d transfer: the pre-trained and distilled models on every look of the same test
     items; each difference is the mean of the per-item differences; tracked in MLflow."""
+    from ss3d.eval.stats import paired_bootstrap_diff
     from ss3d.stages.transfer import LOOKS, transfer_stage
 
     _, cfg, _, uri, evaluation = store
@@ -704,7 +714,12 @@ def test_transfer_pairs_every_look_with_the_same_items(store, tmp_path):
                 if r["model"] == d["model"] and r["look"] == "plain"}
         assert d["fscore@0.05"] == pytest.approx(
             sum(value[k] - base[k] for k in items) / len(items))
-        assert d["fscore@0.05_ci"][0] <= d["fscore@0.05"] <= d["fscore@0.05_ci"][1]
+        # its interval: the paired bootstrap of the items in row order, seeded by the config
+        order = [(r["category"], r["key"]) for r in result.rows
+                 if r["model"] == d["model"] and r["look"] == look]
+        ci = paired_bootstrap_diff([value[k] for k in order], [base[k] for k in order],
+                                   seed=cfg.seed)
+        assert d["fscore@0.05_ci"] == [ci.low, ci.high]
     # on the plain look, the evaluation's own inputs: its numbers
     evaluated = {(r["model"], r["category"], r["item"]): r["fscore@0.05"]
                  for r in evaluation.rows if r["set"] == "synthetic" and "model" in r}
