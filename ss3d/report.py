@@ -43,7 +43,7 @@ table.verdicts td{text-align:left}table.verdicts tr.good td:last-child{color:#06
 table.verdicts tr.bad td:last-child{color:#a40}.gifs{display:flex;flex-wrap:wrap;gap:8px}
 .gifs figure{margin:0}figure{margin:.5em 0}figcaption,.small{font-size:12px;color:#555}
 figcaption{max-width:640px}.scroll{overflow-x:auto;max-width:100%}code{background:#f3f3f3;
-padding:1px 4px}.note{color:#a40}details{margin:.3em 0;border-top:1px solid #e4e4e4;
+padding:1px 4px}.note{color:#a40;font-size:14px}details{margin:.3em 0;border-top:1px solid #e4e4e4;
 padding-top:.3em}summary{cursor:pointer;font-weight:600}
 @media (max-width:600px){body{padding:0 .6em;margin-top:.6em}td,th{padding:2px 5px}}"""
 VERDICT_NOTE = ("Δ: a paired difference on the same test items (mean [95% bootstrap "

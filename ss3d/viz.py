@@ -88,7 +88,8 @@ def metric_small_multiples(summary: list[dict[str, Any]], metric: str = "fscore@
                            columns: int = 3, baselines: bool = True) -> plt.Figure:
     """One small panel per (set, category): each model's ``metric`` as a dot with its 95%
     bootstrap interval, models on the rows (the same order in every panel, named in the first
-    column), baselines in grey. Readable at 500 px wide (about 6 in at 100 dpi), unlike one bar
+    column), baselines in grey. Readable at 500 px wide (5 in at 100 dpi: never scaled down in a
+    page 500 px wide), unlike one bar
     strip of every category, which grows a few hundred pixels per category."""
     def is_baseline(label: str) -> bool:  # ModelKey's rule; ss3d.eval sits above this layer
         return label.startswith("baseline")
@@ -107,7 +108,7 @@ def metric_small_multiples(summary: list[dict[str, Any]], metric: str = "fscore@
     rows = max(1, -(-len(groups) // columns))
     height = 0.3 + 0.15 * len(models)
     total = 0.45 + height * rows
-    fig, axes = plt.subplots(rows, columns, figsize=(6.2, total), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.0, total), squeeze=False, sharex=True)
     lookup = {(s["set"], s["category"], row_of(s["model"])): s for s in summary}
     for k, ax in enumerate(axes.flat):
         if k >= len(groups):
@@ -128,12 +129,13 @@ def metric_small_multiples(summary: list[dict[str, Any]], metric: str = "fscore@
         ax.set_xlim(0, 1)
         ax.set_yticks(range(len(models)))
         ax.set_yticklabels([m.replace("baseline: ", "") for m in models]
-                           if k % columns == 0 else [], fontsize=7)
+                           if k % columns == 0 else [], fontsize=7.5)
         ax.tick_params(axis="x", labelsize=7)
+        ax.set_xticks([0, 0.5, 1], ["0", ".5", "1"])
         ax.tick_params(axis="y", length=0)
         ax.grid(axis="x", alpha=0.3)
-        ax.set_title(f"{category} ({'synth.' if set_ == 'synthetic' else set_})", fontsize=8,
-                     pad=2)
+        short = {"synthetic": "synth.", "collection": "coll."}.get(set_, set_)
+        ax.set_title(f"{category} ({short})", fontsize=8, pad=2)
     fig.suptitle(f"{metric} per category: mean and 95% interval (baselines grey)", fontsize=9)
     fig.tight_layout(pad=0.4, h_pad=0.3, w_pad=0.4, rect=(0, 0, 1, 1 - 0.25 / total))
     plt.close(fig)
