@@ -46,8 +46,19 @@ def _inject(response):  # a Flask response of MLflow's server
     if "<head>" not in page or WORKFLOW_KEY in page:
         return response
     response.set_data(page.replace("<head>", "<head>" + WORKFLOW_SCRIPT, 1))
-    response.headers.pop("ETag", None)  # a cached copy of the untouched page must not answer
+    for header in ("ETag", "Last-Modified"):  # a cached untouched page must not answer for it
+        response.headers.pop(header, None)
     return response
+
+
+def _unconditional() -> None:
+    """The page is sent whole, never "304 Not Modified": a browser that cached MLflow's own
+    page (a plain ``mlflow ui`` on this port before) would keep it, without the script."""
+    from flask import request
+
+    if request.path.endswith("/"):
+        for key in ("HTTP_IF_MODIFIED_SINCE", "HTTP_IF_NONE_MATCH"):
+            request.environ.pop(key, None)
 
 
 def __getattr__(name: str):
@@ -59,6 +70,7 @@ def __getattr__(name: str):
     from mlflow.server.fastapi_app import app as asgi_app
 
     if _inject not in flask_app.after_request_funcs.get(None, []):
+        flask_app.before_request(_unconditional)
         flask_app.after_request(_inject)
     globals()["app"] = asgi_app
     return asgi_app

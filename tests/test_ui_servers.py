@@ -121,6 +121,11 @@ def test_mlflow_ui_lands_in_the_runs_table_in_headless_chromium(tmp_path, mlflow
         base = f"http://127.0.0.1:{port}"
         home = _wait(f"{base}/", server).decode()
         assert WORKFLOW_SCRIPT in home
+        # never "not modified": a page cached from a plain `mlflow ui` would lack the script
+        cached = urllib.request.Request(f"{base}/", headers={
+            "If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT", "If-None-Match": "*"})
+        with urllib.request.urlopen(cached, timeout=10) as answer:
+            assert answer.status == 200 and WORKFLOW_SCRIPT in answer.read().decode()
         # one web worker, no job runner: one process below the launcher, uvicorn's
         below = _descendants(server.pid)
         assert len(below) == 1 and "--workers 1" in below[0], below
