@@ -274,7 +274,9 @@ def _pretrain_line(runs: list[dict[str, Any]]) -> str:
                         f"PSNR {m.get('val/psnr', float('nan')):.2f} dB, colour spread "
                         f"{m.get('val/colour_spread', float('nan')):.2f} (untrained "
                         f"{m.get('baseline/untrained_mask_iou', float('nan')):.3f}, mean sphere "
-                        f"{m.get('baseline/sphere_mask_iou', float('nan')):.3f}).")
+                        f"{m.get('baseline/sphere_mask_iou', float('nan')):.3f})."
+                        + (f" Seen from its own input's camera: mask IoU "
+                           f"{m['val/input_mask_iou']:.3f}." if "val/input_mask_iou" in m else ""))
     return ""
 
 
