@@ -12,7 +12,8 @@ large blocks from its heap (``M_MMAP_MAX = 0``) and to keep freed memory there u
 
 The cost: freed memory stays with the process (its resident size stays near its peak instead of
 falling between steps). The arithmetic does not change: the same kernels run on the same data,
-and PyTorch aligns its CPU buffers itself. ``SS3D_MALLOC=default`` leaves glibc as it is.
+and PyTorch aligns its CPU buffers itself. ``SS3D_MALLOC=default`` leaves glibc as it is
+(``keep`` or unset: the setting above; another value is warned about and read as unset).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import warnings
 
 __all__ = ["TRIM_THRESHOLD", "keep_large_blocks"]
 
@@ -36,8 +38,13 @@ def keep_large_blocks() -> bool:
     allocations made after the call, in this process (worker processes import ``ss3d`` and
     call it again).
     """
-    if os.environ.get("SS3D_MALLOC", "").strip().lower() == "default":
+    setting = os.environ.get("SS3D_MALLOC", "").strip().lower()
+    if setting == "default":
         return False
+    if setting not in ("", "keep"):
+        warnings.warn(f"SS3D_MALLOC={os.environ['SS3D_MALLOC']!r} is not a setting: use "
+                      "'default' (glibc as it is) or leave it unset (large blocks kept); "
+                      "keeping large blocks", stacklevel=2)
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt

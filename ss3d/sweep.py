@@ -437,7 +437,8 @@ def submit_slurm(spec: SweepSpec, sweep_file: str) -> list[str]:
     if shutil.which("sbatch") is None:
         raise SweepError("no sbatch on this machine; on the cluster's login node, in the "
                          f"repository root, run:\n  JOB=$({shlex.join(array)})\n  "
-                         + shlex.join(report).replace("{job}", "$JOB"))
+                         + " ".join(f'"{part.replace("{job}", "$JOB")}"' if "{job}" in part
+                                    else shlex.quote(part) for part in report))
     job = subprocess.run(array, check=True, capture_output=True,
                          text=True).stdout.strip().split(";")[0]
     after = subprocess.run([part.replace("{job}", job) for part in report], check=True,

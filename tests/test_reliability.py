@@ -310,3 +310,96 @@ def test_a_sweep_never_starts_a_second_child_with_one_key(tmp_path, mlflow_store
     assert result.running == ["b-seed0"] and "not started again" in capsys.readouterr().out
     assert client.get_run(killed).info.status == "KILLED"
     assert client.get_run(alive).info.status == "RUNNING"
+
+
+# ----------------------------------------------------------------------------------------------
+# 7. small silent acceptances
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value", ["banana", "2", "maybe"])
+def test_an_unknown_cpu_amp_setting_is_refused(monkeypatch, value):
+    from ss3d.engine import cpu_bf16_supported
+
+    monkeypatch.setenv("SS3D_CPU_AMP", value)
+    cpu_bf16_supported.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=rf"SS3D_CPU_AMP='{value}': use 1 .* or 0"):
+            cpu_bf16_supported()
+        for on, expected in (("1", True), ("yes", True), ("0", False), ("off", False)):
+            monkeypatch.setenv("SS3D_CPU_AMP", on)
+            cpu_bf16_supported.cache_clear()
+            assert cpu_bf16_supported() is expected
+    finally:
+        monkeypatch.delenv("SS3D_CPU_AMP")
+        cpu_bf16_supported.cache_clear()
+
+
+def test_an_unknown_malloc_setting_is_warned_about(monkeypatch):
+    from ss3d.allocator import keep_large_blocks
+
+    monkeypatch.setenv("SS3D_MALLOC", "banana")
+    with pytest.warns(UserWarning, match="SS3D_MALLOC='banana' is not a setting"):
+        keep_large_blocks()
+
+
+@pytest.mark.parametrize("jobs", ["0", "-2", "x"])
+def test_sweep_jobs_below_one_are_refused_by_the_parser(jobs, capsys):
+    from ss3d.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["sweep", "s.yaml", "-j", jobs])
+    assert exit_.value.code == 2 and "--jobs/-j" in capsys.readouterr().err
+
+
+def test_an_empty_sweep_report_is_an_error(tmp_path, mlflow_store, capsys):
+    from ss3d.cli import main
+
+    (tmp_path / "base.yaml").write_text("name: base\n")
+    (tmp_path / "s.yaml").write_text(
+        "name: s\nexperiment: base.yaml\nstages: [pretrain]\nseeds: [0]\nvariants: {a: {}}\n")
+    out = tmp_path / "report"
+    assert main(["sweep", str(tmp_path / "s.yaml"), "--report-only", "-o", str(out)]) == 2
+    assert "no finished child to report on" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_slurm_follow_up_line_expands_the_job_id(tmp_path, mlflow_store, monkeypatch):
+    import shutil
+
+    from ss3d import sweep as sweeps
+
+    (tmp_path / "base.yaml").write_text("name: base\n")
+    (tmp_path / "s.yaml").write_text(
+        "name: s\nexperiment: base.yaml\nstages: [pretrain]\nseeds: [0]\nvariants: {a: {}}\n")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(sweeps.SweepError) as err:
+        sweeps.submit_slurm(sweeps.load_sweep(tmp_path / "s.yaml"), "s.yaml")
+    follow_up = str(err.value).splitlines()[-1].strip()
+    out = subprocess.run(["bash", "-c", f"JOB=123; set -- {follow_up}; echo \"$2\""],
+                         capture_output=True, text=True).stdout.strip()
+    assert out == "--dependency=afterany:123", follow_up
+
+
+def test_an_ingest_box_past_the_image_is_named_as_such(tmp_path):
+    import cv2
+    import numpy as np
+
+    from ss3d.data.ingest import ingest_items, read_csv
+
+    (tmp_path / "imgs").mkdir()
+    img, mask = np.zeros((40, 60, 3), np.uint8), np.zeros((40, 60), np.uint8)
+    img[5:30, 10:40, 1], mask[5:30, 10:40] = 255, 255
+    cv2.imwrite(str(tmp_path / "imgs" / "a.png"), img)
+    cv2.imwrite(str(tmp_path / "imgs" / "a_m.png"), mask)
+    (tmp_path / "list.csv").write_text("category,rgb,mask,x0,y0,x1,y1\n"
+                                       "car,imgs/a.png,imgs/a_m.png,10,5,40,30\n"
+                                       "car,imgs/a.png,imgs/a_m.png,100,50,140,90\n")
+    summary = ingest_items(read_csv(tmp_path / "list.csv"), tmp_path / "c.h5", crop_size=16,
+                           progress=False)
+    assert summary["images"] == 1 and summary["skipped_reasons"] == {"box outside the image": 1}
+
+
+def test_a_notebook_parameter_of_the_wrong_type_is_named():
+    from ss3d.config import ConfigError, config_from_namespace
+
+    with pytest.raises(ConfigError, match="notebook parameter 'overrides': expected a mapping"):
+        config_from_namespace({}, "", "a=b")

@@ -507,6 +507,14 @@ def config_from_namespace(namespace: Mapping[str, Any], experiment_file: str = "
     parameters by dotted key (``{"render.image_size": image_size}``), where ``None`` means
     "not set" and leaves the value of ``overrides`` or the experiment in place.
     """
+    for parameter, value, kind in (("experiment_file", experiment_file, str),
+                                   ("overrides", overrides, Mapping),
+                                   ("parameters", parameters, Mapping)):
+        if value is not None and not isinstance(value, kind):
+            example = ("a path" if kind is str else
+                       "a mapping of dotted keys, e.g. -y \"overrides: {model.hidden: 128}\"")
+            raise ConfigError(f"notebook parameter '{parameter}': expected {example}, got "
+                              f"{type(value).__name__} {value!r}")
     cfg = load_config(experiment_file or None)
     injected: dict[str, Any] = {}
     for f in dataclasses.fields(ExperimentConfig):

@@ -375,6 +375,11 @@ def ingest_items(items: Iterable[IngestItem], out_path: str | Path, *, crop_size
         try:
             rgb, mask = _load_pair(item, min_mask_fraction)
             box = item.box if item.box is not None else box_from_mask(mask)
+            height, width = mask.shape[:2]
+            if box[0] >= width or box[1] >= height or box[2] <= 0 or box[3] <= 0:
+                raise SkipImage("box outside the image", f"box {[float(v) for v in box]} "
+                                f"(x0, y0, x1, y1) lies outside the {width}x{height} image "
+                                f"{item.rgb_path}")
             crop, crop_mask, crop_box = square_crop(rgb, mask, box, crop_size, margin)
             if crop_mask.sum() == 0:
                 raise SkipImage("empty mask inside box")
