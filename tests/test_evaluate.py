@@ -222,6 +222,16 @@ def test_reconstruct_writes_a_mesh_and_a_turntable(store, tmp_path, capsys, mode
                  str(obj), "--turntable", str(gif), "--set", "evaluate.mesh_resolution=24",
                  "--set", "evaluate.density_threshold=0.05"])  # a 4-step model is faint
     assert code == 0, capsys.readouterr().err
+    # the input-view fit printed beside the mesh is the reconstruction's own (the values:
+    # tests/test_input_view.py)
+    from ss3d.config import load_config as _load_config
+    from ss3d.reconstruct import Reconstructor
+
+    faint = _load_config(None, {"evaluate.mesh_resolution": 24,
+                                "evaluate.density_threshold": 0.05})
+    fit = Reconstructor(spec, faint).mesh(image, mask)[2]
+    assert (f"input-view fit: mask IoU {fit['input_mask_iou']:.2f}, PSNR "
+            f"{fit['input_psnr']:.1f} dB") in capsys.readouterr().out
     lines = obj.read_text().splitlines()
     assert any(line.startswith("v ") and len(line.split()) == 7 for line in lines)  # colours
     assert any(line.startswith("f ") for line in lines)
