@@ -273,6 +273,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         failed = run_sweep(spec, jobs=args.jobs, only=args.child).failed
     if not args.no_report:
         results, missing = collect(spec)
+        if not results:  # an empty report would read as a result
+            from ss3d.sweep import SweepError
+
+            raise SweepError(f"{args.file}: no finished child to report on ("
+                             f"{len(missing)} missing); run the sweep first"
+                             + (f" ({len(failed)} children failed: {', '.join(failed)})"
+                                if failed else ""))
         summary = aggregate(spec, results, missing)
         print(markdown_table(summary))
         print(f"report: {write_sweep_report(spec, summary, args.output) / 'index.html'}")
@@ -282,12 +289,22 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: at least one child runs at a time (>= 1)")
+    return value
+
+
 def _add_sweep(sub: Any) -> None:
     text = ("run a sweep (experiments/sweeps/*.yaml): variants x seeds as MLflow child runs, "
             "then the aggregate report (reports/sweeps/<name>/)")
     p = sub.add_parser("sweep", help=text, description=text)
     p.add_argument("file", help="sweep file")
-    p.add_argument("--jobs", "-j", type=int, default=1,
+    p.add_argument("--jobs", "-j", type=_at_least_one, default=1,
                    help="children run at once, each in its own process (default: %(default)s)")
     p.add_argument("--child", type=int, nargs="+", metavar="K",
                    help="run only these children (0-based, variant-major; a SLURM array task)")
