@@ -1,7 +1,13 @@
-"""The reconstruction network (README: Pre-training): ResNet encoder, latent, FiLM-SIREN.
+"""The reconstruction network (README: Pre-training): ResNet encoder, latent, decoder.
 
 ``net.encode(images (B, 3, H, W)) -> latent (B, L)``
 ``net.query(points (B, ..., 3), latent (B, L)) -> (rgb_logits (B, ..., 3), density (B, ..., 1))``
+
+Two decoders share that interface (``model.decoder``): the paper's FiLM-SIREN (a global
+latent modulates a sine MLP) and :class:`TriplaneDecoder` (the latent generates three
+axis-aligned feature planes, read by a small MLP: spatial capacity from the same latent). A
+decoder computes its per-image conditioning once (``condition(latent)``) and is then called
+on the image's points (``decoder(points, *conditioning)``); the stages never see which one runs.
 
 The FiLM values of an image are computed once per image and broadcast over all of its points:
 the latent is never copied per ray or per sample.
@@ -31,7 +37,7 @@ from ss3d.engine import load_plain
 from ss3d.fused import film_sine, film_sine_reference
 from ss3d.resnet import resnet
 
-__all__ = ["FiLMSiren", "ImageEncoder", "ReconstructionNet", "ViewpointNet",
+__all__ = ["FiLMSiren", "ImageEncoder", "ReconstructionNet", "TriplaneDecoder", "ViewpointNet",
            "has_viewpoint_net", "load_network"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -130,6 +136,10 @@ class FiLMSiren(nn.Module):
         values = self.film(latent).view(latent.shape[0], 2, self.n_layers, self.hidden)
         return 1.0 + values[:, 0], values[:, 1]
 
+    def condition(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-image conditioning :meth:`forward` takes: the FiLM values."""
+        return self.film_params(latent)
+
     def forward(self, points: torch.Tensor, freq: torch.Tensor,
                 shift: torch.Tensor) -> torch.Tensor:
         """``points (B, N, 3)``, FiLM ``(B, layers, hidden)`` -> ``(B, N, 4)``."""
@@ -142,6 +152,67 @@ class FiLMSiren(nn.Module):
             # FiLM values are (B, hidden) per image, applied to all N points without copies
             h = layer_fn(h, layer.weight, layer.bias, freq[:, i], shift[:, i])
         return self.out(h)
+
+
+class TriplaneDecoder(nn.Module):
+    """Three axis-aligned feature planes generated from the latent, read by a small MLP.
+
+    The FiLM-SIREN turns one global latent into a whole field through a few hundred modulation
+    values, so every detail has to come from the sine layers' frequencies. Here the latent is
+    decoded by a small convolutional generator into planes ``(B, 3, C, R, R)`` over the object
+    cube (XY, XZ and YZ, as EG3D's tri-planes); a point's feature is the sum of its three
+    bilinear plane samples, and an MLP of ``layers`` hidden layers maps it to 3 colour logits
+    and 1 raw density. The planes are generated from the latent alone, never read from the
+    image through a camera: a hypothesised camera still changes what the model shows, which
+    self-training's pose choice needs.
+
+    Cost per point: three bilinear reads of ``C`` values and the MLP, about the FiLM-SIREN's at
+    the same ``hidden``; per image, the generator (a few convolutions at ``R``² or below).
+    """
+
+    def __init__(self, latent_dim: int = 256, hidden: int = 64, layers: int = 2,
+                 channels: int = 16, resolution: int = 32):
+        super().__init__()
+        if resolution < 4 or resolution & (resolution - 1):
+            raise ValueError(f"model.plane_resolution must be a power of two >= 4, got "
+                             f"{resolution}")
+        self.channels, self.resolution = channels, resolution
+        width = 4 * channels
+        self.seed = nn.Linear(latent_dim, width * 4 * 4)
+        ups = []
+        side = 4
+        while side < resolution:  # 4 -> 8 -> ... -> R: upsample, 3x3 conv, LeakyReLU
+            ups += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                    nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2)]
+            side *= 2
+        self.generator = nn.Sequential(*ups, nn.Conv2d(width, 3 * channels, 3, padding=1))
+        dims = [channels] + [hidden] * layers
+        self.mlp = nn.Sequential(*[m for i in range(layers) for m in (
+            nn.Linear(dims[i], dims[i + 1]), nn.Softplus(beta=10.0))])
+        self.out = nn.Linear(hidden if layers else channels, 4)
+        with torch.no_grad():  # start near an empty, grey field, as the FiLM-SIREN's init does
+            self.out.weight.mul_(0.1)
+            self.out.bias.zero_()
+
+    def condition(self, latent: torch.Tensor) -> tuple[torch.Tensor]:
+        """``(B, L) -> planes (B, 3, C, R, R)``."""
+        b = latent.shape[0]
+        seed = self.seed(latent).view(b, 4 * self.channels, 4, 4)
+        planes = self.generator(seed)
+        return (planes.view(b, 3, self.channels, self.resolution, self.resolution),)
+
+    def forward(self, points: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
+        """``points (B, N, 3)``, ``planes (B, 3, C, R, R)`` -> ``(B, N, 4)``."""
+        b, n = points.shape[:2]
+        p = (points / CUBE_HALF).to(planes.dtype)  # the cube onto [-1, 1]
+        # (x, y), (x, z), (y, z): grid_sample reads its last coordinate as the row
+        coords = torch.stack([p[..., [0, 1]], p[..., [0, 2]], p[..., [1, 2]]], 1)
+        feats = F.grid_sample(planes.reshape(b * 3, self.channels, self.resolution,
+                                             self.resolution),
+                              coords.reshape(b * 3, n, 1, 2), mode="bilinear",
+                              padding_mode="border", align_corners=False)  # (3B, C, N, 1)
+        feature = feats.view(b, 3, self.channels, n).sum(1).transpose(1, 2)  # (B, N, C)
+        return self.out(self.mlp(feature))
 
 
 class ViewpointNet(nn.Module):
@@ -236,8 +307,10 @@ class ReconstructionNet(nn.Module):
         self.cfg = cfg
         self.encoder = ImageEncoder(cfg.encoder, cfg.latent_dim, cfg.encoder_size,
                                     cfg.pretrained_weights)
-        self.decoder = FiLMSiren(cfg.latent_dim, cfg.hidden, cfg.layers, cfg.omega_0,
-                                 cfg.fused_layers)
+        self.decoder = (FiLMSiren(cfg.latent_dim, cfg.hidden, cfg.layers, cfg.omega_0,
+                                  cfg.fused_layers) if cfg.decoder == "film_siren" else
+                        TriplaneDecoder(cfg.latent_dim, cfg.hidden, cfg.layers,
+                                        cfg.plane_channels, cfg.plane_resolution))
         self.density_scale = cfg.density_scale
         self.viewpoint = ViewpointNet(cfg.encoder, cfg.latent_dim, cfg.encoder_size,
                                       cfg.pretrained_weights) if cfg.viewpoint_net else None
@@ -256,8 +329,7 @@ class ReconstructionNet(nn.Module):
         """Colour logits ``(B, ..., 3)`` and density ``(B, ..., 1)`` (>= 0) at ``points``."""
         batch, shape = points.shape[0], points.shape[1:-1]
         flat = points.reshape(batch, -1, 3)
-        freq, shift = self.decoder.film_params(latent)
-        raw = self.decoder(flat, freq, shift).float()
+        raw = self.decoder(flat, *self.decoder.condition(latent)).float()
         rgb_logits, density_raw = raw[..., :3], raw[..., 3:]
         inside = (flat.abs() <= CUBE_HALF).all(dim=-1, keepdim=True)
         density = F.relu(self.density_scale * density_raw) * inside
@@ -277,7 +349,8 @@ def has_viewpoint_net(payload: dict) -> bool:
 # rest (how rays are sampled, fused or plain layers, where the encoder's initial weights came
 # from) is the running experiment's own choice.
 FUNCTION_FIELDS = ("encoder", "encoder_size", "latent_dim", "hidden", "layers", "omega_0",
-                   "density_scale", "viewpoint_net")
+                   "density_scale", "viewpoint_net", "decoder", "plane_channels",
+                   "plane_resolution")
 
 
 def checkpoint_model_config(payload: dict, path: str | Path) -> ModelConfig:

@@ -116,6 +116,13 @@ class ModelConfig:
     fused_layers: bool = _f(True, help="FiLM-SIREN hidden layers as one fused op with a "
                             "hand-written backward (ss3d.fused); false = plain autograd ops "
                             "(the baseline; same parameters and checkpoints).")
+    decoder: Literal["film_siren", "triplane"] = _f(
+        "film_siren", help="The field decoder: 'film_siren' (the paper: the latent modulates a "
+        "sine MLP of model.layers x model.hidden) or 'triplane' (the latent generates three "
+        "feature planes of model.plane_channels x model.plane_resolution^2, read by an MLP of "
+        "model.layers x model.hidden).")
+    plane_channels: int = _f(16, ge=1, help="Feature channels of each tri-plane.")
+    plane_resolution: int = _f(32, ge=4, help="Side of each tri-plane (a power of two).")
     viewpoint_net: bool = _f(True, help="A viewpoint classifier (its own encoder; azimuth "
                              "and elevation bins) trained in pre-training on the input views' "
                              "cameras; self-training can use it as a pose prior "
