@@ -373,7 +373,16 @@ def save_checkpoint(path: str | Path, *, stage: str, step: int, config: dict[str
     # through a Python file: a failed write raises OSError with its errno (disk full, read-only),
     # which atomic_path names with the file, instead of torch's "unexpected pos" RuntimeError
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(payload, fh)
+        try:
+            torch.save(payload, fh)
+        except RuntimeError as err:
+            # torch's zip writer turns a failed write of the file object into its own
+            # RuntimeError ("unexpected pos ...") with the OSError as its context, depending on
+            # where its buffer flushes: hand the OSError on, so the file and the cause are named
+            cause = err.__cause__ or err.__context__
+            if isinstance(cause, OSError):
+                raise cause from None
+            raise
     return Path(path)
 
 
