@@ -212,7 +212,12 @@ class TriplaneDecoder(nn.Module):
                               coords.reshape(b * 3, n, 1, 2), mode="bilinear",
                               padding_mode="border", align_corners=False)  # (3B, C, N, 1)
         feature = feats.view(b, 3, self.channels, n).sum(1).transpose(1, 2)  # (B, N, C)
-        return self.out(self.mlp(feature))
+        out = self.out(self.mlp(feature))
+        # raw density through a softplus: the network's relu(density_scale · raw) then never
+        # sees a negative raw value. With a plain linear output, the background rays (most of
+        # every step's) pushed every raw density below 0 within 100 steps of the embedded
+        # pre-training, and relu passed no gradient back: an empty field for good.
+        return torch.cat([out[..., :3], F.softplus(out[..., 3:] - 2.0)], -1)
 
 
 class ViewpointNet(nn.Module):
