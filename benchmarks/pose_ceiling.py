@@ -46,6 +46,8 @@ from ss3d.config.loading import parse_set_args
 from ss3d.data.datasets import ImageCollection, read_hidden_cameras
 from ss3d.data.shapenet import index_shapenet, load_model
 from ss3d.engine import Runtime
+from ss3d.eval.mesh import GRID_HALF  # the voxel grids cover [-0.55, 0.55]^3
+from ss3d.eval.mesh import _grid_points as mesh_grid_points
 from ss3d.geometry import merge_meshes, occupancy
 from ss3d.hypotheses import CameraBank
 from ss3d.image_metrics import mask_iou
@@ -59,7 +61,6 @@ from ss3d.stages.selftrain_loops import (
 )
 from ss3d.volume import render_network
 
-GRID_HALF = 0.55  # the voxel grids cover [-0.55, 0.55]^3 (objects fill [-0.5, 0.5]^3)
 DENSITY = 200.0  # inside the mesh: opaque within a few samples
 
 
@@ -67,10 +68,9 @@ DENSITY = 200.0  # inside the mesh: opaque within a few samples
 # Ground-truth meshes as fields
 # ----------------------------------------------------------------------------------------------
 def _grid_points(resolution: int) -> torch.Tensor:
-    """``(D, D, D, 3)`` cell centres ordered ``(z, y, x)``, as ``grid_sample`` reads them."""
-    axis = torch.linspace(-GRID_HALF, GRID_HALF, resolution)
-    z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
-    return torch.stack([x, y, z], -1)
+    """``(D, D, D, 3)`` cell centres over the evaluation's mesh grid, ordered ``(z, y, x)`` as
+    ``grid_sample`` reads them (:mod:`ss3d.eval.mesh`'s own grid)."""
+    return mesh_grid_points(resolution, GRID_HALF, torch.device("cpu"))
 
 
 def mesh_grids(parts: list, resolution: int = 48, colour_resolution: int = 24

@@ -10,11 +10,10 @@ from ss3d.cameras import Intrinsics
 from ss3d.config import ModelConfig, load_config
 from ss3d.engine import load_checkpoint
 from ss3d.model import ReconstructionNet, TriplaneDecoder, adopt_checkpoint_model, load_network
-from ss3d.stages.data import render_stage
 from ss3d.stages.pretrain import pretrain_stage
 from ss3d.volume import render_network
 
-from .test_pretrain import TINY
+from .test_pretrain import TINY, tiny_data  # noqa: F401 (the tiny renders, a fixture)
 
 PLANES = {"model.decoder": "triplane", "model.plane_channels": 4, "model.plane_resolution": 8,
           "model.hidden": 16, "model.layers": 2,
@@ -56,25 +55,17 @@ def test_conditioning_is_per_image_and_gradients_reach_the_generator():
         TriplaneDecoder(16, resolution=12)
 
 
-@pytest.fixture(scope="module")
-def tiny_renders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("triplane")
-    cfg = load_config(None, {**TINY, "data.root": str(root / "data")})
-    render_stage(cfg, with_collections=False, progress=False, track=False)
-    return root
-
-
 def _cfg(root, name, **extra):
     return load_config(None, {**TINY, **PLANES, "name": name, "data.root": str(root / "data"),
                               "output_dir": str(root / "out"), **extra})
 
 
-def test_triplane_pretrains_resumes_bit_for_bit_and_renders(tiny_renders):
-    straight = pretrain_stage(_cfg(tiny_renders, "straight", **{"pretrain.steps": 6}),
+def test_triplane_pretrains_resumes_bit_for_bit_and_renders(tiny_data):  # noqa: F811
+    straight = pretrain_stage(_cfg(tiny_data, "straight", **{"pretrain.steps": 6}),
                               progress=False, track=False)
-    pretrain_stage(_cfg(tiny_renders, "resumed", **{"pretrain.steps": 3}), progress=False,
+    pretrain_stage(_cfg(tiny_data, "resumed", **{"pretrain.steps": 3}), progress=False,
                    track=False)
-    resumed = pretrain_stage(_cfg(tiny_renders, "resumed", **{"pretrain.steps": 6}),
+    resumed = pretrain_stage(_cfg(tiny_data, "resumed", **{"pretrain.steps": 6}),
                              resume=True, progress=False, track=False)
     a = load_checkpoint(straight.checkpoint)["model"]
     b = load_checkpoint(resumed.checkpoint)["model"]
