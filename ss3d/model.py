@@ -334,7 +334,9 @@ class ReconstructionNet(nn.Module):
         """Colour logits ``(B, ..., 3)`` and density ``(B, ..., 1)`` (>= 0) at ``points``."""
         batch, shape = points.shape[0], points.shape[1:-1]
         flat = points.reshape(batch, -1, 3)
-        raw = self.decoder(flat, *self.decoder.condition(latent)).float()
+        # model.symmetric: the decoder sees one half-space, mirrored about the Y-Z plane
+        read = torch.cat([flat[..., :1].abs(), flat[..., 1:]], -1) if self.cfg.symmetric else flat
+        raw = self.decoder(read, *self.decoder.condition(latent)).float()
         rgb_logits, density_raw = raw[..., :3], raw[..., 3:]
         inside = (flat.abs() <= CUBE_HALF).all(dim=-1, keepdim=True)
         density = F.relu(self.density_scale * density_raw) * inside
@@ -355,7 +357,7 @@ def has_viewpoint_net(payload: dict) -> bool:
 # from) is the running experiment's own choice.
 FUNCTION_FIELDS = ("encoder", "encoder_size", "latent_dim", "hidden", "layers", "omega_0",
                    "density_scale", "viewpoint_net", "decoder", "plane_channels",
-                   "plane_resolution")
+                   "plane_resolution", "symmetric")
 
 
 def checkpoint_model_config(payload: dict, path: str | Path) -> ModelConfig:
@@ -370,6 +372,8 @@ def checkpoint_model_config(payload: dict, path: str | Path) -> ModelConfig:
     # a local encoder-weights path is only needed to initialise; the checkpoint has the weights
     model_cfg.pretrained_weights = ""
     model_cfg.viewpoint_net = has_viewpoint_net(payload)
+    # written before the key existed: the field was not folded, whatever today's default is
+    model_cfg.symmetric = bool(payload["config"].get("model", {}).get("symmetric", False))
     return model_cfg
 
 

@@ -123,6 +123,10 @@ class ModelConfig:
         "model.layers x model.hidden).")
     plane_channels: int = _f(16, ge=1, help="Feature channels of each tri-plane.")
     plane_resolution: int = _f(32, ge=4, help="Side of each tri-plane (a power of two).")
+    symmetric: bool = _f(False, help="Bilateral symmetry of the canonical field about the Y-Z "
+                         "plane (ShapeNetCore v2's plane of symmetry): the decoder reads "
+                         "(|x|, y, z), so one side's shape and colours are learned for both. Any "
+                         "decoder; checkpoints written before this key are not symmetric.")
     viewpoint_net: bool = _f(True, help="A viewpoint classifier (its own encoder; azimuth "
                              "and elevation bins) trained in pre-training on the input views' "
                              "cameras; self-training can use it as a pose prior "
