@@ -248,6 +248,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None,
                         help="a pre-trained checkpoint: its shapes are measured beside")
     parser.add_argument("--json", default=None, help="write every number here")
+    parser.add_argument("--separability-only", action="store_true",
+                        help="only the separability of the shapes (a prior's pose reading, in "
+                        "a fraction of the time): no grid, camera search or choice")
     args = parser.parse_args()
     cfg = load_config(args.config, parse_set_args(args.set))
     cfg.optim.amp = False  # the meshes' grids are read in fp32; a network gets the same
@@ -268,7 +271,7 @@ def main() -> None:
         results[name] = {}
         for label, net in shapes.items():
             entry = {"separability": separability(net, dataset, truth, cfg)}
-            for offsets in (False, True):
+            for offsets in () if args.separability_only else (False, True):
                 run_cfg = copy.deepcopy(cfg)
                 run_cfg.selftrain.offsets = offsets
                 entry["offsets" if offsets else "centred"] = run_machinery(
@@ -276,10 +279,11 @@ def main() -> None:
             results[name][label] = entry
         results[name]["seconds"] = time.perf_counter() - tic
         print(f"\n{name}: {len(dataset)} photos ({results[name]['seconds']:.0f} s)")
-        print("shapes | cameras | after | acc@30 vertical | acc@30 | best-of-H vertical | "
-              "chosen mask IoU")
+        if not args.separability_only:
+            print("shapes | cameras | after | acc@30 vertical | acc@30 | best-of-H vertical | "
+                  "chosen mask IoU")
         for label in shapes:
-            for model in ("centred", "offsets"):
+            for model in ("centred", "offsets") if not args.separability_only else ():
                 for when in ("start", "cameras"):
                     print(f"{label} | {model} | {when} | "
                           f"{_row(results[name][label][model][when])}")
