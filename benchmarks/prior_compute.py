@@ -44,7 +44,9 @@ def _per_seed(sweep: dict, metric: str, variant: str) -> dict[str, float]:
 def compute_points(sweep: dict) -> list[dict]:
     """One point per variant of ``sweep`` (a ``sweep.json``): its compute ratio against the
     sweep's baseline (mean over the seeds both ran, each seed's minutes over the baseline's),
-    the mean of each reading over its seeds, and the seeds."""
+    the mean of each reading over its seeds, its change against the baseline paired by seed
+    (``"delta " + metric``; sweeps ran different code and machines, so the figure compares
+    changes, not levels), and the seeds."""
     base = _per_seed(sweep, MINUTES, sweep["baseline"])
     points = []
     for variant in sweep["variants"]:
@@ -57,6 +59,10 @@ def compute_points(sweep: dict) -> list[dict]:
         for metric, _ in READINGS:
             values = _per_seed(sweep, metric, variant)
             point[metric] = sum(values.values()) / len(values) if values else math.nan
+            ref = _per_seed(sweep, metric, sweep["baseline"])
+            paired = sorted(set(values) & set(ref))
+            point["delta " + metric] = (sum(values[s] - ref[s] for s in paired) / len(paired)
+                                        if paired else math.nan)
         points.append(point)
     return points
 
@@ -64,10 +70,18 @@ def compute_points(sweep: dict) -> list[dict]:
 def plot(points: list[dict], out: Path) -> None:
     """Small multiples, one per reading, two per row (1000 px wide at 100 dpi)."""
     rows = math.ceil(len(READINGS) / 2)
+    # one colour per variant in every panel, one y range for every panel (so a change reads
+    # the same size wherever it is)
+    keys = sorted({(p["sweep"], p["variant"]) for p in points if p["variant"] != "default"})
+    colour = {key: plt.get_cmap("tab10")(i % 10) for i, key in enumerate(keys)}
+    deltas = [p["delta " + m] for p in points for m, _ in READINGS
+              if math.isfinite(p["delta " + m])]
+    low, high = min([-0.01, *deltas]), max([0.01, *deltas])
+    pad = 0.1 * (high - low)
     fig, axes = plt.subplots(rows, 2, figsize=(10, 3.4 * rows), squeeze=False)
     for ax, (metric, label) in zip(axes.flat, READINGS, strict=False):
-        ax.set_title(label, fontsize=10)
-        measured = [p for p in points if math.isfinite(p[metric])]
+        ax.set_title(f"{label}, change", fontsize=10)
+        measured = [p for p in points if math.isfinite(p["delta " + metric])]
         if not measured:
             ax.text(0.5, 0.5, "not read by these sweeps", ha="center", va="center",
                     transform=ax.transAxes, color="grey")
@@ -76,11 +90,16 @@ def plot(points: list[dict], out: Path) -> None:
             continue
         for point in measured:
             baseline = point["variant"] == "default"
-            ax.scatter(point["compute"], point[metric], s=60 if baseline else 30,
-                       marker="*" if baseline else "o", color="black" if baseline else None)
+            if baseline:
+                continue
+            ax.scatter(point["compute"], point["delta " + metric], s=30,
+                       color=colour[(point["sweep"], point["variant"])])
             ax.annotate(f"{point['variant']} ({len(point['seeds'])})",
-                        (point["compute"], point[metric]), fontsize=7,
+                        (point["compute"], point["delta " + metric]), fontsize=7,
                         xytext=(4, 3), textcoords="offset points")
+        ax.scatter([1.0], [0.0], s=80, marker="*", color="black", zorder=3)
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set_ylim(low - pad, high + pad)
         ax.set_xscale("log", base=2)
         spread = [p["compute"] for p in measured]
         ax.set_xlim(min(0.5, min(spread) / 1.1), max(2.0, max(spread) * 1.2))
@@ -91,7 +110,8 @@ def plot(points: list[dict], out: Path) -> None:
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(READINGS):]:
         ax.axis("off")
-    fig.suptitle("The prior: quality against compute (variant (seeds); * the default)",
+    fig.suptitle("The prior: change in quality against compute, each variant against its own "
+                 "sweep's default\n(* the default; labels: variant (seeds))",
                  fontsize=11)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
@@ -116,11 +136,11 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(points, out)
     print("| sweep | variant | seeds | compute (x default) | "
-          + " | ".join(label for _, label in READINGS) + " |")
+          + " | ".join(f"{label} (change)" for _, label in READINGS) + " |")
     print("|---|---|---|---:|" + "---:|" * len(READINGS))
-    for p in sorted(points, key=lambda p: p["compute"]):
+    for p in sorted(points, key=lambda p: (p["compute"], p["sweep"])):
         print(f"| {p['sweep']} | {p['variant']} | {','.join(p['seeds'])} | {p['compute']:.2f} | "
-              + " | ".join(f"{p[m]:.3f}" for m, _ in READINGS) + " |")
+              + " | ".join(f"{p[m]:.3f} ({p['delta ' + m]:+.3f})" for m, _ in READINGS) + " |")
     print(f"figure: {out}")
 
 

@@ -37,6 +37,8 @@ def test_compute_is_paired_by_seed_and_readings_are_seed_means():
     assert points["wide"]["compute"] == pytest.approx(1.75)
     assert points["default"]["pretrain.val_mask_iou"] == pytest.approx(0.65)
     assert points["wide"]["pretrain.val_mask_iou"] == pytest.approx(0.5)  # nan seed left out
+    # the change is paired by seed: seed 0 alone (0.5 - 0.6), not 0.5 - 0.65
+    assert points["wide"]["delta pretrain.val_mask_iou"] == pytest.approx(-0.1)
     assert math.isnan(points["wide"]["synthetic/seen/pretrained.fscore@0.05"])
 
 
@@ -48,7 +50,7 @@ def test_the_script_writes_its_figure_and_table(tmp_path):
                            str(path), "--out", str(out)], capture_output=True, text=True,
                           check=True)
     assert out.read_bytes()[:4] == b"\x89PNG"
-    assert "| toy | wide | 0,1 | 1.75 | 0.500 |" in done.stdout
+    assert "| toy | wide | 0,1 | 1.75 | 0.500 (-0.100) |" in done.stdout
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     failed = subprocess.run([sys.executable, str(REPO / "benchmarks" / "prior_compute.py"),
