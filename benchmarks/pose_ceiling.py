@@ -259,6 +259,8 @@ def main() -> None:
         from ss3d.model import load_network
 
         network, _ = load_network(args.checkpoint)
+    # the camera models the machinery runs with (none: separability alone)
+    camera_models = () if args.separability_only else ("centred", "offsets")
     results: dict[str, dict] = {}
     for name in args.collections or list(cfg.data.collections):
         tic = time.perf_counter()
@@ -271,19 +273,18 @@ def main() -> None:
         results[name] = {}
         for label, net in shapes.items():
             entry = {"separability": separability(net, dataset, truth, cfg)}
-            for offsets in () if args.separability_only else (False, True):
+            for model in camera_models:
                 run_cfg = copy.deepcopy(cfg)
-                run_cfg.selftrain.offsets = offsets
-                entry["offsets" if offsets else "centred"] = run_machinery(
-                    net, dataset, truth, run_cfg)
+                run_cfg.selftrain.offsets = model == "offsets"
+                entry[model] = run_machinery(net, dataset, truth, run_cfg)
             results[name][label] = entry
         results[name]["seconds"] = time.perf_counter() - tic
         print(f"\n{name}: {len(dataset)} photos ({results[name]['seconds']:.0f} s)")
-        if not args.separability_only:
+        if camera_models:
             print("shapes | cameras | after | acc@30 vertical | acc@30 | best-of-H vertical | "
                   "chosen mask IoU")
         for label in shapes:
-            for model in ("centred", "offsets") if not args.separability_only else ():
+            for model in camera_models:
                 for when in ("start", "cameras"):
                     print(f"{label} | {model} | {when} | "
                           f"{_row(results[name][label][model][when])}")
