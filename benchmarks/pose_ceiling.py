@@ -22,7 +22,7 @@ moved to the photo's box), the mask IoU of each, and the share of photos whose t
 ranks first (chance: 1 in 8). "Can a pose be found from these shapes" becomes a number.
 
     python benchmarks/pose_ceiling.py --config experiments/smoke.yaml --images 48 \\
-        [--checkpoint outputs/smoke/pretrain/last.pt] [--json out.json]
+        [--checkpoint outputs/smoke/pretrain/last.pt ...] [--json out.json]
 """
 
 from __future__ import annotations
@@ -236,6 +236,17 @@ def _row(metrics: dict[str, float]) -> str:
     return " | ".join(f"{metrics.get(k, float('nan')):.2f}" for k in keys)
 
 
+def checkpoint_name(path: Path) -> str:
+    """A short name for a checkpoint: its nearest folder that names neither a stage nor the
+    embedded experiment (``outputs/sweeps/prior_steps/steps_7200-seed0/smoke/pretrain/last.pt``
+    -> ``steps_7200-seed0``)."""
+    generic = {"pretrain", "checkpoints", "artifacts", "smoke", "outputs", ""}
+    for folder in [path.parent, *path.parent.parents]:
+        if folder.name not in generic:
+            return folder.name
+    return path.stem
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="experiments/smoke.yaml")
@@ -245,8 +256,9 @@ def main() -> None:
                         help="default: the config's data.collections")
     parser.add_argument("--images", type=int, default=48, help="training photos per collection")
     parser.add_argument("--resolution", type=int, default=48, help="voxels per side of a mesh")
-    parser.add_argument("--checkpoint", default=None,
-                        help="a pre-trained checkpoint: its shapes are measured beside")
+    parser.add_argument("--checkpoint", nargs="+", default=[],
+                        help="pre-trained checkpoints: their shapes are measured beside (one "
+                        "'network' row each, named by the checkpoint's folder when several)")
     parser.add_argument("--json", default=None, help="write every number here")
     parser.add_argument("--separability-only", action="store_true",
                         help="only the separability of the shapes (a prior's pose reading, in "
@@ -254,11 +266,14 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config(args.config, parse_set_args(args.set))
     cfg.optim.amp = False  # the meshes' grids are read in fp32; a network gets the same
-    network = None
+    networks = {}
     if args.checkpoint:
         from ss3d.model import load_network
 
-        network, _ = load_network(args.checkpoint)
+        for path in args.checkpoint:
+            label = ("network" if len(args.checkpoint) == 1
+                     else f"network {checkpoint_name(Path(path))}")
+            networks[label] = load_network(path)[0]
     # the camera models the machinery runs with (none: separability alone)
     camera_models = () if args.separability_only else ("centred", "offsets")
     results: dict[str, dict] = {}
@@ -268,8 +283,7 @@ def main() -> None:
         truth = read_hidden_cameras(path)
         dataset = FirstImages(ImageCollection(path, split="train"), args.images)
         shapes = {"ground truth": ground_truth_shapes(cfg, dataset, truth, args.resolution)}
-        if network is not None:
-            shapes["network"] = network
+        shapes.update(networks)
         results[name] = {}
         for label, net in shapes.items():
             entry = {"separability": separability(net, dataset, truth, cfg)}

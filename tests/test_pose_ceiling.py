@@ -3,6 +3,8 @@ and the separability reading."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from ss3d.cameras import Intrinsics
@@ -102,3 +104,11 @@ def test_separability_ranks_the_true_rotation_first_for_the_true_shape(tmp_path)
     flat = ceiling.separability(sphere, photos, truth, cfg, size=32)
     assert abs(flat["iou_true"] - flat["iou_wrong_mean"]) < 0.02, flat
     assert flat["true_ranks_first"] == 0.0  # ties never rank first
+
+
+def test_several_checkpoints_are_named_by_their_run_folder():
+    name = ceiling.checkpoint_name
+    assert name(Path("outputs/sweeps/prior_steps/steps_7200-seed0/smoke/pretrain/last.pt")) \
+        == "steps_7200-seed0"
+    assert name(Path("mlartifacts/exp/0123abcd/artifacts/checkpoints/last.pt")) == "0123abcd"
+    assert name(Path("last.pt")) == "last"
