@@ -273,6 +273,10 @@ def validate(cfg: ExperimentConfig, source: str = "config") -> None:
     if not thresholds or not all(0.0 < t <= 1.0 for t in thresholds):
         raise ConfigError(f"evaluate.fscore_thresholds: value {thresholds!r} must be non-empty "
                           f"fractions of the cube side in (0, 1] ({source})")
+    levels = cfg.evaluate.surface_levels
+    if not all(0.0 < f < 1.0 for f in levels) or len(set(levels)) != len(levels):
+        raise ConfigError(f"evaluate.surface_levels: value {levels!r} must be distinct peak "
+                          f"fractions in (0, 1), or empty ({source})")
     try:
         parse_shard(r.shard)
     except ValueError as err:

@@ -316,6 +316,12 @@ class EvalConfig:
                               "fraction of its own peak density on the grid instead of at "
                               "density_threshold (needs no re-tuning for another "
                               "model.density_scale).")
+    surface_levels: list[float] = _f([], help="If not empty: each pre-trained and distilled "
+                                     "model is read at the peak fraction among these whose "
+                                     "meshes score the highest mean F@0.05 over the val "
+                                     "split's seen-category models (never the test split); "
+                                     "self-trained models take their prior's level. Empty: "
+                                     "every model at peak_fraction (ss3d.eval.level).")
     # Self-training starts from the prior at a small lr and keeps its frame; the rotation G
     # that the chosen poses give against the hidden cameras is close to arbitrary while the
     # poses are near chance (docs/results.md: the frame the poses gave decided the scores).

@@ -37,10 +37,11 @@ from ss3d.cameras import FIGURE_POSES
 from ss3d.config import ExperimentConfig
 from ss3d.data.render import MeshRenderer
 from ss3d.data.shapenet import load_model
-from ss3d.engine import load_checkpoint
+from ss3d.engine import autocast, load_checkpoint
 from ss3d.eval.baselines import build_baselines
 from ss3d.eval.items import EvalItem, collection_items, synthetic_items
 from ss3d.eval.keys import ModelKey
+from ss3d.eval.level import LevelChoice, choose_level, level_scores, validation_items
 from ss3d.eval.mesh import ExtractedMesh
 from ss3d.eval.summary import (
     METRICS,
@@ -56,6 +57,7 @@ from ss3d.eval.summary import (
     verdicts,
 )
 from ss3d.eval.views import figure_renderer, mesh_views, to_trimesh, write_turntable
+from ss3d.model import ReconstructionNet
 from ss3d.stages.data import data_paths, find_renders
 from ss3d.stages.evaluate_items import (
     EvalModel,
@@ -136,6 +138,59 @@ def find_models(cfg: ExperimentConfig, track: bool = True
 
 
 # ----------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def choose_surface_levels(cfg: ExperimentConfig, models: list[EvalModel],
+                          nets: dict[str, ReconstructionNet], val_items: list[EvalItem],
+                          device: torch.device, run: StageRun) -> dict[str, LevelChoice]:
+    """Each model's surface level (:mod:`ss3d.eval.level`), set on ``models`` in place: the
+    pre-trained and distilled models' chosen on ``val_items`` among
+    ``evaluate.surface_levels``, the self-trained ones' their prior's (``models[0]``, the
+    pre-trained model). Empty candidates: nothing changes and nothing is returned.
+
+    Every rank of a distributed run chooses alone (the same deterministic choice)."""
+    candidates = list(cfg.evaluate.surface_levels)
+    if not candidates:
+        return {}
+    chosen = [m for m in models if m.stage != "selftrain"]
+    choices: dict[str, LevelChoice] = {}
+    with run.bar(total=len(chosen) * len(val_items), desc="surface level", unit="item") as bar:
+        for model in chosen:
+            net = nets[model.label]
+            scores = []
+            for item in val_items:
+                g = (model.alignment_for(item) if cfg.evaluate.learned_frame == "poses"
+                     else None)
+                with autocast(device, cfg.optim.amp):
+                    latent = net.encode(item.image[None].to(device))
+                    scores.append(level_scores([aligned_field(net, latent, g)], [item.surface],
+                                               candidates, cfg, device)[0])
+                bar.update()
+            choices[model.label] = choose_level(np.stack(scores), candidates)
+    prior = choices[models[0].label]
+    for model in models:
+        model.peak_fraction = choices.get(model.label, prior).level
+    return choices
+
+
+def surface_level_table(models: list[EvalModel], choices: dict[str, LevelChoice]) -> str:
+    """Markdown: each model's surface level and, where chosen, every candidate's val F@0.05."""
+    if not choices:
+        return ""
+    candidates = list(next(iter(choices.values())).scores)
+    lines = ["## Surface levels (chosen on the val split)", "",
+             "Each model's meshes are cut at the fraction of its own peak density whose meshes "
+             "score the highest mean F@0.05 over the val split's seen-category models; a "
+             "self-trained model takes its prior's.", "",
+             "| model | level | " + " | ".join(f"val F@0.05 at {c:g}" for c in candidates) + " |",
+             "|---|---:|" + "---:|" * len(candidates)]
+    for m in models:
+        choice = choices.get(m.label)
+        cells = ([f"{choice.scores[c]:.3f}" for c in candidates] if choice
+                 else ["(the prior's)"] + [""] * (len(candidates) - 1))
+        lines.append(f"| {m.label} | {m.peak_fraction:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -305,7 +360,23 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
     # processes of their own on a CPU only: the ranks of torchrun already share the items
     workers = 1 if runtime.distributed or device.type != "cpu" else cfg.evaluate.workers
 
+    val_items = []
+    if cfg.evaluate.surface_levels:  # validated before any model is loaded or run opened
+        val_items = validation_items(synthetic_items(cfg, renders, paths, split="val")[0])
+        if not val_items:
+            raise ValueError(f"{renders}: evaluate.surface_levels chooses each model's level "
+                             f"on the val split's seen-category models, and there are none "
+                             f"(data.val_fraction {cfg.data.val_fraction})")
+
     with run.open(consumed=[m.run_id for m in models]):
+        levels = choose_surface_levels(cfg, models, nets, val_items, device, run)
+        for entry, model in zip(result.models, models):
+            entry["surface_level"] = (cfg.evaluate.peak_fraction if model.peak_fraction is None
+                                      else model.peak_fraction)
+            if model.label in levels:
+                entry["surface_level_choice"] = levels[model.label].as_dict()
+        if levels:
+            run.log_headline({f"surface_level.{m.label}": m.peak_fraction for m in models})
         with run.bar(total=len(mine), desc="evaluate", unit="item") as bar:
             rows, meshes = evaluate_positions(job, nets, items, mine, figure_positions, device,
                                               workers=workers, on_item=bar.update)
@@ -315,7 +386,7 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
         result.rows = [row for _, _, row in gathered]
         if run.is_main:
             report_evaluation(result, cfg, models, figure_items, figure_meshes, out, track,
-                              workers)
+                              workers, surface_level_table(models, levels))
             _log_evaluation(run, result, out)
             run.print(result.tables_markdown)
     result.run_id = run.run_id
@@ -326,7 +397,7 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
 def report_evaluation(result: EvalResult, cfg: ExperimentConfig, models: list[EvalModel],
                       figure_items: dict[tuple[str, str], EvalItem],
                       figure_meshes: dict[tuple[str, str], dict[str, ExtractedMesh]], out: Path,
-                      track: bool, workers: int = 1) -> None:
+                      track: bool, workers: int = 1, levels_markdown: str = "") -> None:
     """Summary, intervals, verdicts, tables, figures and turntables of ``result.rows``, written
     to ``out`` (evaluation.json, tables.md, PNGs, turntables/); figures in ``workers``
     processes."""
@@ -342,6 +413,8 @@ def report_evaluation(result: EvalResult, cfg: ExperimentConfig, models: list[Ev
     result.tables_markdown = markdown_tables(result.summary, result.poses, result.ratios,
                                              result.differences, result.verdicts,
                                              result.frames)
+    if levels_markdown:
+        result.tables_markdown += "\n" + levels_markdown
     result.figures["fscore_bars"] = metric_bars(result.summary)
     jobs = [FigureJob(f"{set_}_{category}", figure_items[(set_, category)], meshes,
                       out / "turntables" / f"{set_}_{category}.gif", cfg.evaluate.figure_size,

@@ -60,6 +60,7 @@ class EvalModel:
     category: str | None = None
     alignments: dict[str, torch.Tensor] = field(default_factory=dict)
     specialist_renders: frozenset[str] = frozenset()
+    peak_fraction: float | None = None  # its surface level; None: evaluate.peak_fraction
 
     def applies_to(self, item: EvalItem) -> bool:
         """Self-trained models are evaluated on their own category only."""
@@ -117,20 +118,21 @@ def frame_check_metrics(pred: torch.Tensor, item: EvalItem, g: torch.Tensor, ali
 @torch.no_grad()
 def evaluate_item(net: ReconstructionNet, item: EvalItem, g: torch.Tensor | None,
                   cfg: ExperimentConfig, intrinsics: Intrinsics | None,
-                  device: torch.device, frame: torch.Tensor | None = None
-                  ) -> tuple[dict[str, float], ExtractedMesh]:
+                  device: torch.device, frame: torch.Tensor | None = None,
+                  peak_fraction: float | None = None) -> tuple[dict[str, float], ExtractedMesh]:
     """3D metrics of one model on one item (and novel-view metrics with ``intrinsics``), scored
     turned by ``g`` (None: as the model stands).
 
     ``frame``: the model's frame from its poses, ``G``, scored in (``g`` is ``G``) or not
     (``g`` is None); the row then also carries the other reading (:func:`frame_check_metrics`).
+    ``peak_fraction``: the model's surface level (None: ``evaluate.peak_fraction``).
     """
     e = cfg.evaluate
     latent = net.encode(item.image[None].to(device))
     field_fn = aligned_field(net, latent, g)
     mesh = extract_mesh(field_fn, e.mesh_resolution, e.density_threshold,
-                        peak_fraction=e.peak_fraction, coarse_factor=e.coarse_factor,
-                        device=device)
+                        peak_fraction=e.peak_fraction if peak_fraction is None
+                        else peak_fraction, coarse_factor=e.coarse_factor, device=device)
     pred = sample_mesh_surface(mesh.verts, mesh.faces, e.surface_points, seed=0)
     metrics = chamfer_fscore(pred, item.surface, tuple(e.fscore_thresholds))
     _, density = field_fn(item.volume_points[None].to(device))
@@ -214,7 +216,7 @@ def item_rows(job: ItemJob, nets: dict[str, ReconstructionNet], item: EvalItem,
         # metrics is far inside the intervals (docs/results.md, Evaluation).
         with autocast(device, cfg.optim.amp):
             metrics, mesh = evaluate_item(nets[model.label], item, g, cfg, intrinsics, device,
-                                          frame)
+                                          frame, model.peak_fraction)
         rows.append({**base, "model": model.label, **metrics})
         if keep_meshes:
             if cfg.evaluate.mesh_colours == "image":
