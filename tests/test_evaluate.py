@@ -766,3 +766,37 @@ def test_mesh_level_benchmark_scores_every_setting(store):
         seen = [p for p in per_item if not p["zero_shot"]]
         assert math.isclose(sum(p["f05"] for p in seen) / len(seen), r["seen_f05"])
         assert all(p["f02"] <= p["f05"] for p in per_item)
+
+
+def test_surface_levels_are_chosen_per_model_on_the_val_split(store, tmp_path):
+    """``evaluate.surface_levels``: the pre-trained and distilled models each read at the
+    candidate with the best val F@0.05, the self-trained one at its prior's; the rows are those
+    of a fixed ``peak_fraction`` at that level."""
+    _, _, overrides, _, _ = store
+    candidates = [0.3, 0.6, 0.9]  # not the default 0.7: the level must really be applied
+    cfg = load_config(None, {**overrides, "evaluate.surface_levels": candidates,
+                             "evaluate.workers": 1})
+    result = evaluate_stage(cfg, progress=False, track=False, out_dir=tmp_path / "chosen")
+    by_label = {m["label"]: m for m in result.models}
+    for label in ("pretrained", "distilled"):
+        choice = by_label[label]["surface_level_choice"]
+        assert choice["items"] > 0 and list(choice["scores"]) == ["0.3", "0.6", "0.9"]
+        best = max(candidates, key=lambda c: choice["scores"][f"{c:g}"])
+        assert by_label[label]["surface_level"] == best
+    prior_level = by_label["pretrained"]["surface_level"]
+    selftrained = [m for m in result.models if m["stage"] == "selftrain"]
+    assert selftrained and all(m["surface_level"] == prior_level
+                               and "surface_level_choice" not in m for m in selftrained)
+    assert "## Surface levels" in (tmp_path / "chosen" / "tables.md").read_text()
+    written = json.loads((tmp_path / "chosen" / "evaluation.json").read_text())["models"]
+    assert [m["surface_level"] for m in written] == [m["surface_level"] for m in result.models]
+
+    fixed = evaluate_stage(load_config(None, {**overrides, "evaluate.peak_fraction": prior_level,
+                                              "evaluate.workers": 1}),
+                           progress=False, track=False, out_dir=tmp_path / "fixed")
+    labels = {"pretrained"} | {m["label"] for m in selftrained}
+
+    def rows(r):
+        return [row for row in r.rows if row["model"] in labels]
+
+    assert rows(result) and rows(result) == rows(fixed)
