@@ -280,6 +280,18 @@ def _pretrain_line(runs: list[dict[str, Any]]) -> str:
     return ""
 
 
+def _levels_line(data: dict[str, Any]) -> str:
+    """Where each model's surfaces were cut, when the evaluation chose the levels
+    (``evaluate.surface_levels``): every 3D number depends on it."""
+    models = data.get("models", [])
+    if not any("surface_level_choice" in m for m in models):
+        return ""
+    parts = [f"{m['label']} {m['surface_level']:g}"
+             + ("" if "surface_level_choice" in m else " (its prior's)") for m in models]
+    return ("Surfaces cut at each model's own fraction of its peak density, chosen on the val "
+            "split (best mean F@0.05): " + ", ".join(parts) + ".")
+
+
 def _agreement(runs: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
     """``(category, student–teacher mask IoU before, after)`` of the latest distillation."""
     for r in runs:
@@ -336,9 +348,9 @@ def _index_html(cfg: ExperimentConfig, data: dict[str, Any], runs: list[dict[str
     if notes:
         parts.append("<h2>Needs attention</h2><ul class='note'>" + "".join(
             f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    line = _pretrain_line(runs)
-    if line:
-        parts.append(f"<p>{html.escape(line)}</p>")
+    for line in (_pretrain_line(runs), _levels_line(data)):
+        if line:
+            parts.append(f"<p>{html.escape(line)}</p>")
     parts += [_figure(f, _caption(f)) for f in overview]
     parts.append("<h2>In detail</h2>")
     widths = data.get("half_widths") or half_widths(data["summary"], data.get("poses", []))
@@ -450,9 +462,9 @@ def _readme(cfg: ExperimentConfig, data: dict[str, Any], tables_md: str,
     notes = _warnings(data, runs)
     if notes:
         lines += ["## Needs attention", "", *[f"* {n}" for n in notes], ""]
-    line = _pretrain_line(runs)
-    if line:
-        lines += [line, ""]
+    for line in (_pretrain_line(runs), _levels_line(data)):
+        if line:
+            lines += [line, ""]
     lines += [f"![{_caption(f)}]({f})" for f in overview]
     lines += ["", *_md_fold("Definitions: metrics, baselines, intervals", [BASELINES_TEXT])]
     lines += _md_fold("Every table (the evaluation's tables.md)", [tables_md])

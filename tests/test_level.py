@@ -55,3 +55,16 @@ def test_ties_go_to_the_first_candidate_and_bad_scores_are_refused():
 def test_surface_levels_out_of_range_or_repeated_are_refused(levels):
     with pytest.raises(ConfigError, match="evaluate.surface_levels"):
         load_config(None, {"evaluate.surface_levels": levels})
+
+
+def test_the_report_says_where_each_models_surfaces_were_cut():
+    from ss3d.report import _levels_line
+
+    fixed = {"models": [{"label": "pretrained", "surface_level": 0.7}]}
+    assert _levels_line(fixed) == ""  # one configured level for every model: nothing to say
+    chosen = {"models": [
+        {"label": "pretrained", "surface_level": 0.4, "surface_level_choice": {"level": 0.4}},
+        {"label": "selftrained[bird]", "surface_level": 0.4},
+        {"label": "distilled", "surface_level": 0.6, "surface_level_choice": {"level": 0.6}}]}
+    line = _levels_line(chosen)
+    assert "pretrained 0.4, selftrained[bird] 0.4 (its prior's), distilled 0.6" in line
