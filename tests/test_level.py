@@ -57,6 +57,13 @@ def test_surface_levels_out_of_range_or_repeated_are_refused(levels):
         load_config(None, {"evaluate.surface_levels": levels})
 
 
+def test_the_absolute_level_with_chosen_levels_is_refused():
+    with pytest.raises(ConfigError, match=r"surface_levels=\[\] as well"):
+        load_config(None, {"evaluate.peak_fraction": 0.0})
+    assert load_config(None, {"evaluate.peak_fraction": 0.0,
+                              "evaluate.surface_levels": []}).evaluate.surface_levels == []
+
+
 def test_the_report_says_where_each_models_surfaces_were_cut():
     from ss3d.report import _levels_line
 

@@ -277,6 +277,11 @@ def validate(cfg: ExperimentConfig, source: str = "config") -> None:
     if not all(0.0 < f < 1.0 for f in levels) or len(set(levels)) != len(levels):
         raise ConfigError(f"evaluate.surface_levels: value {levels!r} must be distinct peak "
                           f"fractions in (0, 1), or empty ({source})")
+    if levels and cfg.evaluate.peak_fraction == 0.0:
+        raise ConfigError(f"evaluate.peak_fraction: 0 reads every model at the absolute "
+                          f"evaluate.density_threshold, but evaluate.surface_levels {levels!r} "
+                          f"would choose a fraction of each peak instead: set "
+                          f"evaluate.surface_levels=[] as well ({source})")
     try:
         parse_shard(r.shard)
     except ValueError as err:

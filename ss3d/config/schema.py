@@ -315,13 +315,14 @@ class EvalConfig:
     peak_fraction: float = _f(0.7, ge=0.0, lt=1.0, help="If > 0: extract every shape at this "
                               "fraction of its own peak density on the grid instead of at "
                               "density_threshold (needs no re-tuning for another "
-                              "model.density_scale).")
-    surface_levels: list[float] = _f([], help="If not empty: each pre-trained and distilled "
-                                     "model is read at the peak fraction among these whose "
-                                     "meshes score the highest mean F@0.05 over the val "
-                                     "split's seen-category models (never the test split); "
-                                     "self-trained models take their prior's level. Empty: "
-                                     "every model at peak_fraction (ss3d.eval.level).")
+                              "model.density_scale); the level of `ss3d reconstruct`, and of "
+                              "the evaluation when surface_levels is empty.")
+    surface_levels: list[float] = _f(
+        [0.4, 0.5, 0.6, 0.7, 0.8],
+        help="If not empty: each pre-trained and distilled model is read at the peak fraction "
+        "among these whose meshes score the highest mean F@0.05 over the val split's "
+        "seen-category models (never the test split); self-trained models take their prior's "
+        "level. Empty, or no val models: every model at peak_fraction (ss3d.eval.level).")
     # Self-training starts from the prior at a small lr and keeps its frame; the rotation G
     # that the chosen poses give against the hidden cameras is close to arbitrary while the
     # poses are near chance (docs/results.md: the frame the poses gave decided the scores).
