@@ -736,6 +736,10 @@ def test_transfer_pairs_every_look_with_the_same_items(store, tmp_path):
     plain = [r for r in result.rows if r["look"] == "plain"]
     assert all(r["fscore@0.05"] == evaluated[(r["model"], r["category"], r["key"])]
                for r in plain)
+    # each model at the level the evaluation read it at (chosen again: the same choice)
+    levels = json.loads((tmp_path / "transfer.json").read_text())["surface_levels"]
+    assert levels == {m["label"]: m["surface_level"] for m in evaluation.models
+                      if m["stage"] in ("pretrain", "distill")}
     assert "heldout − plain" in (tmp_path / "transfer.md").read_text()
     for name in ("transfer.json", "transfer_inputs.png", "transfer_bars.png"):
         assert (tmp_path / name).is_file()
@@ -792,6 +796,7 @@ def test_surface_levels_are_chosen_per_model_on_the_val_split(store, tmp_path):
     assert [m["surface_level"] for m in written] == [m["surface_level"] for m in result.models]
 
     fixed = evaluate_stage(load_config(None, {**overrides, "evaluate.peak_fraction": prior_level,
+                                              "evaluate.surface_levels": [],
                                               "evaluate.workers": 1}),
                            progress=False, track=False, out_dir=tmp_path / "fixed")
     labels = {"pretrained"} | {m["label"] for m in selftrained}

@@ -140,6 +140,20 @@ def find_models(cfg: ExperimentConfig, track: bool = True
 # ----------------------------------------------------------------------------------------------
 
 
+def level_items(cfg: ExperimentConfig, renders: Path, skipped: list[str]) -> list[EvalItem]:
+    """The val split's seen-category items that surface levels are chosen on (none without
+    ``evaluate.surface_levels``). None there: a note in ``skipped``, and every model is read at
+    ``evaluate.peak_fraction`` (a pipeline that trained for an hour is not stopped for this)."""
+    if not cfg.evaluate.surface_levels:
+        return []
+    items = validation_items(synthetic_items(cfg, renders, data_paths(cfg), split="val")[0])
+    if not items:
+        skipped.append(f"surface levels: {renders} has no val models of a seen category to "
+                       f"choose them on (data.val_fraction {cfg.data.val_fraction}); every "
+                       f"model is read at evaluate.peak_fraction {cfg.evaluate.peak_fraction}")
+    return items
+
+
 @torch.no_grad()
 def choose_surface_levels(cfg: ExperimentConfig, models: list[EvalModel],
                           nets: dict[str, ReconstructionNet], val_items: list[EvalItem],
@@ -361,14 +375,7 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
     # processes of their own on a CPU only: the ranks of torchrun already share the items
     workers = 1 if runtime.distributed or device.type != "cpu" else cfg.evaluate.workers
 
-    val_items = []
-    if cfg.evaluate.surface_levels:
-        val_items = validation_items(synthetic_items(cfg, renders, paths, split="val")[0])
-        if not val_items:  # a pipeline that trained for an hour is not stopped for this
-            result.skipped.append(
-                f"surface levels: {renders} has no val models of a seen category to choose "
-                f"them on (data.val_fraction {cfg.data.val_fraction}); every model is read at "
-                f"evaluate.peak_fraction {cfg.evaluate.peak_fraction}")
+    val_items = level_items(cfg, renders, result.skipped)
 
     with run.open(consumed=[m.run_id for m in models]):
         levels = choose_surface_levels(cfg, models, nets, val_items, device, run)

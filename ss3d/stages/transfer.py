@@ -43,7 +43,7 @@ from ss3d.engine import autocast
 from ss3d.eval.items import EvalItem, synthetic_items
 from ss3d.eval.stats import bootstrap_ci, paired_bootstrap_diff
 from ss3d.stages.data import data_paths, find_renders
-from ss3d.stages.evaluate import find_models
+from ss3d.stages.evaluate import choose_surface_levels, find_models, level_items
 from ss3d.stages.evaluate_items import evaluate_item, load_networks
 from ss3d.stages.shell import StageRun, stage_dir
 
@@ -208,6 +208,7 @@ def transfer_stage(cfg: ExperimentConfig, *, models_per_category: int | None = N
 
     ``models_per_category``: test models per category (default ``evaluate.models_per_category``).
     """
+    level_cfg = cfg  # the levels are chosen on the evaluation's own val items
     if models_per_category is not None:
         cfg = dataclasses.replace(cfg, evaluate=dataclasses.replace(
             cfg.evaluate, models_per_category=models_per_category))
@@ -227,7 +228,13 @@ def transfer_stage(cfg: ExperimentConfig, *, models_per_category: int | None = N
     out.mkdir(parents=True, exist_ok=True)
     result = TransferResult()
     nets = load_networks(models, device)
+    notes: list[str] = []
+    val_items = level_items(level_cfg, renders, notes)
     with run.open(consumed=[m.run_id for m in models]):
+        # each model at the level the evaluation reads it at (the same deterministic choice)
+        choose_surface_levels(level_cfg, models, nets, val_items, device, run)
+        for note in notes:
+            run.print(note)
         looks = {look: look_items(cfg, base, renders, look) for look in LOOKS}
         with run.bar(total=len(models) * len(LOOKS) * len(base), desc="transfer",
                      unit="item") as bar:
@@ -238,7 +245,8 @@ def transfer_stage(cfg: ExperimentConfig, *, models_per_category: int | None = N
                         with autocast(device, cfg.optim.amp):
                             metrics, _ = evaluate_item(nets[model.label], item,
                                                        model.alignment_for(item), cfg,
-                                                       intrinsics, device)
+                                                       intrinsics, device,
+                                                       peak_fraction=model.peak_fraction)
                         result.rows.append({
                             "model": model.label, "look": look, "category": item.category,
                             "zero_shot": item.zero_shot, "key": item.key,
@@ -250,6 +258,8 @@ def transfer_stage(cfg: ExperimentConfig, *, models_per_category: int | None = N
                           "transfer_bars": _bars_figure(result.summary)}
         payload = {"experiment": cfg.name, "render_appearance": render_look,
                    "looks": list(LOOKS), "models": [m.label for m in models],
+                   "surface_levels": {m.label: (cfg.evaluate.peak_fraction if m.peak_fraction
+                                                is None else m.peak_fraction) for m in models},
                    "summary": result.summary, "differences": result.differences,
                    "rows": result.rows}
         (out / "transfer.json").write_text(json.dumps(payload, indent=1, default=float))
