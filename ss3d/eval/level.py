@@ -9,8 +9,10 @@ models (never the test split), extracted exactly as the evaluation extracts; a s
 model takes the level of the prior it starts from (its own category has no validation models
 when it is a zero-shot one).
 
-:func:`level_scores` scores fields against surfaces (any field: tested on analytic spheres);
-:func:`choose_level` runs it for one network over the validation items.
+:func:`level_scores` scores fields against surfaces at every candidate (any field: tested on
+analytic spheres); :func:`choose_level` picks the candidate from those scores;
+:func:`validation_items` says which items they are read on. The stage that runs them for each
+network is ``ss3d.stages.evaluate.choose_surface_levels``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ss3d.eval.items import EvalItem
 from ss3d.eval.mesh import extract_mesh
 from ss3d.eval.metrics import chamfer_fscore, sample_mesh_surface
 
-__all__ = ["LEVEL_METRIC", "LevelChoice", "choose_level", "level_scores"]
+__all__ = ["LEVEL_METRIC", "LevelChoice", "choose_level", "level_scores", "validation_items"]
 
 LEVEL_METRIC = "fscore@0.05"  # the headline 3D metric: the level is chosen on it
 

@@ -380,8 +380,7 @@ def evaluate_stage(cfg: ExperimentConfig, *, progress: bool = True, track: bool 
     with run.open(consumed=[m.run_id for m in models]):
         levels = choose_surface_levels(cfg, models, nets, val_items, device, run)
         for entry, model in zip(result.models, models):
-            entry["surface_level"] = (cfg.evaluate.peak_fraction if model.peak_fraction is None
-                                      else model.peak_fraction)
+            entry["surface_level"] = model.surface_level(cfg)
             if model.label in levels:
                 entry["surface_level_choice"] = levels[model.label].as_dict()
         if levels:

@@ -62,6 +62,10 @@ class EvalModel:
     specialist_renders: frozenset[str] = frozenset()
     peak_fraction: float | None = None  # its surface level; None: evaluate.peak_fraction
 
+    def surface_level(self, cfg: ExperimentConfig) -> float:
+        """The peak fraction its meshes are cut at: its own, else ``evaluate.peak_fraction``."""
+        return cfg.evaluate.peak_fraction if self.peak_fraction is None else self.peak_fraction
+
     def applies_to(self, item: EvalItem) -> bool:
         """Self-trained models are evaluated on their own category only."""
         return self.stage != "selftrain" or item.category == self.category

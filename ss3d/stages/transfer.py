@@ -258,8 +258,7 @@ def transfer_stage(cfg: ExperimentConfig, *, models_per_category: int | None = N
                           "transfer_bars": _bars_figure(result.summary)}
         payload = {"experiment": cfg.name, "render_appearance": render_look,
                    "looks": list(LOOKS), "models": [m.label for m in models],
-                   "surface_levels": {m.label: (cfg.evaluate.peak_fraction if m.peak_fraction
-                                                is None else m.peak_fraction) for m in models},
+                   "surface_levels": {m.label: m.surface_level(cfg) for m in models},
                    "summary": result.summary, "differences": result.differences,
                    "rows": result.rows}
         (out / "transfer.json").write_text(json.dumps(payload, indent=1, default=float))
